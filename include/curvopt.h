@@ -1,0 +1,379 @@
+/*
+ * curvopt.h — the one public header of libcurvopt.
+ *
+ * Curvature-aware optimizers (DA-RMSprop, the OGR family, LAMA-Adam, Quasi-Adam,
+ * TSO-ALRA) and torch.optim-exact baselines, with the small training stack they need.
+ *
+ * Conventions: every public symbol starts with co_. Whoever calls a _new calls the
+ * matching _free. Fallible functions return co_status and, when given a non-NULL
+ * co_error, leave a one-line message there; nothing is printed from inside the library.
+ * There is no hidden global state: a run is a pure function of its seeds.
+ */
+#ifndef CURVOPT_H
+#define CURVOPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CO_VERSION_MAJOR 0
+#define CO_VERSION_MINOR 1
+
+/* ------------------------------------------------------------------ errors */
+
+typedef enum co_status {
+    CO_OK = 0,
+    CO_EINVAL = 1,   /* bad argument, unknown name, value out of range */
+    CO_EIO = 2,      /* file could not be opened, read or written */
+    CO_EFORMAT = 3,  /* file contents malformed, truncated or corrupted */
+    CO_ENOMEM = 4,
+    CO_ENUMERIC = 5, /* NaN/Inf detected */
+    CO_ENOTFOUND = 6 /* a dataset or file that is not installed */
+} co_status;
+
+typedef struct co_error {
+    co_status code;
+    char msg[512];
+} co_error;
+
+/* Records a formatted message in e (if non-NULL) and returns code. */
+co_status co_error_set(co_error *e, co_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+const char *co_status_name(co_status s);
+
+/* ------------------------------------------------------------------ random numbers */
+
+/* xoshiro256** seeded through splitmix64 from (seed, stream): every consumer of
+ * randomness (init, data order, dropout, probes, stochastic updates) owns a stream, so
+ * adding draws to one never shifts another. The state is plain data: copy it to save it. */
+typedef struct co_rng {
+    uint64_t s[4];
+} co_rng;
+
+enum co_stream {
+    CO_STREAM_INIT = 1,    /* weight initialisation */
+    CO_STREAM_DATA = 2,    /* synthetic data generation */
+    CO_STREAM_SPLIT = 3,   /* train/test/validation split */
+    CO_STREAM_SHUFFLE = 4, /* minibatch order */
+    CO_STREAM_DROPOUT = 5,
+    CO_STREAM_OPTIM = 6    /* optimizer randomness: probes, stochastic updates */
+};
+
+void co_rng_seed(co_rng *r, uint64_t seed, uint64_t stream);
+uint64_t co_rng_u64(co_rng *r);
+double co_rng_uniform(co_rng *r);          /* [0, 1), 53 random bits */
+double co_rng_normal(co_rng *r);           /* standard normal (Box-Muller, one draw per call) */
+uint64_t co_rng_below(co_rng *r, uint64_t n); /* uniform integer in [0, n), unbiased */
+void co_rng_shuffle(co_rng *r, int *idx, int n); /* Fisher-Yates */
+
+/* ------------------------------------------------------------------ parameter groups */
+
+/* A group is one layer's tensors. Per-layer methods (DA-RMSprop, LAMA-Adam, TSO-ALRA)
+ * work group by group; the kind and matrix shape tell them how to view tensor 0. */
+typedef enum co_group_kind {
+    CO_GROUP_DENSE = 0,  /* any tensors, no structure assumed */
+    CO_GROUP_LINEAR = 1, /* tensor 0: weight rows(out) x cols(in); tensor 1 (optional): bias[rows] */
+    CO_GROUP_CONV2D = 2  /* tensor 0: weight rows(out) x cols(in*kh*kw); tensor 1 (optional): bias */
+} co_group_kind;
+
+#define CO_GROUP_MAX_TENSORS 4
+
+typedef struct co_group {
+    const char *name; /* copied by co_optim_new */
+    co_group_kind kind;
+    int ntensors;
+    float *param[CO_GROUP_MAX_TENSORS]; /* borrowed: the caller owns the buffers */
+    float *grad[CO_GROUP_MAX_TENSORS];
+    size_t size[CO_GROUP_MAX_TENSORS];
+    int rows, cols; /* matrix view of tensor 0 for LINEAR/CONV2D */
+} co_group;
+
+/* What a layer saw in its last forward/backward, for K-FAC (TSO-ALRA).
+ * a: n x a_dim input activations (or im2col patches); g: n x g_dim gradients of the loss
+ * with respect to the layer's outputs (pre-activations), as back-propagated from the
+ * batch-mean loss. For a conv layer n = batch * output positions. */
+typedef struct co_capture {
+    const float *a;
+    const float *g;
+    int n;          /* rows of a and g */
+    int a_dim, g_dim;
+    int batch;      /* samples behind those rows */
+} co_capture;
+
+/* A closure lets an optimizer evaluate loss and gradients again at the current
+ * parameters on the same minibatch (LAMA-Adam's finite-difference Hessian-vector
+ * products). eval overwrites the registered grad buffers and returns the loss (NaN on
+ * failure). capture (may be NULL) reports a group's captured activations/out-gradients
+ * of the last evaluation and returns 0 if the group has none. */
+typedef struct co_closure {
+    void *ctx;
+    double (*eval)(void *ctx);
+    int (*capture)(void *ctx, int group, co_capture *out);
+} co_closure;
+
+/* ------------------------------------------------------------------ optimizers */
+
+enum co_hparam_flags {
+    CO_HP_INT = 1,       /* value must be an integer */
+    CO_HP_BOOL = 2,      /* 0 or 1 */
+    CO_HP_MIN_OPEN = 4,  /* value > min rather than >= min */
+    CO_HP_MAX_OPEN = 8,  /* value < max rather than <= max */
+    CO_HP_GLOBAL = 16    /* one value for the optimizer, not per group */
+};
+
+typedef struct co_hparam {
+    const char *name;
+    double def;
+    double min, max;
+    int flags;
+    const char *doc; /* one line */
+} co_hparam;
+
+/* What an optimizer needs from the caller at each step. */
+enum co_optim_needs {
+    CO_NEEDS_CLOSURE = 1, /* step() must get a closure with eval */
+    CO_NEEDS_CAPTURE = 2, /* the model must capture activations/out-gradients */
+    CO_NEEDS_EPOCH = 4    /* co_optim_epoch_end() drives a schedule or a switch */
+};
+
+typedef struct co_optim_ops co_optim_ops;
+
+typedef struct co_optim_info {
+    const char *name;    /* as used on the command line: "adam", "da-rmsprop", ... */
+    const char *summary; /* one line */
+    const char *source;  /* the paper or the reference semantics */
+    int nhparams;
+    const co_hparam *hparams; /* hparams[0] is always "lr" */
+    const co_optim_ops *ops;
+} co_optim_info;
+
+typedef struct co_optim co_optim;
+
+int co_optim_count(void);
+const co_optim_info *co_optim_info_at(int i);
+const co_optim_info *co_optim_find(const char *name);
+const co_hparam *co_optim_find_hparam(const co_optim_info *info, const char *name, int *index);
+
+/* Creates an optimizer over ngroups groups (copied; the tensors stay the caller's).
+ * hparams: NULL or "name=value,name=value" applied to every group, validated against
+ * each hyperparameter's range. seed feeds the optimizer's own random stream. */
+co_optim *co_optim_new(const char *name, const co_group *groups, int ngroups,
+                       const char *hparams, uint64_t seed, co_error *err);
+void co_optim_free(co_optim *opt);
+
+/* group < 0 sets every group. Values are range-checked. */
+co_status co_optim_set(co_optim *opt, int group, const char *hparam, double value,
+                       co_error *err);
+co_status co_optim_set_list(co_optim *opt, int group, const char *list, co_error *err);
+double co_optim_get(const co_optim *opt, int group, const char *hparam);
+const co_optim_info *co_optim_info_of(const co_optim *opt);
+int co_optim_needs(const co_optim *opt);
+uint64_t co_optim_steps(const co_optim *opt);
+
+/* Multiplies every group's lr (a schedule's output); 1 by default. Saved with the state. */
+void co_optim_set_lr_scale(co_optim *opt, double scale);
+double co_optim_lr_scale(const co_optim *opt);
+
+/* One update from the gradients in the registered grad buffers. Global-norm clipping
+ * (hyperparameter clip_norm where the optimizer lists it... see co_optim_set_clip) is
+ * applied first. closure may be NULL unless co_optim_needs() says CO_NEEDS_CLOSURE. */
+co_status co_optim_step(co_optim *opt, const co_closure *closure, co_error *err);
+
+/* Global-norm clipping applied at the start of every step: 0 disables it (default).
+ * Same rule as torch.nn.utils.clip_grad_norm_: scale = max_norm / (norm + 1e-6) if < 1. */
+void co_optim_set_clip(co_optim *opt, double max_norm);
+
+/* Called by the training loop at the end of each epoch with the validation loss (NaN if
+ * none); methods with CO_NEEDS_EPOCH use it (TSO-ALRA's switch to SGD). */
+co_status co_optim_epoch_end(co_optim *opt, int epoch, double val_loss, co_error *err);
+
+/* Complete state (every moment, pair, factor, RNG stream, step count, lr scale) in a
+ * self-describing binary section: name, hyperparameters, then named blobs. */
+co_status co_optim_state_write(const co_optim *opt, FILE *f, co_error *err);
+co_status co_optim_state_read(co_optim *opt, FILE *f, co_error *err);
+/* The same as whole files, written atomically (temporary file, fsync, rename) with a
+ * format version and a CRC-32; a truncated or corrupted file is refused. */
+co_status co_optim_save(const co_optim *opt, const char *path, co_error *err);
+co_status co_optim_load(co_optim *opt, const char *path, co_error *err);
+
+/* Global L2 norm of every gradient (double accumulation). */
+double co_groups_grad_norm(const co_group *groups, int ngroups);
+
+/* ------------------------------------------------------------------ models */
+
+typedef enum co_act {
+    CO_ACT_NONE = 0,
+    CO_ACT_RELU,
+    CO_ACT_SIGMOID,
+    CO_ACT_TANH
+} co_act;
+
+typedef enum co_loss_kind {
+    CO_LOSS_BCE_LOGITS = 0, /* sigmoid + binary cross-entropy on logits (stable form) */
+    CO_LOSS_BCE,            /* binary cross-entropy on probabilities (torch.nn.BCELoss) */
+    CO_LOSS_CROSS_ENTROPY,  /* softmax + cross-entropy; targets are class indices */
+    CO_LOSS_MSE
+} co_loss_kind;
+
+typedef struct co_model co_model;
+
+/* "mlp:2-64-1": Linear layers with hidden activation `hidden` between them and `output`
+ * after the last one (CO_ACT_NONE for logits). */
+co_model *co_model_new_mlp(const char *spec, co_act hidden, co_act output, co_error *err);
+void co_model_free(co_model *m);
+/* PyTorch's default initialisation in distribution: weights kaiming-uniform(a=sqrt 5),
+ * i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
+void co_model_init(co_model *m, uint64_t seed);
+int co_model_in_size(const co_model *m);
+int co_model_out_size(const co_model *m);
+size_t co_model_param_count(const co_model *m);
+int co_model_ngroups(const co_model *m);
+/* Fills groups[0..ngroups) with the model's layers' tensors (borrowed pointers). */
+void co_model_groups(co_model *m, co_group *groups);
+/* Asks layers to keep activations/out-gradients for K-FAC (no copy for Linear). */
+void co_model_set_capture(co_model *m, int on);
+int co_model_capture(const co_model *m, int group, co_capture *out);
+/* Forward of a batch of samples (row-major batch x in_size); returns the output rows,
+ * owned by the model and valid until the next forward. train: dropout etc. active. */
+const float *co_model_forward(co_model *m, const float *x, int batch, int train,
+                              co_error *err);
+/* Backward from d(loss)/d(output); writes (does not accumulate) every parameter gradient. */
+void co_model_backward(co_model *m, const float *dout);
+/* Copies all parameters to/from a flat buffer of co_model_param_count floats. */
+void co_model_get_params(const co_model *m, float *flat);
+void co_model_set_params(co_model *m, const float *flat);
+/* Writes a description such as "Linear(2->64) ReLU Linear(64->1)" into buf. */
+void co_model_describe(const co_model *m, char *buf, size_t len);
+
+/* Mean loss over the batch; writes d(mean loss)/d(output) to dout when non-NULL.
+ * y holds batch x out values (BCE/MSE) or batch class indices (cross-entropy). */
+double co_loss(co_loss_kind kind, const float *out, const float *y, int batch, int dim,
+               float *dout);
+/* Number of correct predictions (threshold 0.5 on probabilities / 0 on logits,
+ * argmax for cross-entropy). */
+int co_correct(co_loss_kind kind, const float *out, const float *y, int batch, int dim);
+
+/* ------------------------------------------------------------------ data */
+
+typedef struct co_dataset {
+    int n;      /* samples */
+    int x_dim;  /* features per sample (C*H*W for images) */
+    int y_dim;  /* targets per sample (1 for labels) */
+    int nclasses; /* 0 for regression */
+    int c, h, w;  /* image shape, or 1,1,x_dim */
+    float *x;   /* n x x_dim, owned */
+    float *y;   /* n x y_dim, owned */
+} co_dataset;
+
+co_dataset *co_dataset_new(int n, int x_dim, int y_dim, co_error *err);
+void co_dataset_free(co_dataset *d);
+/* scikit-learn's make_moons construction: two half circles (n/2 outer, rest inner),
+ * shuffled, then Gaussian noise of std `noise`; labels 0 (outer) / 1 (inner). */
+co_dataset *co_make_moons(int n, double noise, uint64_t seed, co_error *err);
+/* Shuffled split (stream CO_STREAM_SPLIT): the test part has round-up(frac*n) samples,
+ * as scikit-learn's train_test_split. */
+co_status co_dataset_split(const co_dataset *d, double test_frac, uint64_t seed,
+                           co_dataset **train, co_dataset **test, co_error *err);
+co_dataset *co_dataset_subset(const co_dataset *d, const int *idx, int n, co_error *err);
+
+typedef struct co_scaler {
+    int dim;
+    double *mean, *scale; /* scale = population std (ddof 0), 1 where it is 0 */
+} co_scaler;
+co_status co_scaler_fit(co_scaler *s, const co_dataset *d, co_error *err);
+void co_scaler_apply(const co_scaler *s, co_dataset *d);
+void co_scaler_free(co_scaler *s);
+
+/* Minibatch order: a fresh permutation per epoch from CO_STREAM_SHUFFLE; the last batch
+ * may be short (torch DataLoader, drop_last=False). */
+typedef struct co_loader {
+    const co_dataset *data;
+    int batch;
+    int shuffle;
+    int *order;
+    int pos;      /* next sample within the epoch */
+    int epoch;
+    co_rng rng;
+    float *xb, *yb; /* gathered batch, owned */
+} co_loader;
+co_status co_loader_init(co_loader *l, const co_dataset *d, int batch, int shuffle,
+                         uint64_t seed, co_error *err);
+void co_loader_free(co_loader *l);
+void co_loader_start_epoch(co_loader *l);
+/* Gathers the next batch into l->xb/l->yb; returns its size, 0 at the end of the epoch. */
+int co_loader_next(co_loader *l);
+
+/* ------------------------------------------------------------------ schedules */
+
+typedef enum co_sched_kind {
+    CO_SCHED_CONSTANT = 0,
+    CO_SCHED_STEP,   /* multiply by gamma at each listed epoch */
+    CO_SCHED_COSINE, /* cosine from 1 to min_scale over total epochs */
+    CO_SCHED_INVSQRT /* 1/sqrt(t) per optimizer step (Quasi-Adam's alpha/sqrt(t)) */
+} co_sched_kind;
+
+#define CO_SCHED_MAX_MILESTONES 8
+typedef struct co_schedule {
+    co_sched_kind kind;
+    double gamma;
+    int milestones[CO_SCHED_MAX_MILESTONES];
+    int nmilestones;
+    int total_epochs;
+    double min_scale;
+    int warmup_steps; /* linear warm-up from 1/warmup to 1 over the first steps (0: none) */
+} co_schedule;
+
+/* Parses "constant", "step:81,122:0.1", "cosine[:min]", "invsqrt", each optionally
+ * followed by "+warmup:N". */
+co_status co_schedule_parse(co_schedule *s, const char *text, int total_epochs, co_error *err);
+/* lr multiplier at (epoch starting from 0, global step starting from 0). */
+double co_schedule_scale(const co_schedule *s, int epoch, uint64_t step);
+
+/* ------------------------------------------------------------------ training */
+
+typedef struct co_epoch_stats {
+    int epoch; /* 1-based */
+    double train_loss, test_loss, test_acc, train_acc, val_loss, lr_scale, seconds;
+} co_epoch_stats;
+
+typedef void (*co_epoch_cb)(const co_epoch_stats *s, void *ctx);
+
+typedef struct co_train_config {
+    int epochs;
+    int batch;
+    uint64_t seed;
+    co_loss_kind loss;
+    co_schedule schedule;
+    const char *csv_path;  /* per-epoch CSV, NULL: none */
+    int progress;          /* draw a progress bar (caller checks isatty) */
+    int eval_train_acc;    /* also compute train accuracy each epoch */
+    const co_dataset *val; /* optional validation set (patience rules) */
+    co_epoch_cb on_epoch;
+    void *cb_ctx;
+} co_train_config;
+
+typedef struct co_train_result {
+    int epochs_run;
+    co_epoch_stats *history; /* epochs_run entries, owned: free with co_train_result_free */
+    double final_test_acc, final_test_loss, final_train_loss;
+    int epochs_to_80;        /* first epoch with test accuracy >= 0.8, -1 if never */
+    double seconds;
+} co_train_result;
+
+void co_train_config_default(co_train_config *c);
+co_status co_train(co_model *m, co_optim *opt, const co_dataset *train,
+                   const co_dataset *test, const co_train_config *cfg,
+                   co_train_result *res, co_error *err);
+void co_train_result_free(co_train_result *r);
+/* Mean loss and accuracy over a dataset in eval mode. */
+co_status co_evaluate(co_model *m, const co_dataset *d, co_loss_kind loss, int batch,
+                      double *mean_loss, double *accuracy, co_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CURVOPT_H */

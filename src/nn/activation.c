@@ -1,0 +1,91 @@
+/* Elementwise activations. Sigmoid and tanh use the forward output in backward. */
+#include "layers.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+const char *co_act_name(co_act act)
+{
+    switch (act) {
+    case CO_ACT_NONE: return "none";
+    case CO_ACT_RELU: return "relu";
+    case CO_ACT_SIGMOID: return "sigmoid";
+    case CO_ACT_TANH: return "tanh";
+    }
+    return "?";
+}
+
+void co_act_forward(co_act act, float *y, const float *x, size_t n)
+{
+    switch (act) {
+    case CO_ACT_NONE:
+        for (size_t i = 0; i < n; i++) y[i] = x[i];
+        break;
+    case CO_ACT_RELU:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case CO_ACT_SIGMOID:
+        /* Split by sign so exp never overflows. */
+        for (size_t i = 0; i < n; i++) {
+            if (x[i] >= 0) {
+                y[i] = 1.0f / (1.0f + expf(-x[i]));
+            } else {
+                float e = expf(x[i]);
+                y[i] = e / (1.0f + e);
+            }
+        }
+        break;
+    case CO_ACT_TANH:
+        for (size_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+        break;
+    }
+}
+
+void co_act_backward(co_act act, float *dx, const float *dy, const float *y, size_t n)
+{
+    switch (act) {
+    case CO_ACT_NONE:
+        for (size_t i = 0; i < n; i++) dx[i] = dy[i];
+        break;
+    case CO_ACT_RELU:
+        for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case CO_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+        break;
+    case CO_ACT_TANH:
+        for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+        break;
+    }
+}
+
+static void act_fwd(co_layer *l, const float *x, float *y, int batch, int train)
+{
+    (void)train;
+    co_act_forward(l->act, y, x, (size_t)batch * l->in_size);
+}
+
+static void act_bwd(co_layer *l, const float *x, const float *y, const float *dy, float *dx, int batch)
+{
+    (void)x;
+    if (dx) co_act_backward(l->act, dx, dy, y, (size_t)batch * l->in_size);
+}
+
+static void act_describe(const co_layer *l, char *buf, size_t len)
+{
+    static const char *names[] = {"Identity", "ReLU", "Sigmoid", "Tanh"};
+    snprintf(buf, len, "%s", names[l->act]);
+}
+
+static const co_layer_ops act_ops = {"activation", act_fwd, act_bwd, NULL, act_describe, NULL};
+
+co_layer *co_activation_new(co_act act, int size)
+{
+    co_layer *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    l->ops = &act_ops;
+    l->act = act;
+    l->in_size = l->out_size = size;
+    return l;
+}

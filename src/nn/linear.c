@@ -1,0 +1,95 @@
+/* Fully connected layer on BLAS, with PyTorch's default initialisation. */
+#include "layers.h"
+#include "../core/alloc.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+void co_linear_forward(float *y, const float *x, const float *w, const float *b, int batch, int in, int out)
+{
+    for (int i = 0; i < batch; i++)
+        for (int o = 0; o < out; o++) y[(size_t)i * out + o] = b ? b[o] : 0.0f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
+}
+
+void co_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                        int batch, int in, int out)
+{
+    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, batch, 1.0f, dy, out, x, in, 0.0f, dw, in);
+    if (db) {
+        for (int o = 0; o < out; o++) db[o] = 0.0f;
+        for (int i = 0; i < batch; i++)
+            for (int o = 0; o < out; o++) db[o] += dy[(size_t)i * out + o];
+    }
+}
+
+static void linear_fwd(co_layer *l, const float *x, float *y, int batch, int train)
+{
+    (void)train;
+    co_linear_forward(y, x, l->param[0], l->param[1], batch, l->in_size, l->out_size);
+}
+
+static void linear_bwd(co_layer *l, const float *x, const float *y, const float *dy, float *dx, int batch)
+{
+    (void)y;
+    co_linear_backward(dx, l->grad[0], l->grad[1], dy, x, l->param[0], batch, l->in_size, l->out_size);
+}
+
+/* torch.nn.Linear.reset_parameters: kaiming_uniform_(a=sqrt(5)) gives
+ * bound = gain * sqrt(3 / fan_in) with gain = sqrt(2 / (1 + 5)), i.e. 1/sqrt(fan_in);
+ * the bias bound is 1/sqrt(fan_in) too. */
+static void linear_init(co_layer *l, co_rng *r)
+{
+    double bound = 1.0 / sqrt((double)l->in_size);
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < l->size[k]; i++) l->param[k][i] = (float)((2.0 * co_rng_uniform(r) - 1.0) * bound);
+}
+
+static void linear_describe(const co_layer *l, char *buf, size_t len)
+{
+    snprintf(buf, len, "Linear(%d->%d)", l->in_size, l->out_size);
+}
+
+static void linear_free(co_layer *l)
+{
+    for (int k = 0; k < 2; k++) {
+        free(l->param[k]);
+        free(l->grad[k]);
+    }
+}
+
+static const co_layer_ops linear_ops = {"linear", linear_fwd, linear_bwd, linear_init, linear_describe, linear_free};
+
+co_layer *co_linear_new(int in, int out)
+{
+    co_layer *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    l->ops = &linear_ops;
+    l->in_size = in;
+    l->out_size = out;
+    l->ntensors = 2;
+    l->size[0] = (size_t)in * out;
+    l->size[1] = (size_t)out;
+    l->group_kind = CO_GROUP_LINEAR;
+    l->rows = out;
+    l->cols = in;
+    for (int k = 0; k < 2; k++) {
+        l->param[k] = co_falloc(l->size[k]);
+        l->grad[k] = co_falloc(l->size[k]);
+        if (!l->param[k] || !l->grad[k]) {
+            co_layer_free(l);
+            return NULL;
+        }
+    }
+    return l;
+}
+
+void co_layer_free(co_layer *l)
+{
+    if (!l) return;
+    if (l->ops && l->ops->free) l->ops->free(l);
+    free(l);
+}

@@ -1,0 +1,78 @@
+/* Adagrad with torch.optim.Adagrad 1.13 semantics: g += wd p,
+ * clr = lr / (1 + (t - 1) lr_decay), sum += g^2, p -= clr g / (sqrt(sum) + eps);
+ * sum starts at initial_accumulator_value. */
+#include "optim_impl.h"
+
+#include <math.h>
+
+enum { HP_LR, HP_LR_DECAY, HP_WD, HP_INIT_ACC, HP_EPS, HP_COUNT };
+
+typedef struct {
+    co_slots *sum;
+} adagrad_state;
+
+static co_status adagrad_init(co_optim *o, co_error *err)
+{
+    adagrad_state *s = calloc(1, sizeof *s);
+    if (!s) return co_error_set(err, CO_ENOMEM, "out of memory");
+    o->state = s;
+    s->sum = co_slots_new(o, err);
+    if (!s->sum) return CO_ENOMEM;
+    for (int g = 0; g < o->ngroups; g++)
+        for (int k = 0; k < o->groups[g].ntensors; k++) {
+            float *a = co_slot(s->sum, g, k);
+            float init = (float)co_hp(o, g, HP_INIT_ACC);
+            for (size_t i = 0; i < o->groups[g].size[k]; i++) a[i] = init;
+        }
+    return CO_OK;
+}
+
+static co_status adagrad_step(co_optim *o, const co_closure *c, co_error *err)
+{
+    (void)c;
+    (void)err;
+    adagrad_state *s = o->state;
+    for (int g = 0; g < o->ngroups; g++) {
+        co_group *gr = &o->groups[g];
+        float clr = (float)(co_lr(o, g) / (1.0 + (double)(o->t - 1) * co_hp(o, g, HP_LR_DECAY)));
+        float wd = (float)co_hp(o, g, HP_WD), eps = (float)co_hp(o, g, HP_EPS);
+        for (int k = 0; k < gr->ntensors; k++) {
+            float *restrict p = gr->param[k];
+            const float *restrict gp = gr->grad[k];
+            float *restrict sum = co_slot(s->sum, g, k);
+            size_t n = gr->size[k];
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+            for (size_t i = 0; i < n; i++) {
+                float gi = gp[i] + wd * p[i];
+                float si = sum[i] + gi * gi;
+                sum[i] = si;
+                p[i] -= clr * (gi / (sqrtf(si) + eps));
+            }
+        }
+    }
+    return CO_OK;
+}
+
+static void adagrad_visit(co_optim *o, co_state_visitor *v)
+{
+    adagrad_state *s = o->state;
+    co_slots_visit(s->sum, o, v, "sum");
+}
+
+static void adagrad_free(co_optim *o)
+{
+    adagrad_state *s = o->state;
+    co_slots_free(s->sum);
+    free(s);
+}
+
+static const co_hparam adagrad_hp[HP_COUNT] = {
+    {"lr", 1e-2, 0, 1e3, 0, "learning rate"},
+    {"lr_decay", 0, 0, 1e3, 0, "lr / (1 + (t-1) lr_decay)"},
+    {"weight_decay", 0, 0, 1e3, 0, "L2 penalty added to the gradient"},
+    {"initial_accumulator_value", 0, 0, 1e6, 0, "starting value of the sum of squares"},
+    {"eps", 1e-10, 0, 1, 0, "added to sqrt(sum)"},
+};
+static const co_optim_ops adagrad_ops = {adagrad_init, adagrad_step, adagrad_visit, adagrad_free, NULL, 0};
+const co_optim_info co_info_adagrad = {"adagrad", "Adagrad (torch.optim.Adagrad)", "Duchi et al. 2011; torch.optim 1.13",
+                                       HP_COUNT, adagrad_hp, &adagrad_ops};

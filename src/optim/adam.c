@@ -1,0 +1,121 @@
+/* Adam, AdamW and AMSGrad with torch.optim 1.13's single-tensor semantics:
+ *   Adam:  g += wd * p (L2), m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2,
+ *          denom = sqrt(v) / sqrt(1 - b2^t) + eps, p -= lr / (1 - b1^t) * m / denom
+ *   AdamW: p *= 1 - lr * wd first (decoupled), no L2 term.
+ *   AMSGrad: vmax = max(vmax, v) replaces v in denom.
+ * The three share one fused kernel; they differ only in defaults. */
+#include "optim_impl.h"
+
+#include <math.h>
+
+enum { HP_LR, HP_BETA1, HP_BETA2, HP_EPS, HP_WD, HP_AMSGRAD, HP_COUNT };
+
+typedef struct {
+    co_slots *m, *v, *vmax;
+    int decoupled;
+} adam_state;
+
+static co_status adam_init_common(co_optim *o, int decoupled, co_error *err)
+{
+    adam_state *s = calloc(1, sizeof *s);
+    if (!s) return co_error_set(err, CO_ENOMEM, "out of memory");
+    o->state = s;
+    s->decoupled = decoupled;
+    s->m = co_slots_new(o, err);
+    s->v = co_slots_new(o, err);
+    s->vmax = co_slots_new(o, err);
+    if (!s->m || !s->v || !s->vmax) return err ? err->code : CO_ENOMEM;
+    return CO_OK;
+}
+
+static co_status adam_init(co_optim *o, co_error *err) { return adam_init_common(o, 0, err); }
+static co_status adamw_init(co_optim *o, co_error *err) { return adam_init_common(o, 1, err); }
+
+/* One tensor of the fused update. Scalars are rounded to float as torch's CPU kernels do. */
+static void adam_tensor(float *restrict p, float *restrict g, float *restrict m, float *restrict v,
+                        float *restrict vmax, size_t n, float b1, float b2, float eps, float l2,
+                        float decay, float step_size, float bc2_sqrt, int amsgrad)
+{
+    const float a1 = 1.0f - b1, a2 = 1.0f - b2;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] + l2 * p[i];
+        float pi = p[i] * decay;
+        float mi = b1 * m[i] + a1 * gi;
+        float vi = b2 * v[i] + a2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float vd = vi;
+        if (amsgrad) {
+            vd = vmax[i] > vi ? vmax[i] : vi;
+            vmax[i] = vd;
+        }
+        float denom = sqrtf(vd) / bc2_sqrt + eps;
+        p[i] = pi - step_size * (mi / denom);
+    }
+}
+
+static co_status adam_step(co_optim *o, const co_closure *c, co_error *err)
+{
+    (void)c;
+    (void)err;
+    adam_state *s = o->state;
+    double t = (double)o->t;
+    for (int g = 0; g < o->ngroups; g++) {
+        co_group *gr = &o->groups[g];
+        double lr = co_lr(o, g), b1 = co_hp(o, g, HP_BETA1), b2 = co_hp(o, g, HP_BETA2);
+        double wd = co_hp(o, g, HP_WD);
+        double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
+        float step_size = (float)(lr / bc1);
+        float bc2_sqrt = (float)sqrt(bc2);
+        float l2 = s->decoupled ? 0.0f : (float)wd;
+        float decay = s->decoupled ? (float)(1.0 - lr * wd) : 1.0f;
+        int ams = co_hp(o, g, HP_AMSGRAD) != 0;
+        for (int k = 0; k < gr->ntensors; k++)
+            adam_tensor(gr->param[k], gr->grad[k], co_slot(s->m, g, k), co_slot(s->v, g, k),
+                        co_slot(s->vmax, g, k), gr->size[k], (float)b1, (float)b2,
+                        (float)co_hp(o, g, HP_EPS), l2, decay, step_size, bc2_sqrt, ams);
+    }
+    return CO_OK;
+}
+
+static void adam_visit(co_optim *o, co_state_visitor *v)
+{
+    adam_state *s = o->state;
+    co_slots_visit(s->m, o, v, "exp_avg");
+    co_slots_visit(s->v, o, v, "exp_avg_sq");
+    co_slots_visit(s->vmax, o, v, "max_exp_avg_sq");
+}
+
+static void adam_free(co_optim *o)
+{
+    adam_state *s = o->state;
+    co_slots_free(s->m);
+    co_slots_free(s->v);
+    co_slots_free(s->vmax);
+    free(s);
+}
+
+#define ADAM_HPARAMS(LR, WD, AMS, WDDOC)                                                          \
+    {                                                                                             \
+        {"lr", LR, 0, 1e3, 0, "learning rate"},                                                   \
+        {"beta1", 0.9, 0, 1, CO_HP_MAX_OPEN, "first-moment decay"},                               \
+        {"beta2", 0.999, 0, 1, CO_HP_MAX_OPEN, "second-moment decay"},                            \
+        {"eps", 1e-8, 0, 1, 0, "added to sqrt(v_hat) in the denominator"},                        \
+        {"weight_decay", WD, 0, 1e3, 0, WDDOC},                                                   \
+        {"amsgrad", AMS, 0, 1, CO_HP_BOOL, "use the running maximum of v (AMSGrad)"},             \
+    }
+
+static const co_hparam adam_hp[HP_COUNT] = ADAM_HPARAMS(1e-3, 0, 0, "L2 penalty added to the gradient");
+static const co_hparam adamw_hp[HP_COUNT] = ADAM_HPARAMS(1e-3, 1e-2, 0, "decoupled decay: p *= 1 - lr*wd");
+static const co_hparam amsgrad_hp[HP_COUNT] = ADAM_HPARAMS(1e-3, 0, 1, "L2 penalty added to the gradient");
+
+static const co_optim_ops adam_ops = {adam_init, adam_step, adam_visit, adam_free, NULL, 0};
+static const co_optim_ops adamw_ops = {adamw_init, adam_step, adam_visit, adam_free, NULL, 0};
+
+const co_optim_info co_info_adam = {"adam", "Adam (torch.optim.Adam semantics)", "Kingma & Ba 2015; torch.optim 1.13",
+                                    HP_COUNT, adam_hp, &adam_ops};
+const co_optim_info co_info_adamw = {"adamw", "AdamW, decoupled weight decay (torch.optim.AdamW)",
+                                     "Loshchilov & Hutter 2019; torch.optim 1.13", HP_COUNT, adamw_hp, &adamw_ops};
+const co_optim_info co_info_amsgrad = {"amsgrad", "Adam with amsgrad=True (torch.optim.Adam)",
+                                       "Reddi et al. 2018; torch.optim 1.13", HP_COUNT, amsgrad_hp, &adam_ops};

@@ -1,0 +1,537 @@
+/* The optimizer object: creation by name, hyperparameters with range checks, the step
+ * driver (clipping, step count), per-parameter slots and complete state save/load. */
+#include "optim_impl.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+/* ------------------------------------------------------------ hyperparameters */
+
+const co_hparam *co_optim_find_hparam(const co_optim_info *info, const char *name, int *index)
+{
+    for (int i = 0; i < info->nhparams; i++) {
+        if (strcmp(info->hparams[i].name, name) == 0) {
+            if (index) *index = i;
+            return &info->hparams[i];
+        }
+    }
+    return NULL;
+}
+
+static co_status check_value(const co_optim_info *info, const co_hparam *h, double v, co_error *err)
+{
+    if (!isfinite(v))
+        return co_error_set(err, CO_EINVAL, "%s: hyperparameter %s must be finite, got %g",
+                            info->name, h->name, v);
+    if ((h->flags & (CO_HP_INT | CO_HP_BOOL)) && v != floor(v))
+        return co_error_set(err, CO_EINVAL, "%s: hyperparameter %s must be an integer, got %g",
+                            info->name, h->name, v);
+    if ((h->flags & CO_HP_BOOL) && v != 0 && v != 1)
+        return co_error_set(err, CO_EINVAL, "%s: hyperparameter %s must be 0 or 1, got %g",
+                            info->name, h->name, v);
+    int below = (h->flags & CO_HP_MIN_OPEN) ? !(v > h->min) : !(v >= h->min);
+    int above = (h->flags & CO_HP_MAX_OPEN) ? !(v < h->max) : !(v <= h->max);
+    if (below || above)
+        return co_error_set(err, CO_EINVAL, "%s: hyperparameter %s=%g is out of range %c%g, %g%c",
+                            info->name, h->name, v, (h->flags & CO_HP_MIN_OPEN) ? '(' : '[',
+                            h->min, h->max, (h->flags & CO_HP_MAX_OPEN) ? ')' : ']');
+    return CO_OK;
+}
+
+co_status co_optim_set(co_optim *o, int group, const char *name, double value, co_error *err)
+{
+    int idx;
+    const co_hparam *h = co_optim_find_hparam(o->info, name, &idx);
+    if (!h) return co_error_set(err, CO_EINVAL, "%s has no hyperparameter '%s' (see `curvopt list`)",
+                                o->info->name, name);
+    co_status st = check_value(o->info, h, value, err);
+    if (st) return st;
+    if (group >= o->ngroups)
+        return co_error_set(err, CO_EINVAL, "group %d does not exist (%d groups)", group, o->ngroups);
+    if (group < 0 || (h->flags & CO_HP_GLOBAL)) {
+        for (int g = 0; g < o->ngroups; g++) o->hp[(size_t)g * o->nhp + idx] = value;
+    } else {
+        o->hp[(size_t)group * o->nhp + idx] = value;
+    }
+    return CO_OK;
+}
+
+co_status co_optim_set_list(co_optim *o, int group, const char *list, co_error *err)
+{
+    if (!list) return CO_OK;
+    const char *p = list;
+    while (*p) {
+        while (*p == ',' || isspace((unsigned char)*p)) p++;
+        if (!*p) break;
+        const char *eq = strchr(p, '=');
+        const char *end = strchr(p, ',');
+        if (!end) end = p + strlen(p);
+        if (!eq || eq > end)
+            return co_error_set(err, CO_EINVAL, "hyperparameter '%.*s' has no value (expected name=value)",
+                                (int)(end - p), p);
+        char name[64], val[64];
+        size_t nl = (size_t)(eq - p), vl = (size_t)(end - eq - 1);
+        if (nl == 0 || nl >= sizeof name || vl == 0 || vl >= sizeof val)
+            return co_error_set(err, CO_EINVAL, "malformed hyperparameter '%.*s' (expected name=value)",
+                                (int)(end - p), p);
+        memcpy(name, p, nl);
+        name[nl] = 0;
+        memcpy(val, eq + 1, vl);
+        val[vl] = 0;
+        char *tail;
+        errno = 0;
+        double v = strtod(val, &tail);
+        if (errno || *tail || tail == val)
+            return co_error_set(err, CO_EINVAL, "hyperparameter %s: '%s' is not a number", name, val);
+        co_status st = co_optim_set(o, group, name, v, err);
+        if (st) return st;
+        p = end;
+    }
+    return CO_OK;
+}
+
+double co_optim_get(const co_optim *o, int group, const char *name)
+{
+    int idx;
+    if (!co_optim_find_hparam(o->info, name, &idx)) return NAN;
+    if (group < 0) group = 0;
+    if (group >= o->ngroups) return NAN;
+    return co_hp(o, group, idx);
+}
+
+const co_optim_info *co_optim_info_of(const co_optim *o) { return o->info; }
+int co_optim_needs(const co_optim *o) { return o->info->ops->needs; }
+uint64_t co_optim_steps(const co_optim *o) { return o->t; }
+void co_optim_set_lr_scale(co_optim *o, double s) { o->lr_scale = s; }
+double co_optim_lr_scale(const co_optim *o) { return o->lr_scale; }
+void co_optim_set_clip(co_optim *o, double max_norm) { o->clip_norm = max_norm > 0 ? max_norm : 0; }
+
+/* ------------------------------------------------------------ sizes and slots */
+
+size_t co_group_numel(const co_group *g)
+{
+    size_t n = 0;
+    for (int k = 0; k < g->ntensors; k++) n += g->size[k];
+    return n;
+}
+
+size_t co_optim_numel(const co_optim *o)
+{
+    size_t n = 0;
+    for (int g = 0; g < o->ngroups; g++) n += co_group_numel(&o->groups[g]);
+    return n;
+}
+
+co_slots *co_slots_new(const co_optim *o, co_error *err)
+{
+    size_t nptr = (size_t)o->ngroups * CO_GROUP_MAX_TENSORS;
+    co_slots *s = calloc(1, sizeof *s + nptr * sizeof(float *));
+    if (!s) goto oom;
+    s->ngroups = o->ngroups;
+    /* Each tensor starts on a 64-byte boundary. */
+    size_t total = 0;
+    for (int g = 0; g < o->ngroups; g++)
+        for (int k = 0; k < o->groups[g].ntensors; k++) total += (o->groups[g].size[k] + 15) & ~(size_t)15;
+    s->base = co_falloc(total);
+    if (!s->base) goto oom;
+    size_t off = 0;
+    for (int g = 0; g < o->ngroups; g++)
+        for (int k = 0; k < o->groups[g].ntensors; k++) {
+            s->at[g * CO_GROUP_MAX_TENSORS + k] = s->base + off;
+            off += (o->groups[g].size[k] + 15) & ~(size_t)15;
+        }
+    return s;
+oom:
+    co_slots_free(s);
+    co_error_set(err, CO_ENOMEM, "out of memory for optimizer state");
+    return NULL;
+}
+
+void co_slots_free(co_slots *s)
+{
+    if (!s) return;
+    free(s->base);
+    free(s);
+}
+
+void co_slots_fill(co_slots *s, const co_optim *o, float value)
+{
+    for (int g = 0; g < o->ngroups; g++)
+        for (int k = 0; k < o->groups[g].ntensors; k++) {
+            float *p = co_slot(s, g, k);
+            for (size_t i = 0; i < o->groups[g].size[k]; i++) p[i] = value;
+        }
+}
+
+void co_slots_visit(co_slots *s, const co_optim *o, co_state_visitor *v, const char *name)
+{
+    char key[96];
+    for (int g = 0; g < o->ngroups; g++)
+        for (int k = 0; k < o->groups[g].ntensors; k++) {
+            snprintf(key, sizeof key, "%s/%d/%d", name, g, k);
+            v->blob(v, key, co_slot(s, g, k), o->groups[g].size[k] * sizeof(float));
+        }
+}
+
+/* ------------------------------------------------------------ weight decay helpers */
+
+void co_apply_l2(co_optim *o, int g, double wd)
+{
+    if (wd == 0) return;
+    const co_group *gr = &o->groups[g];
+    float w = (float)wd;
+    for (int k = 0; k < gr->ntensors; k++) {
+        float *restrict gp = gr->grad[k];
+        const float *restrict p = gr->param[k];
+        for (size_t i = 0; i < gr->size[k]; i++) gp[i] += w * p[i];
+    }
+}
+
+void co_apply_decoupled_decay(co_optim *o, int g, double lr, double wd)
+{
+    if (wd == 0) return;
+    const co_group *gr = &o->groups[g];
+    float f = (float)(1.0 - lr * wd);
+    for (int k = 0; k < gr->ntensors; k++) {
+        float *restrict p = gr->param[k];
+        for (size_t i = 0; i < gr->size[k]; i++) p[i] *= f;
+    }
+}
+
+/* ------------------------------------------------------------ create / free / step */
+
+co_optim *co_optim_new(const char *name, const co_group *groups, int ngroups,
+                       const char *hparams, uint64_t seed, co_error *err)
+{
+    const co_optim_info *info = co_optim_find(name);
+    if (!info) {
+        co_error_set(err, CO_EINVAL, "unknown optimizer '%s' (see `curvopt list`)", name ? name : "(null)");
+        return NULL;
+    }
+    if (ngroups <= 0 || !groups) {
+        co_error_set(err, CO_EINVAL, "%s: at least one parameter group is needed", info->name);
+        return NULL;
+    }
+    for (int g = 0; g < ngroups; g++) {
+        const co_group *gr = &groups[g];
+        if (gr->ntensors <= 0 || gr->ntensors > CO_GROUP_MAX_TENSORS) {
+            co_error_set(err, CO_EINVAL, "group %d: %d tensors (expected 1..%d)", g, gr->ntensors,
+                         CO_GROUP_MAX_TENSORS);
+            return NULL;
+        }
+        for (int k = 0; k < gr->ntensors; k++)
+            if (!gr->param[k] || !gr->grad[k] || gr->size[k] == 0) {
+                co_error_set(err, CO_EINVAL, "group %d tensor %d: missing buffer or zero size", g, k);
+                return NULL;
+            }
+        if (gr->kind != CO_GROUP_DENSE &&
+            (gr->rows <= 0 || gr->cols <= 0 || (size_t)gr->rows * (size_t)gr->cols != gr->size[0] ||
+             (gr->ntensors > 1 && gr->size[1] != (size_t)gr->rows))) {
+            co_error_set(err, CO_EINVAL,
+                         "group %d (%s): a layer group needs weight rows x cols = size[0] and bias of rows "
+                         "elements; got %d x %d, sizes %zu/%zu",
+                         g, gr->name ? gr->name : "?", gr->rows, gr->cols, gr->size[0],
+                         gr->ntensors > 1 ? gr->size[1] : 0);
+            return NULL;
+        }
+    }
+    co_optim *o = calloc(1, sizeof *o);
+    if (!o) goto oom;
+    o->info = info;
+    o->ngroups = ngroups;
+    o->nhp = info->nhparams;
+    o->lr_scale = 1.0;
+    o->groups = calloc((size_t)ngroups, sizeof *o->groups);
+    o->hp = calloc((size_t)ngroups * (size_t)o->nhp, sizeof *o->hp);
+    if (!o->groups || !o->hp) goto oom;
+    for (int g = 0; g < ngroups; g++) {
+        o->groups[g] = groups[g];
+        char buf[32];
+        snprintf(buf, sizeof buf, "group%d", g);
+        o->groups[g].name = strdup(groups[g].name ? groups[g].name : buf);
+        if (!o->groups[g].name) goto oom;
+        for (int i = 0; i < o->nhp; i++) o->hp[(size_t)g * o->nhp + i] = info->hparams[i].def;
+    }
+    co_rng_seed(&o->rng, seed, CO_STREAM_OPTIM);
+    if (co_optim_set_list(o, -1, hparams, err) != CO_OK) {
+        co_optim_free(o);
+        return NULL;
+    }
+    if (info->ops->init(o, err) != CO_OK) {
+        co_optim_free(o);
+        return NULL;
+    }
+    return o;
+oom:
+    co_optim_free(o);
+    co_error_set(err, CO_ENOMEM, "out of memory creating optimizer %s", info->name);
+    return NULL;
+}
+
+void co_optim_free(co_optim *o)
+{
+    if (!o) return;
+    if (o->state && o->info->ops->free) o->info->ops->free(o);
+    if (o->groups)
+        for (int g = 0; g < o->ngroups; g++) free((char *)o->groups[g].name);
+    free(o->groups);
+    free(o->hp);
+    free(o);
+}
+
+double co_groups_grad_norm(const co_group *groups, int ngroups)
+{
+    double s = 0;
+    for (int g = 0; g < ngroups; g++)
+        for (int k = 0; k < groups[g].ntensors; k++) {
+            const float *gp = groups[g].grad[k];
+            double part = 0;
+            for (size_t i = 0; i < groups[g].size[k]; i++) part += (double)gp[i] * gp[i];
+            s += part;
+        }
+    return sqrt(s);
+}
+
+co_status co_optim_step(co_optim *o, const co_closure *c, co_error *err)
+{
+    if ((o->info->ops->needs & CO_NEEDS_CLOSURE) && (!c || !c->eval))
+        return co_error_set(err, CO_EINVAL, "%s needs a closure that re-evaluates the gradients", o->info->name);
+    if (o->clip_norm > 0) {
+        double norm = co_groups_grad_norm(o->groups, o->ngroups);
+        double coef = o->clip_norm / (norm + 1e-6);
+        if (coef < 1.0) {
+            float f = (float)coef;
+            for (int g = 0; g < o->ngroups; g++)
+                for (int k = 0; k < o->groups[g].ntensors; k++) {
+                    float *gp = o->groups[g].grad[k];
+                    for (size_t i = 0; i < o->groups[g].size[k]; i++) gp[i] *= f;
+                }
+        }
+    }
+    o->t++;
+    return o->info->ops->step(o, c, err);
+}
+
+co_status co_optim_epoch_end(co_optim *o, int epoch, double val_loss, co_error *err)
+{
+    if (o->info->ops->epoch_end) return o->info->ops->epoch_end(o, epoch, val_loss, err);
+    return CO_OK;
+}
+
+/* ------------------------------------------------------------ state save / load */
+
+#define STATE_MAGIC "CO-OPTIM-STATE\n"
+
+typedef struct {
+    co_state_visitor v;
+    FILE *f;
+    int failed;
+} writer;
+
+static void write_blob(co_state_visitor *vv, const char *name, void *data, size_t bytes)
+{
+    writer *w = (writer *)vv;
+    if (w->failed) return;
+    uint32_t nl = (uint32_t)strlen(name);
+    uint64_t b = bytes;
+    if (fwrite(&nl, 4, 1, w->f) != 1 || fwrite(name, 1, nl, w->f) != nl || fwrite(&b, 8, 1, w->f) != 1 ||
+        (bytes && fwrite(data, 1, bytes, w->f) != bytes))
+        w->failed = 1;
+}
+
+/* Framework state first, then the method's. */
+static void visit_all(co_optim *o, co_state_visitor *v)
+{
+    v->blob(v, "t", &o->t, sizeof o->t);
+    v->blob(v, "lr_scale", &o->lr_scale, sizeof o->lr_scale);
+    v->blob(v, "clip_norm", &o->clip_norm, sizeof o->clip_norm);
+    v->blob(v, "rng", o->rng.s, sizeof o->rng.s);
+    v->blob(v, "hparams", o->hp, (size_t)o->ngroups * o->nhp * sizeof *o->hp);
+    if (o->info->ops->visit) o->info->ops->visit(o, v);
+}
+
+co_status co_optim_state_write(const co_optim *o, FILE *f, co_error *err)
+{
+    uint32_t nl = (uint32_t)strlen(o->info->name);
+    int32_t ng = o->ngroups;
+    if (fwrite(STATE_MAGIC, 1, sizeof STATE_MAGIC - 1, f) != sizeof STATE_MAGIC - 1 || fwrite(&nl, 4, 1, f) != 1 ||
+        fwrite(o->info->name, 1, nl, f) != nl || fwrite(&ng, 4, 1, f) != 1)
+        return co_error_set(err, CO_EIO, "writing optimizer state: %s", strerror(errno));
+    writer w = {{write_blob}, f, 0};
+    /* visit_all only reads through the blob pointers when writing. */
+    visit_all((co_optim *)o, &w.v);
+    if (w.failed) return co_error_set(err, CO_EIO, "writing optimizer state: %s", strerror(errno));
+    uint32_t end = 0xffffffffu;
+    if (fwrite(&end, 4, 1, f) != 1) return co_error_set(err, CO_EIO, "writing optimizer state: %s", strerror(errno));
+    return CO_OK;
+}
+
+typedef struct {
+    co_state_visitor v;
+    FILE *f;
+    int apply; /* 0: only check names and sizes; 1: copy data */
+    co_status st;
+    co_error *err;
+    const char *what;
+} reader;
+
+static void read_blob(co_state_visitor *vv, const char *name, void *data, size_t bytes)
+{
+    reader *r = (reader *)vv;
+    if (r->st) return;
+    long at = ftell(r->f);
+    uint32_t nl;
+    char found[128];
+    uint64_t b;
+    if (fread(&nl, 4, 1, r->f) != 1) goto truncated;
+    if (nl == 0xffffffffu || nl >= sizeof found) {
+        r->st = co_error_set(r->err, CO_EFORMAT, "%s: byte %ld: expected state entry '%s', found %s", r->what, at,
+                             name, nl == 0xffffffffu ? "end of state" : "an over-long name");
+        return;
+    }
+    if (fread(found, 1, nl, r->f) != nl) goto truncated;
+    found[nl] = 0;
+    if (strcmp(found, name) != 0) {
+        r->st = co_error_set(r->err, CO_EFORMAT, "%s: byte %ld: expected state entry '%s', found '%s'", r->what, at,
+                             name, found);
+        return;
+    }
+    if (fread(&b, 8, 1, r->f) != 1) goto truncated;
+    if (b != bytes) {
+        r->st = co_error_set(r->err, CO_EFORMAT, "%s: byte %ld: state entry '%s' has %llu bytes, expected %zu",
+                             r->what, at, name, (unsigned long long)b, bytes);
+        return;
+    }
+    if (r->apply) {
+        if (bytes && fread(data, 1, bytes, r->f) != bytes) goto truncated;
+    } else if (fseek(r->f, (long)bytes, SEEK_CUR) != 0) {
+        goto truncated;
+    }
+    return;
+truncated:
+    r->st = co_error_set(r->err, CO_EFORMAT, "%s: byte %ld: truncated inside state entry '%s'", r->what, at, name);
+}
+
+co_status co_optim_state_read(co_optim *o, FILE *f, co_error *err)
+{
+    const char *what = "optimizer state";
+    long start = ftell(f);
+    char magic[sizeof STATE_MAGIC - 1];
+    if (fread(magic, 1, sizeof magic, f) != sizeof magic || memcmp(magic, STATE_MAGIC, sizeof magic) != 0)
+        return co_error_set(err, CO_EFORMAT, "%s: byte %ld: missing state magic", what, start);
+    uint32_t nl;
+    char name[64];
+    int32_t ng;
+    if (fread(&nl, 4, 1, f) != 1 || nl >= sizeof name || fread(name, 1, nl, f) != nl)
+        return co_error_set(err, CO_EFORMAT, "%s: byte %ld: malformed optimizer name", what, start);
+    name[nl] = 0;
+    if (strcmp(name, o->info->name) != 0)
+        return co_error_set(err, CO_EFORMAT, "%s: saved by optimizer '%s', loading into '%s'", what, name,
+                            o->info->name);
+    if (fread(&ng, 4, 1, f) != 1 || ng != o->ngroups)
+        return co_error_set(err, CO_EFORMAT, "%s: saved with %d groups, this optimizer has %d", what, ng,
+                            o->ngroups);
+    long body = ftell(f);
+    /* Check every entry first so a mismatch never leaves the optimizer half-loaded. */
+    reader r = {{read_blob}, f, 0, CO_OK, err, what};
+    visit_all(o, &r.v);
+    if (r.st) return r.st;
+    uint32_t end;
+    if (fread(&end, 4, 1, f) != 1 || end != 0xffffffffu)
+        return co_error_set(err, CO_EFORMAT, "%s: byte %ld: expected end of state", what, ftell(f) - 4);
+    long after = ftell(f);
+    if (fseek(f, body, SEEK_SET) != 0) return co_error_set(err, CO_EIO, "%s: stream is not seekable", what);
+    r.apply = 1;
+    visit_all(o, &r.v);
+    if (r.st) return r.st;
+    fseek(f, after, SEEK_SET);
+    return CO_OK;
+}
+
+#define FILE_MAGIC "CURVOPT-OPT"
+#define FILE_VERSION 1u
+
+co_status co_optim_save(const co_optim *o, const char *path, co_error *err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    if (!mem) return co_error_set(err, CO_ENOMEM, "out of memory saving optimizer state");
+    uint32_t version = FILE_VERSION;
+    fwrite(FILE_MAGIC, 1, sizeof FILE_MAGIC - 1, mem);
+    fwrite(&version, 4, 1, mem);
+    co_status st = co_optim_state_write(o, mem, err);
+    fclose(mem);
+    if (st) {
+        free(buf);
+        return st;
+    }
+    uint32_t crc = (uint32_t)crc32(0L, (const Bytef *)buf, (uInt)len);
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        free(buf);
+        return co_error_set(err, CO_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    }
+    int ok = write(fd, buf, len) == (ssize_t)len && write(fd, &crc, 4) == 4 && fsync(fd) == 0;
+    ok = (close(fd) == 0) && ok;
+    free(buf);
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return co_error_set(err, CO_EIO, "%s: cannot write: %s", path, strerror(e));
+    }
+    return CO_OK;
+}
+
+co_status co_optim_load(co_optim *o, const char *path, co_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return co_error_set(err, CO_EIO, "%s: cannot open: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    long head = (long)(sizeof FILE_MAGIC - 1) + 4;
+    if (len < head + 4) {
+        fclose(f);
+        return co_error_set(err, CO_EFORMAT, "%s: %ld bytes, too short for an optimizer state file", path, len);
+    }
+    unsigned char *buf = malloc((size_t)len);
+    if (!buf) {
+        fclose(f);
+        return co_error_set(err, CO_ENOMEM, "out of memory loading %s", path);
+    }
+    size_t got = fread(buf, 1, (size_t)len, f);
+    fclose(f);
+    co_status st = CO_OK;
+    uint32_t crc, version;
+    memcpy(&crc, buf + len - 4, 4);
+    memcpy(&version, buf + sizeof FILE_MAGIC - 1, 4);
+    if (got != (size_t)len) {
+        st = co_error_set(err, CO_EIO, "%s: short read", path);
+    } else if (memcmp(buf, FILE_MAGIC, sizeof FILE_MAGIC - 1) != 0) {
+        st = co_error_set(err, CO_EFORMAT, "%s: byte 0: not a curvopt optimizer state (bad magic)", path);
+    } else if (version != FILE_VERSION) {
+        st = co_error_set(err, CO_EFORMAT, "%s: byte %zu: format version %u, expected %u", path,
+                          sizeof FILE_MAGIC - 1, version, FILE_VERSION);
+    } else if ((uint32_t)crc32(0L, buf, (uInt)(len - 4)) != crc) {
+        st = co_error_set(err, CO_EFORMAT, "%s: checksum mismatch (file truncated or corrupted)", path);
+    } else {
+        FILE *mem = fmemopen(buf + head, (size_t)(len - head - 4), "rb");
+        if (!mem) {
+            st = co_error_set(err, CO_ENOMEM, "out of memory loading %s", path);
+        } else {
+            st = co_optim_state_read(o, mem, err);
+            fclose(mem);
+        }
+    }
+    free(buf);
+    return st;
+}

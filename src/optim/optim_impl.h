@@ -1,0 +1,72 @@
+/* The optimizer framework as seen by the methods: the optimizer object, the method
+ * vtable, hyperparameter access, per-parameter state slots and the state visitor that
+ * serves save and load with one enumeration (so the two can never disagree). */
+#ifndef CO_OPTIM_IMPL_H
+#define CO_OPTIM_IMPL_H
+
+#include "curvopt.h"
+#include "../core/alloc.h"
+
+/* Visits every piece of state as a named blob; the same walk writes a checkpoint
+ * (read from data) or loads one (write into data). */
+typedef struct co_state_visitor co_state_visitor;
+struct co_state_visitor {
+    void (*blob)(co_state_visitor *v, const char *name, void *data, size_t bytes);
+};
+
+struct co_optim_ops {
+    /* Allocates method state; hyperparameters are set already (init may validate them). */
+    co_status (*init)(co_optim *o, co_error *err);
+    /* One update; o->t has been incremented and gradients clipped. */
+    co_status (*step)(co_optim *o, const co_closure *c, co_error *err);
+    /* Enumerates method state for save/load. */
+    void (*visit)(co_optim *o, co_state_visitor *v);
+    void (*free)(co_optim *o);
+    /* Optional (CO_NEEDS_EPOCH). */
+    co_status (*epoch_end)(co_optim *o, int epoch, double val_loss, co_error *err);
+    int needs;
+};
+
+struct co_optim {
+    const co_optim_info *info;
+    int ngroups;
+    co_group *groups;
+    int nhp;
+    double *hp; /* ngroups x nhp */
+    double lr_scale;
+    double clip_norm;
+    uint64_t t; /* completed steps; incremented before ops->step */
+    co_rng rng; /* CO_STREAM_OPTIM */
+    void *state; /* owned by the method */
+};
+
+static inline double co_hp(const co_optim *o, int g, int i) { return o->hp[(size_t)g * o->nhp + i]; }
+/* Effective learning rate of group g: hyperparameter 0 times the schedule's scale. */
+static inline double co_lr(const co_optim *o, int g) { return co_hp(o, g, 0) * o->lr_scale; }
+
+/* One float buffer per (group, tensor), shaped like the parameters, zero-initialised. */
+typedef struct co_slots {
+    int ngroups;
+    float *base;
+    float *at[]; /* ngroups * CO_GROUP_MAX_TENSORS, NULL where a group has fewer tensors */
+} co_slots;
+co_slots *co_slots_new(const co_optim *o, co_error *err);
+void co_slots_free(co_slots *s);
+static inline float *co_slot(const co_slots *s, int g, int k)
+{
+    return s->at[g * CO_GROUP_MAX_TENSORS + k];
+}
+void co_slots_fill(co_slots *s, const co_optim *o, float value);
+/* Visits every tensor of the slots as "<name>/<group>/<tensor>". */
+void co_slots_visit(co_slots *s, const co_optim *o, co_state_visitor *v, const char *name);
+
+/* Total number of parameters of group g and of the whole optimizer. */
+size_t co_group_numel(const co_group *g);
+size_t co_optim_numel(const co_optim *o);
+
+/* Generic weight decay for methods that do not fuse it: L2 adds wd * p to the
+ * gradient (torch's `weight_decay`); decoupled scales p by 1 - lr * wd (AdamW). */
+void co_apply_l2(co_optim *o, int g, double wd);
+void co_apply_decoupled_decay(co_optim *o, int g, double lr, double wd);
+
+#endif

@@ -1,0 +1,165 @@
+/* The training loop shared by the CLI and every experiment: minibatches, the closure the
+ * curvature methods re-evaluate, schedules, per-epoch evaluation, logs. */
+#include "curvopt.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    co_model *model;
+    const float *x, *y;
+    int n;
+    co_loss_kind loss;
+    float *dout;
+} batch_ctx;
+
+/* Forward, loss, backward on the current minibatch at the current parameters. */
+static double batch_eval(void *ctx)
+{
+    batch_ctx *c = ctx;
+    const float *out = co_model_forward(c->model, c->x, c->n, 1, NULL);
+    if (!out) return NAN;
+    double l = co_loss(c->loss, out, c->y, c->n, co_model_out_size(c->model), c->dout);
+    co_model_backward(c->model, c->dout);
+    return l;
+}
+
+static int batch_capture(void *ctx, int group, co_capture *out)
+{
+    batch_ctx *c = ctx;
+    return co_model_capture(c->model, group, out);
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void co_train_config_default(co_train_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->epochs = 10;
+    c->batch = 32;
+    c->loss = CO_LOSS_BCE_LOGITS;
+}
+
+void co_train_result_free(co_train_result *r)
+{
+    free(r->history);
+    r->history = NULL;
+}
+
+/* Names the first group whose gradient holds a NaN or Inf, or returns -1. */
+static int nonfinite_group(co_group *groups, int ngroups)
+{
+    for (int g = 0; g < ngroups; g++)
+        for (int k = 0; k < groups[g].ntensors; k++)
+            for (size_t i = 0; i < groups[g].size[k]; i++)
+                if (!isfinite(groups[g].grad[k][i])) return g;
+    return -1;
+}
+
+static void progress(int epoch, int epochs, const co_epoch_stats *s)
+{
+    int width = 30, done = epochs ? epoch * width / epochs : width;
+    fprintf(stderr, "\r[%.*s%*s] %d/%d loss %.4f acc %.4f", done, "##############################", width - done, "",
+            epoch, epochs, s->train_loss, s->test_acc);
+    if (epoch == epochs) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co_dataset *test,
+                   const co_train_config *cfg, co_train_result *res, co_error *err)
+{
+    memset(res, 0, sizeof *res);
+    res->epochs_to_80 = -1;
+    if (cfg->epochs < 0) return co_error_set(err, CO_EINVAL, "epochs %d must be >= 0", cfg->epochs);
+    if (train->x_dim != co_model_in_size(m))
+        return co_error_set(err, CO_EINVAL, "data has %d features, the model expects %d", train->x_dim,
+                            co_model_in_size(m));
+    int ngroups = co_model_ngroups(m);
+    co_group *groups = calloc((size_t)ngroups, sizeof *groups);
+    float *dout = malloc((size_t)cfg->batch * co_model_out_size(m) * sizeof(float));
+    res->history = calloc((size_t)(cfg->epochs ? cfg->epochs : 1), sizeof *res->history);
+    co_loader loader;
+    memset(&loader, 0, sizeof loader);
+    co_status st = CO_OK;
+    FILE *csv = NULL;
+    if (!groups || !dout || !res->history) {
+        st = co_error_set(err, CO_ENOMEM, "out of memory");
+        goto done;
+    }
+    co_model_groups(m, groups);
+    if ((st = co_loader_init(&loader, train, cfg->batch, 1, cfg->seed, err))) goto done;
+    co_model_set_capture(m, (co_optim_needs(opt) & CO_NEEDS_CAPTURE) != 0);
+    if (cfg->csv_path) {
+        csv = fopen(cfg->csv_path, "w");
+        if (!csv) {
+            st = co_error_set(err, CO_EIO, "%s: cannot create", cfg->csv_path);
+            goto done;
+        }
+        fprintf(csv, "epoch,train_loss,test_loss,test_acc,train_acc,val_loss,lr_scale,seconds\n");
+    }
+    batch_ctx bc = {m, NULL, NULL, 0, cfg->loss, dout};
+    co_closure closure = {&bc, batch_eval, batch_capture};
+    double t0 = now_seconds();
+    for (int epoch = 0; epoch < cfg->epochs; epoch++) {
+        double te = now_seconds(), loss_sum = 0;
+        long seen = 0;
+        co_loader_start_epoch(&loader);
+        int b;
+        while ((b = co_loader_next(&loader)) > 0) {
+            bc.x = loader.xb;
+            bc.y = loader.yb;
+            bc.n = b;
+            co_optim_set_lr_scale(opt, co_schedule_scale(&cfg->schedule, epoch, co_optim_steps(opt)));
+            double l = batch_eval(&bc);
+            int bad = isfinite(l) ? nonfinite_group(groups, ngroups) : -2;
+            if (bad != -1) {
+                st = co_error_set(err, CO_ENUMERIC, "%s at epoch %d step %llu%s%s (optimizer %s)",
+                                  bad == -2 ? "non-finite loss" : "non-finite gradient", epoch + 1,
+                                  (unsigned long long)co_optim_steps(opt) + 1, bad >= 0 ? " in layer " : "",
+                                  bad >= 0 ? groups[bad].name : "", co_optim_info_of(opt)->name);
+                goto done;
+            }
+            if ((st = co_optim_step(opt, &closure, err))) goto done;
+            loss_sum += l * b;
+            seen += b;
+        }
+        co_epoch_stats *s = &res->history[epoch];
+        s->epoch = epoch + 1;
+        s->train_loss = seen ? loss_sum / seen : NAN;
+        s->val_loss = NAN;
+        s->train_acc = NAN;
+        if ((st = co_evaluate(m, test, cfg->loss, 256, &s->test_loss, &s->test_acc, err))) goto done;
+        if (cfg->val && (st = co_evaluate(m, cfg->val, cfg->loss, 256, &s->val_loss, NULL, err))) goto done;
+        if (cfg->eval_train_acc && (st = co_evaluate(m, train, cfg->loss, 256, NULL, &s->train_acc, err))) goto done;
+        s->lr_scale = co_optim_lr_scale(opt);
+        s->seconds = now_seconds() - te;
+        if ((st = co_optim_epoch_end(opt, epoch + 1, s->val_loss, err))) goto done;
+        res->epochs_run = epoch + 1;
+        if (res->epochs_to_80 < 0 && s->test_acc >= 0.8) res->epochs_to_80 = epoch + 1;
+        if (csv)
+            fprintf(csv, "%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f\n", s->epoch, s->train_loss, s->test_loss,
+                    s->test_acc, s->train_acc, s->val_loss, s->lr_scale, s->seconds);
+        if (cfg->progress) progress(epoch + 1, cfg->epochs, s);
+        if (cfg->on_epoch) cfg->on_epoch(s, cfg->cb_ctx);
+    }
+    res->seconds = now_seconds() - t0;
+    if (res->epochs_run > 0) {
+        co_epoch_stats *last = &res->history[res->epochs_run - 1];
+        res->final_test_acc = last->test_acc;
+        res->final_test_loss = last->test_loss;
+        res->final_train_loss = last->train_loss;
+    }
+done:
+    if (csv && fclose(csv) != 0 && !st) st = co_error_set(err, CO_EIO, "%s: write failed", cfg->csv_path);
+    co_loader_free(&loader);
+    free(groups);
+    free(dout);
+    return st;
+}
