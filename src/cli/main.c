@@ -1,1 +1,37 @@
-int main(void){return 0;}
+/* curvopt: train, compare, list. Usage errors exit 2 with one line on stderr and write
+ * nothing; runtime failures exit 1. */
+#include "commands.h"
+#include "curvopt.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "curvopt %d.%d — curvature-aware optimizers and the experiments of their papers\n\n"
+            "usage: curvopt COMMAND [options]   (curvopt COMMAND --help for its options)\n\n"
+            "commands:\n"
+            "  compare   train several optimizers on make_moons; table + figure (the default job)\n"
+            "  train     one training run, per-epoch CSV and final JSON\n"
+            "  list      every optimizer with its hyperparameters, defaults and ranges\n",
+            CO_VERSION_MAJOR, CO_VERSION_MINOR);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
+    if (strcmp(cmd, "list") == 0) return cmd_list(argc - 2, argv + 2);
+    if (strcmp(cmd, "compare") == 0) return cmd_compare(argc - 2, argv + 2);
+    fprintf(stderr, "curvopt: unknown command '%s' (compare, train, list; see curvopt --help)\n", cmd);
+    return 2;
+}

@@ -1,0 +1,25 @@
+#include "args.h"
+#include "commands.h"
+#include "curvopt.h"
+
+#include <stdio.h>
+
+int cmd_list(int argc, char **argv)
+{
+    int rc = args_parse("list", "", NULL, 0, argc, argv);
+    if (rc) return rc == 1 ? 0 : rc;
+    for (int i = 0; i < co_optim_count(); i++) {
+        const co_optim_info *o = co_optim_info_at(i);
+        printf("%s — %s\n    source: %s\n", o->name, o->summary, o->source);
+        for (int k = 0; k < o->nhparams; k++) {
+            const co_hparam *h = &o->hparams[k];
+            char range[64];
+            snprintf(range, sizeof range, "%c%g, %g%c", (h->flags & CO_HP_MIN_OPEN) ? '(' : '[', h->min, h->max,
+                     (h->flags & CO_HP_MAX_OPEN) ? ')' : ']');
+            printf("    %-26s default %-10g %-18s %s%s\n", h->name, h->def, range,
+                   (h->flags & CO_HP_BOOL) ? "(0/1) " : (h->flags & CO_HP_INT) ? "(integer) " : "", h->doc);
+        }
+        putchar('\n');
+    }
+    return 0;
+}

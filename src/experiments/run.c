@@ -1,0 +1,205 @@
+#include "run.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void co_run_spec_default(co_run_spec *s)
+{
+    memset(s, 0, sizeof *s);
+    s->data = "moons";
+    s->n = 1000;
+    s->noise = 0.2;
+    s->test_frac = 0.2;
+    s->model = "mlp:2-64-1";
+    s->hidden = CO_ACT_RELU;
+    s->output = CO_ACT_NONE;
+    s->loss = CO_LOSS_BCE_LOGITS;
+    s->opt = "adam";
+    s->lr = -1;
+    s->schedule = "constant";
+    s->epochs = 100;
+    s->batch = 32;
+}
+
+co_status co_parse_act(const char *s, co_act *out, co_error *err)
+{
+    static const char *names[] = {"none", "relu", "sigmoid", "tanh"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = (co_act)i;
+            return CO_OK;
+        }
+    return co_error_set(err, CO_EINVAL, "unknown activation '%s' (none, relu, sigmoid, tanh)", s);
+}
+
+static const char *loss_names[] = {"bce-logits", "bce", "cross-entropy", "mse"};
+
+co_status co_parse_loss(const char *s, co_loss_kind *out, co_error *err)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, loss_names[i]) == 0) {
+            *out = (co_loss_kind)i;
+            return CO_OK;
+        }
+    return co_error_set(err, CO_EINVAL, "unknown loss '%s' (bce-logits, bce, cross-entropy, mse)", s);
+}
+
+const char *co_loss_name(co_loss_kind k) { return (unsigned)k < 4 ? loss_names[k] : "?"; }
+
+static co_status build_data(const co_run_spec *s, co_run *run, co_error *err)
+{
+    if (strcmp(s->data, "moons") != 0)
+        return co_error_set(err, CO_EINVAL, "unknown dataset '%s' (available: moons)", s->data);
+    co_dataset *all = co_make_moons(s->n, s->noise, s->data_seed, err);
+    if (!all) return err->code;
+    co_status st = co_dataset_split(all, s->test_frac, s->data_seed, &run->train, &run->test, err);
+    co_dataset_free(all);
+    if (st) return st;
+    if (s->val_frac > 0) {
+        co_dataset *rest = NULL, *val = NULL;
+        /* The validation part comes out of the training split, never the test set. */
+        st = co_dataset_split(run->train, s->val_frac, s->data_seed + 1, &rest, &val, err);
+        if (st) return st;
+        co_dataset_free(run->train);
+        run->train = rest;
+        run->val = val;
+    }
+    if (s->standardize) {
+        co_scaler sc = {0};
+        if ((st = co_scaler_fit(&sc, run->train, err))) return st;
+        co_scaler_apply(&sc, run->train);
+        co_scaler_apply(&sc, run->test);
+        if (run->val) co_scaler_apply(&sc, run->val);
+        co_scaler_free(&sc);
+    }
+    return CO_OK;
+}
+
+co_status co_run_prepare(const co_run_spec *s, co_run *run, co_error *err)
+{
+    memset(run, 0, sizeof *run);
+    run->spec = *s;
+    co_status st;
+    if (s->epochs < 0 || s->batch <= 0)
+        return co_error_set(err, CO_EINVAL, "epochs %d / batch %d: need epochs >= 0 and batch > 0", s->epochs, s->batch);
+    if (!co_optim_find(s->opt))
+        return co_error_set(err, CO_EINVAL, "unknown optimizer '%s' (see `curvopt list`)", s->opt);
+    if ((st = build_data(s, run, err))) goto fail;
+    run->model = co_model_new_mlp(s->model, s->hidden, s->output, err);
+    if (!run->model) {
+        st = err->code;
+        goto fail;
+    }
+    if (co_model_in_size(run->model) != run->train->x_dim) {
+        st = co_error_set(err, CO_EINVAL, "model %s takes %d inputs, dataset %s has %d features", s->model,
+                          co_model_in_size(run->model), s->data, run->train->x_dim);
+        goto fail;
+    }
+    co_model_init(run->model, s->seed);
+    int ng = co_model_ngroups(run->model);
+    co_group groups[64];
+    if (ng > 64) {
+        st = co_error_set(err, CO_EINVAL, "model has %d parameter groups (max 64)", ng);
+        goto fail;
+    }
+    co_model_groups(run->model, groups);
+    run->opt = co_optim_new(s->opt, groups, ng, s->hparams, s->seed, err);
+    if (!run->opt) {
+        st = err->code;
+        goto fail;
+    }
+    if (s->lr >= 0 && (st = co_optim_set(run->opt, -1, "lr", s->lr, err))) goto fail;
+    co_optim_set_clip(run->opt, s->clip);
+    co_train_config_default(&run->cfg);
+    run->cfg.epochs = s->epochs;
+    run->cfg.batch = s->batch;
+    run->cfg.seed = s->seed;
+    run->cfg.loss = s->loss;
+    run->cfg.val = run->val;
+    if ((st = co_schedule_parse(&run->cfg.schedule, s->schedule, s->epochs, err))) goto fail;
+    return CO_OK;
+fail:
+    co_run_free(run);
+    return st;
+}
+
+void co_run_free(co_run *run)
+{
+    co_optim_free(run->opt);
+    co_model_free(run->model);
+    co_dataset_free(run->train);
+    co_dataset_free(run->test);
+    co_dataset_free(run->val);
+    memset(run, 0, sizeof *run);
+}
+
+static void json_number(FILE *f, double v)
+{
+    if (v != v) fputs("null", f);
+    else fprintf(f, "%.9g", v);
+}
+
+static co_status write_json(const co_run *run, const co_train_result *res, const char *path, co_error *err)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return co_error_set(err, CO_EIO, "%s: cannot create: %s", path, strerror(errno));
+    const co_run_spec *s = &run->spec;
+    const co_optim_info *info = co_optim_info_of(run->opt);
+    char desc[512];
+    co_model_describe(run->model, desc, sizeof desc);
+    fprintf(f, "{\n  \"optimizer\": \"%s\",\n  \"hparams\": {", info->name);
+    for (int i = 0; i < info->nhparams; i++) {
+        fprintf(f, "%s\"%s\": ", i ? ", " : "", info->hparams[i].name);
+        json_number(f, co_optim_get(run->opt, 0, info->hparams[i].name));
+    }
+    fprintf(f, "},\n  \"clip_norm\": %g,\n  \"schedule\": \"%s\",\n", s->clip, s->schedule);
+    fprintf(f, "  \"data\": {\"name\": \"%s\", \"n\": %d, \"noise\": %g, \"test_frac\": %g, \"val_frac\": %g, "
+               "\"standardize\": %d, \"seed\": %llu, \"train\": %d, \"test\": %d},\n",
+            s->data, s->n, s->noise, s->test_frac, s->val_frac, s->standardize, (unsigned long long)s->data_seed,
+            run->train->n, run->test->n);
+    fprintf(f, "  \"model\": {\"spec\": \"%s\", \"layers\": \"%s\", \"params\": %zu, \"loss\": \"%s\"},\n", s->model,
+            desc, co_model_param_count(run->model), co_loss_name(s->loss));
+    fprintf(f, "  \"epochs\": %d, \"batch\": %d, \"seed\": %llu, \"steps\": %llu,\n", s->epochs, s->batch,
+            (unsigned long long)s->seed, (unsigned long long)co_optim_steps(run->opt));
+    fprintf(f, "  \"final_test_acc\": ");
+    json_number(f, res->final_test_acc);
+    fprintf(f, ", \"final_test_loss\": ");
+    json_number(f, res->final_test_loss);
+    fprintf(f, ", \"final_train_loss\": ");
+    json_number(f, res->final_train_loss);
+    fprintf(f, ",\n  \"epochs_to_80\": %d, \"seconds\": %.6f,\n  \"history\": [", res->epochs_to_80, res->seconds);
+    for (int e = 0; e < res->epochs_run; e++) {
+        const co_epoch_stats *h = &res->history[e];
+        fprintf(f, "%s\n    {\"epoch\": %d, \"train_loss\": ", e ? "," : "", h->epoch);
+        json_number(f, h->train_loss);
+        fprintf(f, ", \"test_loss\": ");
+        json_number(f, h->test_loss);
+        fprintf(f, ", \"test_acc\": ");
+        json_number(f, h->test_acc);
+        fprintf(f, ", \"val_loss\": ");
+        json_number(f, h->val_loss);
+        fprintf(f, "}");
+    }
+    fprintf(f, "\n  ]\n}\n");
+    if (fclose(f) != 0) return co_error_set(err, CO_EIO, "%s: write failed", path);
+    return CO_OK;
+}
+
+co_status co_run_execute(co_run *run, const char *out_dir, int progress, co_train_result *res, co_error *err)
+{
+    char csv[4096], json[4096];
+    if (out_dir) {
+        if (mkdir(out_dir, 0755) != 0 && errno != EEXIST)
+            return co_error_set(err, CO_EIO, "%s: cannot create directory: %s", out_dir, strerror(errno));
+        snprintf(csv, sizeof csv, "%s/epochs.csv", out_dir);
+        snprintf(json, sizeof json, "%s/result.json", out_dir);
+        run->cfg.csv_path = csv;
+    }
+    run->cfg.progress = progress;
+    co_status st = co_train(run->model, run->opt, run->train, run->test, &run->cfg, res, err);
+    run->cfg.csv_path = NULL;
+    if (st || !out_dir) return st;
+    return write_json(run, res, json, err);
+}
