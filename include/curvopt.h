@@ -191,6 +191,11 @@ void co_optim_set_clip(co_optim *opt, double max_norm);
  * none); methods with CO_NEEDS_EPOCH use it (TSO-ALRA's switch to SGD). */
 co_status co_optim_epoch_end(co_optim *opt, int epoch, double val_loss, co_error *err);
 
+/* Named per-group diagnostics a method exposes (LAMA-Adam: "layer_trace" = tr(H_l)/N_l,
+ * "alpha"): writes up to max values, returns how many, or -1 if the method has none of
+ * that name. */
+int co_optim_diagnostic(const co_optim *opt, const char *name, double *out, int max);
+
 /* Complete state (every moment, pair, factor, RNG stream, step count, lr scale) in a
  * self-describing binary section: name, hyperparameters, then named blobs. */
 co_status co_optim_state_write(const co_optim *opt, FILE *f, co_error *err);

@@ -6,6 +6,7 @@
 int cmd_train(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_reproduce(int argc, char **argv);
 
 /* Whether DIR can be used as an output folder: absent, or an existing directory. */
 int cli_check_out_dir(const char *cmd, const char *dir);

@@ -13,6 +13,7 @@ static void usage(FILE *f)
             "usage: curvopt COMMAND [options]   (curvopt COMMAND --help for its options)\n\n"
             "commands:\n"
             "  compare   train several optimizers on make_moons; table + figure (the default job)\n"
+            "  reproduce rerun a paper's experiment: report.md, results.json, CSVs, figures\n"
             "  train     one training run, per-epoch CSV and final JSON\n"
             "  list      every optimizer with its hyperparameters, defaults and ranges\n",
             CO_VERSION_MAJOR, CO_VERSION_MINOR);
@@ -32,6 +33,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
     if (strcmp(cmd, "list") == 0) return cmd_list(argc - 2, argv + 2);
     if (strcmp(cmd, "compare") == 0) return cmd_compare(argc - 2, argv + 2);
-    fprintf(stderr, "curvopt: unknown command '%s' (compare, train, list; see curvopt --help)\n", cmd);
+    if (strcmp(cmd, "reproduce") == 0) return cmd_reproduce(argc - 2, argv + 2);
+    fprintf(stderr, "curvopt: unknown command '%s' (compare, reproduce, train, list; see curvopt --help)\n", cmd);
     return 2;
 }

@@ -73,6 +73,6 @@ static const co_hparam adagrad_hp[HP_COUNT] = {
     {"initial_accumulator_value", 0, 0, 1e6, 0, "starting value of the sum of squares"},
     {"eps", 1e-10, 0, 1, 0, "added to sqrt(sum)"},
 };
-static const co_optim_ops adagrad_ops = {adagrad_init, adagrad_step, adagrad_visit, adagrad_free, NULL, 0};
+static const co_optim_ops adagrad_ops = {.init = adagrad_init, .step = adagrad_step, .visit = adagrad_visit, .free = adagrad_free};
 const co_optim_info co_info_adagrad = {"adagrad", "Adagrad (torch.optim.Adagrad)", "Duchi et al. 2011; torch.optim 1.13",
                                        HP_COUNT, adagrad_hp, &adagrad_ops};

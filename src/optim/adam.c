@@ -110,8 +110,8 @@ static const co_hparam adam_hp[HP_COUNT] = ADAM_HPARAMS(1e-3, 0, 0, "L2 penalty 
 static const co_hparam adamw_hp[HP_COUNT] = ADAM_HPARAMS(1e-3, 1e-2, 0, "decoupled decay: p *= 1 - lr*wd");
 static const co_hparam amsgrad_hp[HP_COUNT] = ADAM_HPARAMS(1e-3, 0, 1, "L2 penalty added to the gradient");
 
-static const co_optim_ops adam_ops = {adam_init, adam_step, adam_visit, adam_free, NULL, 0};
-static const co_optim_ops adamw_ops = {adamw_init, adam_step, adam_visit, adam_free, NULL, 0};
+static const co_optim_ops adam_ops = {.init = adam_init, .step = adam_step, .visit = adam_visit, .free = adam_free};
+static const co_optim_ops adamw_ops = {.init = adamw_init, .step = adam_step, .visit = adam_visit, .free = adam_free};
 
 const co_optim_info co_info_adam = {"adam", "Adam (torch.optim.Adam semantics)", "Kingma & Ba 2015; torch.optim 1.13",
                                     HP_COUNT, adam_hp, &adam_ops};

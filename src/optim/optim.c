@@ -318,6 +318,12 @@ co_status co_optim_step(co_optim *o, const co_closure *c, co_error *err)
     return o->info->ops->step(o, c, err);
 }
 
+int co_optim_diagnostic(const co_optim *o, const char *name, double *out, int max)
+{
+    if (!o->info->ops->diagnostic) return -1;
+    return o->info->ops->diagnostic(o, name, out, max);
+}
+
 co_status co_optim_epoch_end(co_optim *o, int epoch, double val_loss, co_error *err)
 {
     if (o->info->ops->epoch_end) return o->info->ops->epoch_end(o, epoch, val_loss, err);

@@ -14,6 +14,8 @@ struct co_state_visitor {
     void (*blob)(co_state_visitor *v, const char *name, void *data, size_t bytes);
 };
 
+/* Methods fill it with designated initializers (.init = ..., .step = ...) so optional
+ * members can be added without touching every method. */
 struct co_optim_ops {
     /* Allocates method state; hyperparameters are set already (init may validate them). */
     co_status (*init)(co_optim *o, co_error *err);
@@ -25,6 +27,9 @@ struct co_optim_ops {
     /* Optional (CO_NEEDS_EPOCH). */
     co_status (*epoch_end)(co_optim *o, int epoch, double val_loss, co_error *err);
     int needs;
+    /* Optional: named diagnostics (e.g. LAMA-Adam's "layer_trace"); returns the count
+     * written to out (at most max), or -1 if the name is unknown. */
+    int (*diagnostic)(const co_optim *o, const char *name, double *out, int max);
 };
 
 struct co_optim {

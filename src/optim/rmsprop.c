@@ -106,6 +106,6 @@ static const co_hparam rmsprop_hp[HP_COUNT] = {
     {"momentum", 0, 0, 1, 0, "momentum factor"},
     {"centered", 0, 0, 1, CO_HP_BOOL, "normalise by the variance estimate v - a^2"},
 };
-static const co_optim_ops rmsprop_ops = {rmsprop_init, rmsprop_step, rmsprop_visit, rmsprop_free, NULL, 0};
+static const co_optim_ops rmsprop_ops = {.init = rmsprop_init, .step = rmsprop_step, .visit = rmsprop_visit, .free = rmsprop_free};
 const co_optim_info co_info_rmsprop = {"rmsprop", "RMSprop (torch.optim.RMSprop)", "Tieleman & Hinton 2012; torch.optim 1.13",
                                        HP_COUNT, rmsprop_hp, &rmsprop_ops};

@@ -85,7 +85,7 @@ static const co_hparam sgd_hp[HP_COUNT] = {
     {"weight_decay", 0, 0, 1e3, 0, "L2 penalty added to the gradient"},
     {"nesterov", 0, 0, 1, CO_HP_BOOL, "Nesterov momentum (needs momentum > 0, dampening 0)"},
 };
-static const co_optim_ops sgd_ops = {sgd_init, sgd_step, sgd_visit, sgd_free, NULL, 0};
+static const co_optim_ops sgd_ops = {.init = sgd_init, .step = sgd_step, .visit = sgd_visit, .free = sgd_free};
 const co_optim_info co_info_sgd = {"sgd", "SGD with optional momentum / Nesterov (torch.optim.SGD)",
                                    "Robbins & Monro 1951; Sutskever et al. 2013; torch.optim 1.13", HP_COUNT, sgd_hp,
                                    &sgd_ops};

@@ -16,4 +16,8 @@ typedef struct co_plot_series {
 co_status co_plot_lines(const char *png, const char *title, const char *xlabel, const char *ylabel,
                         const co_plot_series *series, int n, co_error *err);
 
+/* A classifier's probability map (grid: "x y p" rows, blank line between grid rows) with
+ * the 0.5 contour and the labelled points ('x y label' rows) on top. */
+co_status co_plot_boundary(const char *png, const char *title, const char *grid, const char *points, co_error *err);
+
 #endif

@@ -1,0 +1,42 @@
+#include "args.h"
+#include "commands.h"
+#include "experiments/experiments.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int cmd_reproduce(int argc, char **argv)
+{
+    if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+        FILE *f = argc < 1 ? stderr : stdout;
+        fprintf(f, "usage: curvopt reproduce NAME [--out DIR] [--seeds N] [--quick]\n\nexperiments:\n");
+        for (int i = 0; i < co_experiment_count(); i++)
+            fprintf(f, "  %-12s %s\n", co_experiment_at(i)->name, co_experiment_at(i)->summary);
+        return argc < 1 ? 2 : 0;
+    }
+    const co_experiment *e = co_experiment_find(argv[0]);
+    if (!e) return cli_fail("reproduce", "unknown experiment '%s' (see curvopt reproduce --help)", argv[0]);
+    char def_out[256];
+    snprintf(def_out, sizeof def_out, "runs/%s", e->name);
+    const char *out = def_out;
+    co_reproduce_options o = {0, 0, 1};
+    int quiet = 0;
+    arg_spec specs[] = {
+        {"out", ARG_STR, &out, "DIR", "output folder (default runs/NAME)", 1, 0},
+        {"seeds", ARG_INT, &o.seeds, "N", "seeds per optimizer (default: the protocol's)", 1, 64},
+        {"quick", ARG_FLAG, &o.quick, "", "fewer seeds/epochs/grid points: a smoke test, not a reproduction", 1, 0},
+        {"quiet", ARG_FLAG, &quiet, "", "no progress lines", 1, 0},
+    };
+    int rc = args_parse("reproduce", "NAME [--out DIR] [--seeds N] [--quick]", specs, 4, argc - 1, argv + 1);
+    if (rc) return rc == 1 ? 0 : rc;
+    if ((rc = cli_check_out_dir("reproduce", out))) return rc;
+    o.verbose = !quiet;
+    co_error err = {0};
+    if (o.verbose) fprintf(stderr, "reproduce %s -> %s\n", e->name, out);
+    if (e->run(out, &o, &err)) {
+        fprintf(stderr, "curvopt reproduce: %s\n", err.msg);
+        return 1;
+    }
+    printf("%s/report.md\n", out);
+    return 0;
+}

@@ -1,0 +1,27 @@
+/* The papers' experiments, runnable by name (`curvopt reproduce NAME`). */
+#ifndef CO_EXPERIMENTS_H
+#define CO_EXPERIMENTS_H
+
+#include "curvopt.h"
+
+typedef struct co_reproduce_options {
+    int seeds;   /* 0: the protocol's own number */
+    int quick;   /* fewer seeds, epochs and grid points: a smoke test, not a reproduction */
+    int verbose; /* progress lines on stderr */
+} co_reproduce_options;
+
+typedef struct co_experiment {
+    const char *name, *summary;
+    co_status (*run)(const char *dir, const co_reproduce_options *o, co_error *err);
+} co_experiment;
+
+int co_experiment_count(void);
+const co_experiment *co_experiment_at(int i);
+const co_experiment *co_experiment_find(const char *name);
+
+/* One per protocol file. */
+co_status co_reproduce_da_rmsprop(const char *dir, const co_reproduce_options *o, co_error *err);
+co_status co_reproduce_lama_adam(const char *dir, const co_reproduce_options *o, co_error *err);
+co_status co_reproduce_moons_all(const char *dir, const co_reproduce_options *o, co_error *err);
+
+#endif

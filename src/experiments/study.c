@@ -1,0 +1,277 @@
+#include "study.h"
+#include "train/plot.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+double study_mean(const double *x, int n)
+{
+    double s = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    return n ? s / n : NAN;
+}
+
+double study_std(const double *x, int n)
+{
+    if (n < 2) return 0;
+    double m = study_mean(x, n), s = 0;
+    for (int i = 0; i < n; i++) s += (x[i] - m) * (x[i] - m);
+    return sqrt(s / (n - 1));
+}
+
+double study_e80_mean(const study_result *r, int *reached)
+{
+    double s = 0;
+    int k = 0;
+    for (int i = 0; i < r->nseeds; i++)
+        if (r->e80[i] > 0) {
+            s += r->e80[i];
+            k++;
+        }
+    if (reached) *reached = k;
+    return k ? s / k : NAN;
+}
+
+static int make_dir(const char *path)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *c = p + 1; *c; c++)
+        if (*c == '/') {
+            *c = 0;
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) return -1;
+            *c = '/';
+        }
+    return (mkdir(p, 0755) != 0 && errno != EEXIST) ? -1 : 0;
+}
+
+typedef struct {
+    const study *s;
+    co_optim *opt;
+    int entry, seed_index;
+} hook_ctx;
+
+static void on_epoch(const co_epoch_stats *st, void *ctx)
+{
+    hook_ctx *h = ctx;
+    if (h->s->hook) h->s->hook(h->opt, st, h->entry, h->seed_index, h->s->hook_ctx);
+}
+
+/* Mean validation accuracy and loss of one learning rate over the tuning seeds. */
+static co_status tune_point(const study *s, const study_entry *e, double lr, double *acc, double *loss, co_error *err)
+{
+    double a = 0, l = 0;
+    for (int t = 0; t < s->tune_seeds; t++) {
+        co_run_spec spec = s->base;
+        spec.opt = e->opt;
+        spec.hparams = e->hparams;
+        spec.lr = lr;
+        spec.val_frac = s->val_frac;
+        spec.seed = s->seed0 + 1000 + (uint64_t)t;
+        if (s->vary_data_seed) spec.data_seed = spec.seed;
+        co_run run;
+        co_train_result res;
+        co_status st = co_run_prepare(&spec, &run, err);
+        if (st) return st;
+        st = co_run_execute(&run, NULL, 0, &res, err);
+        double va = 0, vl = 0;
+        if (st == CO_OK) st = co_evaluate(run.model, run.val, spec.loss, 256, &vl, &va, err);
+        co_train_result_free(&res);
+        co_run_free(&run);
+        if (st == CO_ENUMERIC) {
+            /* A diverging learning rate loses the comparison; it is not a failure of the study. */
+            va = 0;
+            vl = INFINITY;
+        } else if (st) {
+            return st;
+        }
+        a += va;
+        l += vl;
+    }
+    *acc = a / s->tune_seeds;
+    *loss = l / s->tune_seeds;
+    return CO_OK;
+}
+
+/* The decision boundary of a trained model on a grid around the data, and the test points. */
+static co_status write_boundary(co_run *run, const char *dir, const char *opt, co_error *err)
+{
+    const co_dataset *d = run->test;
+    double lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
+    for (int i = 0; i < d->n; i++)
+        for (int j = 0; j < 2; j++) {
+            lo[j] = fmin(lo[j], d->x[2 * i + j]);
+            hi[j] = fmax(hi[j], d->x[2 * i + j]);
+        }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/boundary_%s_grid.dat", dir, opt);
+    FILE *f = fopen(path, "w");
+    if (!f) return co_error_set(err, CO_EIO, "%s: cannot create", path);
+    enum { G = 160 };
+    float xy[2 * G];
+    for (int r = 0; r < G; r++) {
+        double y = lo[1] - 0.5 + (hi[1] - lo[1] + 1.0) * r / (G - 1);
+        for (int c = 0; c < G; c++) {
+            xy[2 * c] = (float)(lo[0] - 0.5 + (hi[0] - lo[0] + 1.0) * c / (G - 1));
+            xy[2 * c + 1] = (float)y;
+        }
+        const float *out = co_model_forward(run->model, xy, G, 0, err);
+        if (!out) {
+            fclose(f);
+            return err->code;
+        }
+        for (int c = 0; c < G; c++) {
+            double p = run->spec.loss == CO_LOSS_BCE_LOGITS ? 1.0 / (1.0 + exp(-(double)out[c])) : out[c];
+            fprintf(f, "%.5f %.5f %.5f\n", xy[2 * c], y, p);
+        }
+        fputc('\n', f);
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/boundary_%s_points.dat", dir, opt);
+    f = fopen(path, "w");
+    if (!f) return co_error_set(err, CO_EIO, "%s: cannot create", path);
+    fprintf(f, "# x y label\n");
+    for (int i = 0; i < d->n; i++) fprintf(f, "%.5f %.5f %d\n", d->x[2 * i], d->x[2 * i + 1], (int)d->y[i]);
+    fclose(f);
+    return CO_OK;
+}
+
+enum { NCURVES = 4 }; /* train loss, test acc, train acc, test loss */
+
+static co_status write_curves(const char *dir, const char *opt, co_epoch_stats **hist, int nseeds, int epochs,
+                              co_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/curves_%s.csv", dir, opt);
+    FILE *f = fopen(path, "w");
+    if (!f) return co_error_set(err, CO_EIO, "%s: cannot create", path);
+    fprintf(f, "epoch,train_loss,train_loss_lo,train_loss_hi,test_acc,test_acc_lo,test_acc_hi,train_acc,"
+               "train_acc_lo,train_acc_hi,test_loss,test_loss_lo,test_loss_hi\n");
+    double v[STUDY_MAX_SEEDS];
+    for (int e = 0; e < epochs; e++) {
+        fprintf(f, "%d", e + 1);
+        for (int c = 0; c < NCURVES; c++) {
+            for (int k = 0; k < nseeds; k++) {
+                const co_epoch_stats *h = &hist[k][e];
+                v[k] = c == 0 ? h->train_loss : c == 1 ? h->test_acc : c == 2 ? h->train_acc : h->test_loss;
+            }
+            double m = study_mean(v, nseeds), sd = study_std(v, nseeds);
+            fprintf(f, ",%.6g,%.6g,%.6g", m, m - sd, m + sd);
+        }
+        fputc('\n', f);
+    }
+    fclose(f);
+    return CO_OK;
+}
+
+static co_status run_entry(const study *s, int ei, const char *dir, study_result *r, int verbose, co_error *err)
+{
+    const study_entry *e = &s->entries[ei];
+    co_status st;
+    memset(r, 0, sizeof *r);
+    r->lr = e->fixed_lr;
+    if (!(e->fixed_lr > 0)) {
+        int best = -1;
+        for (int g = 0; g < s->ngrid; g++) {
+            if ((st = tune_point(s, e, s->grid[g], &r->grid_val_acc[g], &r->grid_val_loss[g], err))) return st;
+            if (best < 0 || r->grid_val_acc[g] > r->grid_val_acc[best] ||
+                (r->grid_val_acc[g] == r->grid_val_acc[best] && r->grid_val_loss[g] < r->grid_val_loss[best]))
+                best = g;
+        }
+        r->lr = s->grid[best];
+    }
+    co_epoch_stats *hist[STUDY_MAX_SEEDS] = {0};
+    int epochs = s->base.epochs;
+    r->nseeds = s->seeds;
+    for (int k = 0; k < s->seeds; k++) {
+        co_run_spec spec = s->base;
+        spec.opt = e->opt;
+        spec.hparams = e->hparams;
+        spec.lr = r->lr;
+        spec.seed = s->seed0 + (uint64_t)k;
+        if (s->vary_data_seed) spec.data_seed = spec.seed;
+        char rdir[4200];
+        snprintf(rdir, sizeof rdir, "%s/runs/%s/seed%d", dir, e->opt, k);
+        if (make_dir(rdir) != 0) {
+            st = co_error_set(err, CO_EIO, "%s: cannot create: %s", rdir, strerror(errno));
+            goto done;
+        }
+        co_run run;
+        co_train_result res;
+        if ((st = co_run_prepare(&spec, &run, err))) goto done;
+        hook_ctx hc = {s, run.opt, ei, k};
+        run.cfg.eval_train_acc = 1;
+        run.cfg.on_epoch = on_epoch;
+        run.cfg.cb_ctx = &hc;
+        st = co_run_execute(&run, rdir, 0, &res, err);
+        if (st == CO_OK && e->boundary && k == 0) st = write_boundary(&run, dir, e->opt, err);
+        if (st) {
+            snprintf(r->failure, sizeof r->failure, "seed %d: %s", k, err->msg);
+            co_train_result_free(&res);
+            co_run_free(&run);
+            goto done;
+        }
+        r->acc[k] = res.final_test_acc;
+        r->e80[k] = res.epochs_to_80;
+        r->train_loss[k] = res.final_train_loss;
+        r->test_loss[k] = res.final_test_loss;
+        r->loss_at[k] = s->report_epoch > 0 && s->report_epoch <= res.epochs_run
+                            ? res.history[s->report_epoch - 1].train_loss
+                            : NAN;
+        r->seconds += res.seconds;
+        hist[k] = res.history; /* kept for the curves */
+        co_run_free(&run);
+    }
+    st = write_curves(dir, e->opt, hist, s->seeds, epochs, err);
+    if (verbose)
+        fprintf(stderr, "  %-12s lr %-8g test acc %.4f ± %.4f  (%.1f s)\n", e->opt, r->lr, study_mean(r->acc, r->nseeds),
+                study_std(r->acc, r->nseeds), r->seconds);
+done:
+    for (int k = 0; k < s->seeds; k++) free(hist[k]);
+    return st;
+}
+
+co_status study_run(const study *s, const char *dir, study_result *results, int verbose, co_error *err)
+{
+    if (s->seeds < 1 || s->seeds > STUDY_MAX_SEEDS)
+        return co_error_set(err, CO_EINVAL, "%d seeds (expected 1..%d)", s->seeds, STUDY_MAX_SEEDS);
+    if (make_dir(dir) != 0) return co_error_set(err, CO_EIO, "%s: cannot create: %s", dir, strerror(errno));
+    for (int i = 0; i < s->nentries; i++) {
+        co_status st = run_entry(s, i, dir, &results[i], verbose, err);
+        /* A method that fails is reported as failed; the others still run. */
+        if (st && !results[i].failure[0]) snprintf(results[i].failure, sizeof results[i].failure, "%s", err->msg);
+        if (st == CO_EIO || st == CO_ENOMEM) return st;
+    }
+    return CO_OK;
+}
+
+co_status study_plot_curves(const study *s, const study_result *r, const char *dir, const char *png, const char *title,
+                            int ycol_mean, const char *ylabel, co_error *err)
+{
+    static char csv[STUDY_MAX_ENTRIES][4200];
+    co_plot_series series[STUDY_MAX_ENTRIES];
+    int n = 0;
+    for (int i = 0; i < s->nentries; i++) {
+        if (r[i].failure[0]) continue;
+        snprintf(csv[n], sizeof csv[n], "%s/curves_%s.csv", dir, s->entries[i].opt);
+        series[n] = (co_plot_series){csv[n], 1, ycol_mean, s->entries[i].opt, ycol_mean + 1, ycol_mean + 2};
+        n++;
+    }
+    if (n == 0) return co_error_set(err, CO_EINVAL, "%s: no finished runs to plot", png);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, png);
+    return co_plot_lines(path, title, "epoch", ylabel, series, n, err);
+}
+
+co_status study_plot_boundary(const char *dir, const char *opt, const char *title, co_error *err)
+{
+    char grid[4200], points[4200], png[4200];
+    snprintf(grid, sizeof grid, "%s/boundary_%s_grid.dat", dir, opt);
+    snprintf(points, sizeof points, "%s/boundary_%s_points.dat", dir, opt);
+    snprintf(png, sizeof png, "%s/boundary_%s.png", dir, opt);
+    return co_plot_boundary(png, title, grid, points, err);
+}

@@ -1,0 +1,66 @@
+/* A study: several optimizers on one protocol, each with its learning rate tuned on a
+ * validation split carved from the training set (or fixed by the paper), then run over
+ * several seeds; per-seed results, per-epoch curves with bands over seeds, tables. */
+#ifndef CO_EXPERIMENTS_STUDY_H
+#define CO_EXPERIMENTS_STUDY_H
+
+#include "run.h"
+
+#define STUDY_MAX_ENTRIES 32
+#define STUDY_MAX_SEEDS 64
+#define STUDY_MAX_GRID 16
+
+typedef struct study_entry {
+    const char *opt;
+    double fixed_lr;     /* > 0: the paper's learning rate, no tuning */
+    const char *hparams; /* NULL: defaults */
+    /* The paper's numbers (NAN where it gives none). */
+    double paper_acc, paper_e80, paper_std;
+    int boundary; /* draw the decision boundary of its first seed */
+} study_entry;
+
+typedef struct study_result {
+    double lr; /* chosen */
+    double grid_val_acc[STUDY_MAX_GRID], grid_val_loss[STUDY_MAX_GRID];
+    int nseeds;
+    double acc[STUDY_MAX_SEEDS], e80[STUDY_MAX_SEEDS], train_loss[STUDY_MAX_SEEDS], test_loss[STUDY_MAX_SEEDS];
+    double loss_at[STUDY_MAX_SEEDS]; /* training loss at the study's report_epoch */
+    double seconds;
+    char failure[600]; /* non-empty when a run failed */
+} study_result;
+
+typedef void (*study_epoch_hook)(co_optim *opt, const co_epoch_stats *s, int entry, int seed_index, void *ctx);
+
+typedef struct study {
+    const char *id, *title;
+    co_run_spec base;
+    int seeds;
+    uint64_t seed0;
+    int vary_data_seed; /* each seed also draws its own data set and split */
+    double val_frac;
+    double grid[STUDY_MAX_GRID];
+    int ngrid;
+    int tune_seeds;
+    int report_epoch; /* 0: none */
+    study_entry entries[STUDY_MAX_ENTRIES];
+    int nentries;
+    study_epoch_hook hook;
+    void *hook_ctx;
+} study;
+
+/* Runs every entry; writes DIR/runs/<opt>/seed<k>/{epochs.csv,result.json},
+ * DIR/curves_<opt>.csv (per-epoch mean and mean±std over seeds) and boundary files. */
+co_status study_run(const study *s, const char *dir, study_result *results, int verbose, co_error *err);
+
+double study_mean(const double *x, int n);
+double study_std(const double *x, int n); /* sample standard deviation (n-1) */
+/* Mean over the seeds that reached 80%, and how many did. */
+double study_e80_mean(const study_result *r, int *reached);
+
+/* Figures from the files study_run wrote. */
+/* Entries whose runs failed are left out. */
+co_status study_plot_curves(const study *s, const study_result *r, const char *dir, const char *png, const char *title,
+                            int ycol_mean, const char *ylabel, co_error *err);
+co_status study_plot_boundary(const char *dir, const char *opt, const char *title, co_error *err);
+
+#endif
