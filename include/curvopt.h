@@ -359,6 +359,17 @@ typedef struct co_train_config {
     const co_dataset *val; /* optional validation set (patience rules) */
     co_epoch_cb on_epoch;
     void *cb_ctx;
+    /* Crash-safe checkpoints (model, complete optimizer state, schedule position, RNG
+     * streams, position in the data order, history so far): written atomically every
+     * checkpoint_every steps (0: at epoch ends only) when checkpoint_path is set. With
+     * resume set and the file present, training continues from it and ends bit-identical
+     * to an uninterrupted run. */
+    const char *checkpoint_path;
+    int checkpoint_every;
+    int resume;
+    /* On a NaN/Inf loss or gradient: 0 stops with the step, layer and optimizer named (the
+     * last checkpoint stays); 1 skips the step (no update) and counts it. */
+    int skip_nonfinite;
 } co_train_config;
 
 typedef struct co_train_result {
@@ -367,7 +378,13 @@ typedef struct co_train_result {
     double final_test_acc, final_test_loss, final_train_loss;
     int epochs_to_80;        /* first epoch with test accuracy >= 0.8, -1 if never */
     double seconds;
+    long skipped_steps;      /* steps skipped for non-finite values (skip_nonfinite) */
+    int resumed_from_epoch;  /* 0 when the run started fresh */
 } co_train_result;
+
+/* Model parameters alone, as a framed file (magic, version, CRC-32), written atomically. */
+co_status co_model_save(const co_model *m, const char *path, co_error *err);
+co_status co_model_load(co_model *m, const char *path, co_error *err);
 
 void co_train_config_default(co_train_config *c);
 co_status co_train(co_model *m, co_optim *opt, const co_dataset *train,

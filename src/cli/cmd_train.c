@@ -1,36 +1,91 @@
 #include "commands.h"
 #include "run_options.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+#define MAX_ARGS 128
+
+/* The command line of a run is kept in DIR/command.txt (one argument per line) so that
+ * `--resume DIR` repeats it exactly. */
+static int save_command(const char *out, int argc, char **argv)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/command.txt", out);
+    FILE *f = fopen(path, "w");
+    if (!f) return cli_fail("train", "cannot create %s: %s", path, strerror(errno)), 1;
+    for (int i = 0; i < argc; i++) fprintf(f, "%s\n", argv[i]);
+    return fclose(f) != 0;
+}
+
+static int load_command(const char *dir, char *store, size_t cap, char **argv, int *argc)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/command.txt", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return cli_fail("train", "--resume %s: no %s (%s)", dir, path, strerror(errno));
+    size_t n = fread(store, 1, cap - 1, f);
+    fclose(f);
+    store[n] = 0;
+    *argc = 0;
+    for (char *line = strtok(store, "\n"); line && *argc < MAX_ARGS; line = strtok(NULL, "\n")) argv[(*argc)++] = line;
+    return 0;
+}
 
 int cmd_train(int argc, char **argv)
 {
+    static char store[65536];
+    char *resumed_argv[MAX_ARGS];
+    int resume = 0;
+    if (argc >= 2 && strcmp(argv[0], "--resume") == 0) {
+        if (argc != 2) return cli_fail("train", "--resume DIR takes no other options (they are read from DIR/command.txt)");
+        if (load_command(argv[1], store, sizeof store, resumed_argv, &argc)) return 2;
+        argv = resumed_argv;
+        resume = 1;
+    }
     run_options o;
     run_options_init(&o);
     const char *out = NULL;
-    arg_spec specs[RUN_OPTION_COUNT + 1];
+    int checkpoint_every = 0, skip_nonfinite = 0;
+    arg_spec specs[RUN_OPTION_COUNT + 3];
     run_options_specs(&o, specs);
-    specs[RUN_OPTION_COUNT] = (arg_spec){"out", ARG_STR, &out, "DIR", "output folder: epochs.csv, result.json, optim.state", 1, 0};
-    int rc = args_parse("train", "--opt NAME --out DIR [options]", specs, RUN_OPTION_COUNT + 1, argc, argv);
+    specs[RUN_OPTION_COUNT] =
+        (arg_spec){"out", ARG_STR, &out, "DIR", "output folder: epochs.csv, result.json, optim.state, model.params", 1, 0};
+    specs[RUN_OPTION_COUNT + 1] = (arg_spec){"checkpoint-every", ARG_INT, &checkpoint_every, "N",
+                                             "also checkpoint every N steps (always at epoch ends); resume with --resume DIR",
+                                             0, 1e9};
+    specs[RUN_OPTION_COUNT + 2] = (arg_spec){"skip-nonfinite", ARG_FLAG, &skip_nonfinite, "",
+                                             "skip (and count) steps with a NaN/Inf loss or gradient instead of stopping", 1, 0};
+    int rc = args_parse("train", "--opt NAME --out DIR [options] | --resume DIR", specs, RUN_OPTION_COUNT + 3, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
-    /* --opt is parsed here so that it is required. */
     if (!o.spec.opt || !out) return cli_fail("train", "--opt and --out are required (see curvopt train --help)");
     if ((rc = run_options_finish("train", &o)) || (rc = cli_check_out_dir("train", out))) return rc;
     co_error err = {0};
     co_run run;
     /* Everything is validated before the output folder is touched. */
     if (co_run_prepare(&o.spec, &run, &err)) return cli_fail("train", "%s", err.msg);
-    if (cli_mkdirs("train", out)) {
+    if (cli_mkdirs("train", out) || (!resume && save_command(out, argc, argv))) {
         co_run_free(&run);
         return 1;
     }
+    char ckpt[4200], path[4200];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.ckpt", out);
+    run.cfg.checkpoint_path = ckpt;
+    run.cfg.checkpoint_every = checkpoint_every;
+    run.cfg.resume = resume;
+    run.cfg.skip_nonfinite = skip_nonfinite;
     co_train_result res;
     co_status st = co_run_execute(&run, out, isatty(2), &res, &err);
     if (st == CO_OK) {
-        char path[4096];
         snprintf(path, sizeof path, "%s/optim.state", out);
         st = co_optim_save(run.opt, path, &err);
+    }
+    if (st == CO_OK) {
+        snprintf(path, sizeof path, "%s/model.params", out);
+        st = co_model_save(run.model, path, &err);
     }
     if (st) {
         fprintf(stderr, "curvopt train: %s\n", err.msg);
@@ -38,8 +93,10 @@ int cmd_train(int argc, char **argv)
         co_run_free(&run);
         return 1;
     }
-    printf("%s: final test accuracy %.4f, test loss %.4f, train loss %.4f, epochs to 80%% %d, %.2f s -> %s\n",
-           o.spec.opt, res.final_test_acc, res.final_test_loss, res.final_train_loss, res.epochs_to_80, res.seconds, out);
+    printf("%s: final test accuracy %.4f, test loss %.4f, train loss %.4f, epochs to 80%% %d, %.2f s%s -> %s\n",
+           o.spec.opt, res.final_test_acc, res.final_test_loss, res.final_train_loss, res.epochs_to_80, res.seconds,
+           res.resumed_from_epoch ? " (resumed)" : "", out);
+    if (res.skipped_steps) printf("skipped %ld steps with non-finite values\n", res.skipped_steps);
     co_train_result_free(&res);
     co_run_free(&run);
     return 0;

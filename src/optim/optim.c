@@ -1,15 +1,13 @@
 /* The optimizer object: creation by name, hyperparameters with range checks, the step
  * driver (clipping, step count), per-parameter slots and complete state save/load. */
 #include "optim_impl.h"
+#include "../core/file.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <zlib.h>
 
 /* ------------------------------------------------------------ hyperparameters */
 
@@ -469,75 +467,27 @@ co_status co_optim_save(const co_optim *o, const char *path, co_error *err)
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
     if (!mem) return co_error_set(err, CO_ENOMEM, "out of memory saving optimizer state");
-    uint32_t version = FILE_VERSION;
-    fwrite(FILE_MAGIC, 1, sizeof FILE_MAGIC - 1, mem);
-    fwrite(&version, 4, 1, mem);
     co_status st = co_optim_state_write(o, mem, err);
     fclose(mem);
-    if (st) {
-        free(buf);
-        return st;
-    }
-    uint32_t crc = (uint32_t)crc32(0L, (const Bytef *)buf, (uInt)len);
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        free(buf);
-        return co_error_set(err, CO_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    }
-    int ok = write(fd, buf, len) == (ssize_t)len && write(fd, &crc, 4) == 4 && fsync(fd) == 0;
-    ok = (close(fd) == 0) && ok;
+    if (st == CO_OK) st = co_file_write_framed(path, FILE_MAGIC, FILE_VERSION, buf, len, err);
     free(buf);
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return co_error_set(err, CO_EIO, "%s: cannot write: %s", path, strerror(e));
-    }
-    return CO_OK;
+    return st;
 }
 
 co_status co_optim_load(co_optim *o, const char *path, co_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return co_error_set(err, CO_EIO, "%s: cannot open: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    long head = (long)(sizeof FILE_MAGIC - 1) + 4;
-    if (len < head + 4) {
-        fclose(f);
-        return co_error_set(err, CO_EFORMAT, "%s: %ld bytes, too short for an optimizer state file", path, len);
-    }
-    unsigned char *buf = malloc((size_t)len);
-    if (!buf) {
-        fclose(f);
+    void *buf;
+    size_t len;
+    co_status st = co_file_read_framed(path, FILE_MAGIC, FILE_VERSION, &buf, &len, err);
+    if (st) return st;
+    FILE *mem = fmemopen(buf, len, "rb");
+    if (!mem) {
+        free(buf);
         return co_error_set(err, CO_ENOMEM, "out of memory loading %s", path);
     }
-    size_t got = fread(buf, 1, (size_t)len, f);
-    fclose(f);
-    co_status st = CO_OK;
-    uint32_t crc, version;
-    memcpy(&crc, buf + len - 4, 4);
-    memcpy(&version, buf + sizeof FILE_MAGIC - 1, 4);
-    if (got != (size_t)len) {
-        st = co_error_set(err, CO_EIO, "%s: short read", path);
-    } else if (memcmp(buf, FILE_MAGIC, sizeof FILE_MAGIC - 1) != 0) {
-        st = co_error_set(err, CO_EFORMAT, "%s: byte 0: not a curvopt optimizer state (bad magic)", path);
-    } else if (version != FILE_VERSION) {
-        st = co_error_set(err, CO_EFORMAT, "%s: byte %zu: format version %u, expected %u", path,
-                          sizeof FILE_MAGIC - 1, version, FILE_VERSION);
-    } else if ((uint32_t)crc32(0L, buf, (uInt)(len - 4)) != crc) {
-        st = co_error_set(err, CO_EFORMAT, "%s: checksum mismatch (file truncated or corrupted)", path);
-    } else {
-        FILE *mem = fmemopen(buf + head, (size_t)(len - head - 4), "rb");
-        if (!mem) {
-            st = co_error_set(err, CO_ENOMEM, "out of memory loading %s", path);
-        } else {
-            st = co_optim_state_read(o, mem, err);
-            fclose(mem);
-        }
-    }
+    st = co_optim_state_read(o, mem, err);
+    if (st == CO_OK && fgetc(mem) != EOF) st = co_error_set(err, CO_EFORMAT, "%s: trailing bytes after the state", path);
+    fclose(mem);
     free(buf);
     return st;
 }

@@ -1,11 +1,12 @@
 /* The training loop shared by the CLI and every experiment: minibatches, the closure the
  * curvature methods re-evaluate, schedules, per-epoch evaluation, logs. */
-#include "curvopt.h"
+#include "checkpoint.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct {
     co_model *model;
@@ -63,6 +64,13 @@ static int nonfinite_group(co_group *groups, int ngroups)
     return -1;
 }
 
+static void write_csv_row(FILE *csv, const co_epoch_stats *s)
+{
+    fprintf(csv, "%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f\n", s->epoch, s->train_loss, s->test_loss, s->test_acc,
+            s->train_acc, s->val_loss, s->lr_scale, s->seconds);
+    fflush(csv);
+}
+
 static void progress(int epoch, int epochs, const co_epoch_stats *s)
 {
     int width = 30, done = epochs ? epoch * width / epochs : width;
@@ -76,7 +84,6 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
                    const co_train_config *cfg, co_train_result *res, co_error *err)
 {
     memset(res, 0, sizeof *res);
-    res->epochs_to_80 = -1;
     if (cfg->epochs < 0) return co_error_set(err, CO_EINVAL, "epochs %d must be >= 0", cfg->epochs);
     if (train->x_dim != co_model_in_size(m))
         return co_error_set(err, CO_EINVAL, "data has %d features, the model expects %d", train->x_dim,
@@ -106,11 +113,26 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
     }
     batch_ctx bc = {m, NULL, NULL, 0, cfg->loss, dout};
     co_closure closure = {&bc, batch_eval, batch_capture};
+    co_train_pos pos = {0, 0, loader.rng, 0, 0, -1, 0};
+    if (cfg->resume && cfg->checkpoint_path && access(cfg->checkpoint_path, F_OK) == 0) {
+        int nh = 0;
+        st = co_checkpoint_load(cfg->checkpoint_path, m, opt, &pos, res->history, cfg->epochs, &nh, err);
+        if (st) goto done;
+        res->epochs_run = nh;
+        res->resumed_from_epoch = pos.epoch + 1;
+    }
+    res->epochs_to_80 = pos.epochs_to_80;
+    res->skipped_steps = pos.skipped;
+    if (csv)
+        for (int e = 0; e < res->epochs_run; e++) write_csv_row(csv, &res->history[e]);
     double t0 = now_seconds();
-    for (int epoch = 0; epoch < cfg->epochs; epoch++) {
-        double te = now_seconds(), loss_sum = 0;
-        long seen = 0;
+    for (int epoch = pos.epoch; epoch < cfg->epochs; epoch++) {
+        double te = now_seconds();
+        /* The epoch's order is drawn from the shuffle stream as it stood before it, which is
+         * what a checkpoint keeps; a resumed epoch re-draws the same order and skips ahead. */
+        loader.rng = pos.epoch_rng;
         co_loader_start_epoch(&loader);
+        loader.pos = pos.samples_done;
         int b;
         while ((b = co_loader_next(&loader)) > 0) {
             bc.x = loader.xb;
@@ -119,20 +141,29 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
             co_optim_set_lr_scale(opt, co_schedule_scale(&cfg->schedule, epoch, co_optim_steps(opt)));
             double l = batch_eval(&bc);
             int bad = isfinite(l) ? nonfinite_group(groups, ngroups) : -2;
-            if (bad != -1) {
-                st = co_error_set(err, CO_ENUMERIC, "%s at epoch %d step %llu%s%s (optimizer %s)",
+            if (bad != -1 && cfg->skip_nonfinite) {
+                pos.skipped++;
+            } else if (bad != -1) {
+                st = co_error_set(err, CO_ENUMERIC, "%s at epoch %d step %llu%s%s (optimizer %s)%s",
                                   bad == -2 ? "non-finite loss" : "non-finite gradient", epoch + 1,
                                   (unsigned long long)co_optim_steps(opt) + 1, bad >= 0 ? " in layer " : "",
-                                  bad >= 0 ? groups[bad].name : "", co_optim_info_of(opt)->name);
+                                  bad >= 0 ? groups[bad].name : "", co_optim_info_of(opt)->name,
+                                  cfg->checkpoint_path ? "; the last good checkpoint is kept" : "");
                 goto done;
+            } else {
+                if ((st = co_optim_step(opt, &closure, err))) goto done;
+                pos.loss_sum += l * b;
+                pos.seen += b;
             }
-            if ((st = co_optim_step(opt, &closure, err))) goto done;
-            loss_sum += l * b;
-            seen += b;
+            pos.samples_done = loader.pos;
+            if (cfg->checkpoint_path && cfg->checkpoint_every > 0 &&
+                co_optim_steps(opt) % (uint64_t)cfg->checkpoint_every == 0 && loader.pos < train->n &&
+                (st = co_checkpoint_save(cfg->checkpoint_path, m, opt, &pos, res->history, res->epochs_run, err)))
+                goto done;
         }
         co_epoch_stats *s = &res->history[epoch];
         s->epoch = epoch + 1;
-        s->train_loss = seen ? loss_sum / seen : NAN;
+        s->train_loss = pos.seen ? pos.loss_sum / pos.seen : NAN;
         s->val_loss = NAN;
         s->train_acc = NAN;
         if ((st = co_evaluate(m, test, cfg->loss, 256, &s->test_loss, &s->test_acc, err))) goto done;
@@ -143,12 +174,15 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
         if ((st = co_optim_epoch_end(opt, epoch + 1, s->val_loss, err))) goto done;
         res->epochs_run = epoch + 1;
         if (res->epochs_to_80 < 0 && s->test_acc >= 0.8) res->epochs_to_80 = epoch + 1;
-        if (csv)
-            fprintf(csv, "%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f\n", s->epoch, s->train_loss, s->test_loss,
-                    s->test_acc, s->train_acc, s->val_loss, s->lr_scale, s->seconds);
+        pos = (co_train_pos){epoch + 1, 0, loader.rng, 0, 0, res->epochs_to_80, pos.skipped};
+        if (cfg->checkpoint_path &&
+            (st = co_checkpoint_save(cfg->checkpoint_path, m, opt, &pos, res->history, res->epochs_run, err)))
+            goto done;
+        if (csv) write_csv_row(csv, s);
         if (cfg->progress) progress(epoch + 1, cfg->epochs, s);
         if (cfg->on_epoch) cfg->on_epoch(s, cfg->cb_ctx);
     }
+    res->skipped_steps = pos.skipped;
     res->seconds = now_seconds() - t0;
     if (res->epochs_run > 0) {
         co_epoch_stats *last = &res->history[res->epochs_run - 1];

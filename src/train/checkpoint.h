@@ -1,0 +1,27 @@
+/* Training checkpoints: everything a run needs to continue bit-identically. */
+#ifndef CO_TRAIN_CHECKPOINT_H
+#define CO_TRAIN_CHECKPOINT_H
+
+#include "curvopt.h"
+
+/* Where the loop stands: the epoch under way, how many of its samples are done, the
+ * shuffle stream as it was before this epoch's permutation (the order is re-drawn from it),
+ * and the partial epoch's loss sums. */
+typedef struct co_train_pos {
+    int32_t epoch; /* 0-based epoch under way */
+    int32_t samples_done;
+    co_rng epoch_rng;
+    double loss_sum;
+    int64_t seen;
+    int32_t epochs_to_80;
+    int64_t skipped;
+} co_train_pos;
+
+co_status co_checkpoint_save(const char *path, const co_model *m, const co_optim *opt, const co_train_pos *pos,
+                             const co_epoch_stats *history, int nhistory, co_error *err);
+/* Loads into m/opt/pos and history[0..*nhistory) (history has room for max entries). The
+ * whole file is checked before anything is changed. */
+co_status co_checkpoint_load(const char *path, co_model *m, co_optim *opt, co_train_pos *pos, co_epoch_stats *history,
+                             int max, int *nhistory, co_error *err);
+
+#endif
