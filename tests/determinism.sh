@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The same command with the same seed gives bit-identical parameters and logs, for every
+# optimizer, and the result does not depend on the thread count (1 or 2).
+set -u
+bin=${CURVOPT_BIN:?}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+args=(--model mlp:2-64-64-1 --epochs 4 --seed 11 --data-seed 5)
+for opt in $("$bin" list | grep -E '^[a-z]' | cut -d' ' -f1); do
+    OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 "$bin" train --opt "$opt" "${args[@]}" --out "$tmp/$opt-a" >/dev/null 2>&1
+    OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 "$bin" train --opt "$opt" "${args[@]}" --out "$tmp/$opt-b" >/dev/null 2>&1
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$bin" train --opt "$opt" "${args[@]}" --out "$tmp/$opt-1" >/dev/null 2>&1
+    for other in b 1; do
+        if [ -s "$tmp/$opt-a/model.params" ] && cmp -s "$tmp/$opt-a/model.params" "$tmp/$opt-$other/model.params" &&
+           cmp -s <(cut -d, -f1-7 "$tmp/$opt-a/epochs.csv") <(cut -d, -f1-7 "$tmp/$opt-$other/epochs.csv"); then
+            passed=$((passed + 1))
+        else
+            failed=$((failed + 1)); echo "FAIL $opt: run $other differs from run a"
+        fi
+    done
+    # A different seed must give a different result, or the comparison above proves nothing.
+    "$bin" train --opt "$opt" "${args[@]}" --seed 12 --out "$tmp/$opt-c" >/dev/null 2>&1
+    if ! cmp -s "$tmp/$opt-a/model.params" "$tmp/$opt-c/model.params"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL $opt: seed ignored"; fi
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
