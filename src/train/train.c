@@ -54,13 +54,15 @@ void co_train_result_free(co_train_result *r)
     r->history = NULL;
 }
 
-/* Names the first group whose gradient holds a NaN or Inf, or returns -1. */
-static int nonfinite_group(co_group *groups, int ngroups)
+/* Names the first group whose gradients (or parameters) hold a NaN or Inf, or returns -1. */
+static int nonfinite_group(co_group *groups, int ngroups, int params)
 {
     for (int g = 0; g < ngroups; g++)
-        for (int k = 0; k < groups[g].ntensors; k++)
+        for (int k = 0; k < groups[g].ntensors; k++) {
+            const float *x = params ? groups[g].param[k] : groups[g].grad[k];
             for (size_t i = 0; i < groups[g].size[k]; i++)
-                if (!isfinite(groups[g].grad[k][i])) return g;
+                if (!isfinite(x[i])) return g;
+        }
     return -1;
 }
 
@@ -140,18 +142,29 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
             bc.n = b;
             co_optim_set_lr_scale(opt, co_schedule_scale(&cfg->schedule, epoch, co_optim_steps(opt)));
             double l = batch_eval(&bc);
-            int bad = isfinite(l) ? nonfinite_group(groups, ngroups) : -2;
+            int bad = isfinite(l) ? nonfinite_group(groups, ngroups, 0) : -2;
             if (bad != -1 && cfg->skip_nonfinite) {
                 pos.skipped++;
             } else if (bad != -1) {
-                st = co_error_set(err, CO_ENUMERIC, "%s at epoch %d step %llu%s%s (optimizer %s)%s",
+                char where[96] = "";
+                if (bad >= 0) snprintf(where, sizeof where, " in layer %d (%s)", bad + 1, groups[bad].name);
+                st = co_error_set(err, CO_ENUMERIC, "%s at epoch %d step %llu%s (optimizer %s)%s",
                                   bad == -2 ? "non-finite loss" : "non-finite gradient", epoch + 1,
-                                  (unsigned long long)co_optim_steps(opt) + 1, bad >= 0 ? " in layer " : "",
-                                  bad >= 0 ? groups[bad].name : "", co_optim_info_of(opt)->name,
+                                  (unsigned long long)co_optim_steps(opt) + 1, where, co_optim_info_of(opt)->name,
                                   cfg->checkpoint_path ? "; the last good checkpoint is kept" : "");
                 goto done;
             } else {
                 if ((st = co_optim_step(opt, &closure, err))) goto done;
+                int g = nonfinite_group(groups, ngroups, 1);
+                if (g >= 0) {
+                    st = co_error_set(err, CO_ENUMERIC,
+                                      "optimizer %s produced non-finite parameters in layer %d (%s) at epoch %d step "
+                                      "%llu%s",
+                                      co_optim_info_of(opt)->name, g + 1, groups[g].name, epoch + 1,
+                                      (unsigned long long)co_optim_steps(opt),
+                                      cfg->checkpoint_path ? "; the last good checkpoint is kept" : "");
+                    goto done;
+                }
                 pos.loss_sum += l * b;
                 pos.seen += b;
             }
