@@ -13,8 +13,9 @@ typedef struct co_train_pos {
     co_rng epoch_rng;
     double loss_sum;
     int64_t seen;
-    int32_t epochs_to_80;
     int64_t skipped;
+    int32_t epochs_to_80;
+    int32_t reserved; /* keeps the struct free of padding: it is written byte for byte */
 } co_train_pos;
 
 co_status co_checkpoint_save(const char *path, const co_model *m, const co_optim *opt, const co_train_pos *pos,

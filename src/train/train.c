@@ -115,7 +115,7 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
     }
     batch_ctx bc = {m, NULL, NULL, 0, cfg->loss, dout};
     co_closure closure = {&bc, batch_eval, batch_capture};
-    co_train_pos pos = {0, 0, loader.rng, 0, 0, -1, 0};
+    co_train_pos pos = {.epoch_rng = loader.rng, .epochs_to_80 = -1};
     if (cfg->resume && cfg->checkpoint_path && access(cfg->checkpoint_path, F_OK) == 0) {
         int nh = 0;
         st = co_checkpoint_load(cfg->checkpoint_path, m, opt, &pos, res->history, cfg->epochs, &nh, err);
@@ -187,7 +187,7 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
         if ((st = co_optim_epoch_end(opt, epoch + 1, s->val_loss, err))) goto done;
         res->epochs_run = epoch + 1;
         if (res->epochs_to_80 < 0 && s->test_acc >= 0.8) res->epochs_to_80 = epoch + 1;
-        pos = (co_train_pos){epoch + 1, 0, loader.rng, 0, 0, res->epochs_to_80, pos.skipped};
+        pos = (co_train_pos){.epoch = epoch + 1, .epoch_rng = loader.rng, .skipped = pos.skipped, .epochs_to_80 = res->epochs_to_80};
         if (cfg->checkpoint_path &&
             (st = co_checkpoint_save(cfg->checkpoint_path, m, opt, &pos, res->history, res->epochs_run, err)))
             goto done;
