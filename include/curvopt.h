@@ -370,6 +370,11 @@ typedef struct co_train_config {
     /* On a NaN/Inf loss or gradient: 0 stops with the step, layer and optimizer named (the
      * last checkpoint stays); 1 skips the step (no update) and counts it. */
     int skip_nonfinite;
+    /* Evaluation every eval_every optimizer steps on eval_set (the test set when NULL),
+     * reported through on_eval: the papers' accuracy-per-batch-iteration curves. */
+    int eval_every;
+    const co_dataset *eval_set;
+    void (*on_eval)(uint64_t step, double loss, double acc, void *ctx);
 } co_train_config;
 
 typedef struct co_train_result {

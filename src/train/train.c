@@ -167,6 +167,12 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
                 }
                 pos.loss_sum += l * b;
                 pos.seen += b;
+                if (cfg->eval_every > 0 && cfg->on_eval && co_optim_steps(opt) % (uint64_t)cfg->eval_every == 0) {
+                    double el, ea;
+                    if ((st = co_evaluate(m, cfg->eval_set ? cfg->eval_set : test, cfg->loss, 256, &el, &ea, err)))
+                        goto done;
+                    cfg->on_eval(co_optim_steps(opt), el, ea, cfg->cb_ctx);
+                }
             }
             pos.samples_done = loader.pos;
             if (cfg->checkpoint_path && cfg->checkpoint_every > 0 &&
