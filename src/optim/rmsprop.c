@@ -56,7 +56,20 @@ static co_status rmsprop_step(co_optim *o, const co_closure *c, co_error *err)
             float *restrict sq = co_slot(s->sq, g, k), *restrict avg = co_slot(s->avg, g, k);
             float *restrict buf = co_slot(s->buf, g, k);
             size_t n = gr->size[k];
-            /* Fused so the 16M-parameter step streams each array once. */
+            /* Fused so the 16M-parameter step streams each array once. The default
+             * (uncentered, no momentum) has a branch-free loop of its own: with the flags
+             * tested inside the loop GCC unswitches it and leaves that copy scalar. */
+            if (!centered && !(mu > 0)) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+                for (size_t i = 0; i < n; i++) {
+                    float gi = gp[i] + wd * p[i];
+                    float v = alpha * sq[i] + a * gi * gi;
+                    sq[i] = v;
+                    float d = sqrtf(v) + eps;
+                    p[i] -= lr * (gi / d);
+                }
+                continue;
+            }
 #pragma omp parallel for simd schedule(static) if (n > 65536)
             for (size_t i = 0; i < n; i++) {
                 float gi = gp[i] + wd * p[i];

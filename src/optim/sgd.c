@@ -35,6 +35,28 @@ static void sgd_tensor(float *restrict p, const float *restrict g, float *restri
         return;
     }
     const float a = 1.0f - damp;
+    /* Every step after the first gets branch-free loops: with the flags tested inside the
+     * loop GCC unswitches it and leaves some copies scalar (bench/bench_optim_bandwidth). */
+    if (!first && !nesterov) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+        for (size_t i = 0; i < n; i++) {
+            float d = g[i] + wd * p[i];
+            float b = mu * buf[i] + a * d;
+            buf[i] = b;
+            p[i] -= lr * b;
+        }
+        return;
+    }
+    if (!first) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+        for (size_t i = 0; i < n; i++) {
+            float d = g[i] + wd * p[i];
+            float b = mu * buf[i] + a * d;
+            buf[i] = b;
+            p[i] -= lr * (d + mu * b);
+        }
+        return;
+    }
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
         float d = g[i] + wd * p[i];

@@ -1,0 +1,51 @@
+#include "timing.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <time.h>
+
+double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_median(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double bench_min(const double *v, size_t n)
+{
+    double m = v[0];
+    for (size_t i = 1; i < n; i++)
+        if (v[i] < m) m = v[i];
+    return m;
+}
+
+int bench_set_threads(int n)
+{
+    if (n < 1) n = 1;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+    return n;
+}
+
+int bench_threads_arg(int argc, char **argv)
+{
+    const char *s = argc > 1 ? argv[1] : getenv("BENCH_THREADS");
+    int n = s ? atoi(s) : 1;
+    return n > 0 ? n : 1;
+}
+
+static volatile double sink;
+void bench_consume(double x) { sink += x; }

@@ -1,0 +1,20 @@
+/* Timing and reporting helpers shared by the benches. Every bench prints human-readable
+ * lines and, for bench/run.sh, one machine-readable line per measurement:
+ *   RESULT <bench> <variant> threads=<n> <key>=<value> ...                       */
+#ifndef CO_BENCH_TIMING_H
+#define CO_BENCH_TIMING_H
+
+#include <stddef.h>
+
+double bench_now(void); /* seconds, monotonic */
+/* Sorts v in place and returns its median. */
+double bench_median(double *v, size_t n);
+double bench_min(const double *v, size_t n);
+/* Pins OpenMP and OpenBLAS to the same thread count; returns the count in effect. */
+int bench_set_threads(int n);
+/* Threads from argv[1] / $BENCH_THREADS, else 1. */
+int bench_threads_arg(int argc, char **argv);
+/* Keeps the compiler from discarding a result. */
+void bench_consume(double x);
+
+#endif
