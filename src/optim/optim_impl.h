@@ -65,6 +65,10 @@ void co_slots_fill(co_slots *s, const co_optim *o, float value);
 /* Visits every tensor of the slots as "<name>/<group>/<tensor>". */
 void co_slots_visit(co_slots *s, const co_optim *o, co_state_visitor *v, const char *name);
 
+/* co_optim_state_read for a state that must end the stream: trailing bytes are refused
+ * before anything is applied (checkpoints keep the optimizer state last). */
+co_status co_optim_state_read_whole(co_optim *o, FILE *f, co_error *err);
+
 /* Total number of parameters of group g and of the whole optimizer. */
 size_t co_group_numel(const co_group *g);
 size_t co_optim_numel(const co_optim *o);

@@ -1,5 +1,6 @@
 #include "checkpoint.h"
 #include "../core/file.h"
+#include "../optim/optim_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,8 +88,9 @@ co_status co_checkpoint_load(const char *path, co_model *m, co_optim *opt, co_tr
         st = co_error_set(err, CO_ENOMEM, "out of memory reading %s", path);
         goto done;
     }
-    st = co_optim_state_read(opt, mem, err);
-    if (st == CO_OK && fgetc(mem) != EOF) st = co_error_set(err, CO_EFORMAT, "%s: trailing bytes after the optimizer state", path);
+    co_error inner = {0};
+    st = co_optim_state_read_whole(opt, mem, &inner);
+    if (st) co_error_set(err, st, "%s: %s", path, inner.msg);
     fclose(mem);
     if (st) goto done;
     co_model_set_params(m, (const float *)params);

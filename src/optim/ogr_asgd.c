@@ -1,0 +1,196 @@
+/* Duda's coordinate-wise second-order SGD (paper 001, section IV):
+ *   ogr-asgd  (Algorithm 8, eq. 9):  theta_i -= alpha max(sigma_theta_i / sigma_g_i, delta) g_i,
+ *             sigma_g^2 = var(g) + eps;
+ *   ogr-asgdc (Algorithm 9, eq. 13): theta_i -= alpha g_i / (|lambda_i| + gamma sqrt(nu_i / var_theta_i)),
+ *             lambda = cov(g, theta) / var(theta), nu the adapted gradient-noise variance.
+ * EMA convention of the paper's eq. 3: avg = beta avg + (1 - beta) x (beta weighs the OLD
+ * average). The averages of theta^2, g^2 and g*theta are kept as central moments updated by
+ * var' = beta (var + (1 - beta) d^2), d = x - mean_old, which is algebraically identical to
+ * the paper's raw moments (theta2_avg - theta_avg^2) but does not cancel in float: with
+ * |theta| ~ 1 and sigma_theta ~ 1e-4 the raw form has no correct digit left in float32.
+ * Both share the averaging kernel below; see docs/optimizers/ogr-asgd.md. */
+#include "optim_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+enum { HP_LR, HP_BETA, HP_SIGMA_THETA0, HP_SIGMA_G0, HP_WD, HP_EPS, HP_DELTA };
+enum { HPC_GAMMA = HP_EPS, HPC_LAMBDA_MIN };
+
+typedef struct {
+    int confidence; /* 0: Algorithm 8, 1: Algorithm 9 */
+    co_slots *mean_theta, *var_theta, *mean_g;
+    co_slots *var_g; /* Algorithm 8: var(g); Algorithm 9: cov(g, theta) */
+    co_slots *nu;    /* Algorithm 9 only: gradient-noise variance */
+    uint64_t k;      /* steps taken; the first initialises the averages at the parameters */
+} asgd_state;
+
+static co_status asgd_init_common(co_optim *o, int confidence, co_error *err)
+{
+    asgd_state *s = calloc(1, sizeof *s);
+    if (!s) return co_error_set(err, CO_ENOMEM, "out of memory");
+    o->state = s;
+    s->confidence = confidence;
+    s->mean_theta = co_slots_new(o, err);
+    s->var_theta = co_slots_new(o, err);
+    s->mean_g = co_slots_new(o, err);
+    s->var_g = co_slots_new(o, err);
+    if (!s->mean_theta || !s->var_theta || !s->mean_g || !s->var_g) return CO_ENOMEM;
+    if (confidence && !(s->nu = co_slots_new(o, err))) return CO_ENOMEM;
+    return CO_OK;
+}
+
+static co_status asgd_init(co_optim *o, co_error *err) { return asgd_init_common(o, 0, err); }
+static co_status asgdc_init(co_optim *o, co_error *err) { return asgd_init_common(o, 1, err); }
+
+/* Algorithms 8 and 9's initialisation, at the parameters of the first step (not at
+ * construction: callers may set the parameters after creating the optimizer):
+ * mean_theta = theta, var_theta = sigma_theta0^2, mean_g = 0, var_g = sigma_g0^2 (Alg. 8) or
+ * cov = 0 and nu = sigma_g0^2 (Alg. 9). */
+static void asgd_start(co_optim *o, asgd_state *s)
+{
+    for (int g = 0; g < o->ngroups; g++) {
+        float vt = (float)(co_hp(o, g, HP_SIGMA_THETA0) * co_hp(o, g, HP_SIGMA_THETA0));
+        float vg = (float)(co_hp(o, g, HP_SIGMA_G0) * co_hp(o, g, HP_SIGMA_G0));
+        for (int k = 0; k < o->groups[g].ntensors; k++) {
+            size_t n = o->groups[g].size[k];
+            memcpy(co_slot(s->mean_theta, g, k), o->groups[g].param[k], n * sizeof(float));
+            float *var_t = co_slot(s->var_theta, g, k), *mg = co_slot(s->mean_g, g, k);
+            float *second = co_slot(s->var_g, g, k), *nu = s->nu ? co_slot(s->nu, g, k) : NULL;
+            for (size_t i = 0; i < n; i++) {
+                var_t[i] = vt;
+                mg[i] = 0;
+                second[i] = s->confidence ? 0.0f : vg;
+                if (nu) nu[i] = vg;
+            }
+        }
+    }
+}
+
+/* Algorithm 8 on one tensor. */
+static void asgd_tensor(float *restrict p, const float *restrict g, float *restrict mt, float *restrict vt,
+                        float *restrict mg, float *restrict vg, size_t n, float beta, float alpha, float eps,
+                        float delta)
+{
+    const float a = 1.0f - beta;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float dt = p[i] - mt[i], dg = g[i] - mg[i];
+        mt[i] += a * dt;
+        mg[i] += a * dg;
+        float var_t = beta * (vt[i] + a * dt * dt);
+        float var_g = beta * (vg[i] + a * dg * dg);
+        vt[i] = var_t;
+        vg[i] = var_g;
+        float rate = sqrtf(var_t / (var_g + eps));
+        rate = rate > delta ? rate : delta;
+        p[i] -= alpha * rate * g[i];
+    }
+}
+
+/* Algorithm 9 on one tensor. */
+static void asgdc_tensor(float *restrict p, const float *restrict g, float *restrict mt, float *restrict vt,
+                         float *restrict mg, float *restrict cv, float *restrict nu, size_t n, float beta,
+                         float alpha, float gamma, float lambda_min)
+{
+    const float a = 1.0f - beta;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float pi = p[i], gi = g[i];
+        float dt = pi - mt[i], dg = gi - mg[i];
+        float m_t = mt[i] + a * dt, m_g = mg[i] + a * dg;
+        mt[i] = m_t;
+        mg[i] = m_g;
+        float var_t = beta * (vt[i] + a * dt * dt);
+        float cov = beta * (cv[i] + a * dt * dg);
+        vt[i] = var_t;
+        cv[i] = cov;
+        /* A position that never moved (its variance decayed to 0) has no slope to offer. */
+        float lambda = var_t > 0 ? cov / var_t : 0.0f;
+        float r = gi - m_g - lambda * (pi - m_t);
+        float nv = beta * nu[i] + a * r * r;
+        nu[i] = nv;
+        float noise = var_t > 0 ? sqrtf(nv / var_t) : (nv > 0 ? INFINITY : 0.0f);
+        float h = fabsf(lambda) + gamma * noise;
+        h = h > lambda_min ? h : lambda_min;
+        p[i] = pi - alpha * gi / h;
+    }
+}
+
+static co_status asgd_step(co_optim *o, const co_closure *c, co_error *err)
+{
+    (void)c;
+    (void)err;
+    asgd_state *s = o->state;
+    for (int g = 0; g < o->ngroups; g++) co_apply_l2(o, g, co_hp(o, g, HP_WD));
+    if (++s->k == 1) asgd_start(o, s);
+    for (int g = 0; g < o->ngroups; g++) {
+        co_group *gr = &o->groups[g];
+        float alpha = (float)co_lr(o, g), beta = (float)co_hp(o, g, HP_BETA);
+        for (int k = 0; k < gr->ntensors; k++) {
+            if (s->confidence)
+                asgdc_tensor(gr->param[k], gr->grad[k], co_slot(s->mean_theta, g, k), co_slot(s->var_theta, g, k),
+                             co_slot(s->mean_g, g, k), co_slot(s->var_g, g, k), co_slot(s->nu, g, k), gr->size[k],
+                             beta, alpha, (float)co_hp(o, g, HPC_GAMMA), (float)co_hp(o, g, HPC_LAMBDA_MIN));
+            else
+                asgd_tensor(gr->param[k], gr->grad[k], co_slot(s->mean_theta, g, k), co_slot(s->var_theta, g, k),
+                            co_slot(s->mean_g, g, k), co_slot(s->var_g, g, k), gr->size[k], beta, alpha,
+                            (float)co_hp(o, g, HP_EPS), (float)co_hp(o, g, HP_DELTA));
+        }
+    }
+    return CO_OK;
+}
+
+static void asgd_visit(co_optim *o, co_state_visitor *v)
+{
+    asgd_state *s = o->state;
+    co_slots_visit(s->mean_theta, o, v, "mean_theta");
+    co_slots_visit(s->var_theta, o, v, "var_theta");
+    co_slots_visit(s->mean_g, o, v, "mean_g");
+    co_slots_visit(s->var_g, o, v, s->confidence ? "cov_g_theta" : "var_g");
+    if (s->nu) co_slots_visit(s->nu, o, v, "noise_var");
+    v->blob(v, "steps", &s->k, sizeof s->k);
+}
+
+static void asgd_free(co_optim *o)
+{
+    asgd_state *s = o->state;
+    co_slots_free(s->mean_theta);
+    co_slots_free(s->var_theta);
+    co_slots_free(s->mean_g);
+    co_slots_free(s->var_g);
+    co_slots_free(s->nu);
+    free(s);
+}
+
+#define ASGD_COMMON                                                                                             \
+    {"lr", 0.5, 0, 1e3, 0, "alpha: confidence in the parabola model, multiplies the step (paper ~0.5)"},        \
+    {"beta", 0.9, 0, 1, CO_HP_MIN_OPEN | CO_HP_MAX_OPEN, "weight of the OLD average in every average (eq. 3)"}, \
+    {"sigma_theta0", 1, 0, 1e6, 0, "initial dispersion of theta: var_theta starts at sigma_theta0^2"}
+
+static const co_hparam asgd_hp[] = {
+    ASGD_COMMON,
+    {"sigma_g0", 1, 0, 1e6, CO_HP_MIN_OPEN, "initial dispersion of g: var_g starts at sigma_g0^2"},
+    {"weight_decay", 0, 0, 1e3, 0, "L2 penalty added to the gradient"},
+    {"eps", 1e-12, 0, 1, 0, "added to var(g) under the square root: sqrt(var_theta / (var_g + eps))"},
+    {"delta", 1e-4, 0, 1e3, 0, "minimal rate: max(sigma_theta / sigma_g, delta)"},
+};
+static const co_hparam asgdc_hp[] = {
+    ASGD_COMMON,
+    {"sigma_g0", 1, 0, 1e6, 0, "initial gradient-noise dispersion: nu starts at sigma_g0^2"},
+    {"weight_decay", 0, 0, 1e3, 0, "L2 penalty added to the gradient"},
+    {"gamma", 0.1, 0, 1e3, CO_HP_MIN_OPEN, "confidence level: |lambda| + gamma sigma / sigma_theta (eq. 13)"},
+    {"lambda_min", 1e-2, 0, 1e6, CO_HP_MIN_OPEN,
+     "floor of |lambda| + gamma sigma / sigma_theta: the rate never exceeds lr / lambda_min"},
+};
+
+static const co_optim_ops asgd_ops = {.init = asgd_init, .step = asgd_step, .visit = asgd_visit, .free = asgd_free};
+static const co_optim_ops asgdc_ops = {.init = asgdc_init, .step = asgd_step, .visit = asgd_visit, .free = asgd_free};
+
+const co_optim_info co_info_ogr_asgd = {"ogr-asgd", "coordinate-wise rate sigma_theta / sigma_g (adaptive SGD)",
+                                        "Duda 2019, arXiv:1907.07063, Algorithm 8",
+                                        (int)(sizeof asgd_hp / sizeof asgd_hp[0]), asgd_hp, &asgd_ops};
+const co_optim_info co_info_ogr_asgdc = {"ogr-asgdc",
+                                         "coordinate-wise parabola with confidence level and adapted noise",
+                                         "Duda 2019, arXiv:1907.07063, Algorithm 9",
+                                         (int)(sizeof asgdc_hp / sizeof asgdc_hp[0]), asgdc_hp, &asgdc_ops};
