@@ -48,14 +48,36 @@ co_status co_parse_loss(const char *s, co_loss_kind *out, co_error *err)
 
 const char *co_loss_name(co_loss_kind k) { return (unsigned)k < 4 ? loss_names[k] : "?"; }
 
+/* Keeps the first n samples (a prefix: the files' own order). */
+static co_status truncate_to(co_dataset **d, int n, co_error *err)
+{
+    if (n <= 0 || n >= (*d)->n) return CO_OK;
+    int *idx = malloc((size_t)n * sizeof *idx);
+    if (!idx) return co_error_set(err, CO_ENOMEM, "out of memory");
+    for (int i = 0; i < n; i++) idx[i] = i;
+    co_dataset *sub = co_dataset_subset(*d, idx, n, err);
+    free(idx);
+    if (!sub) return err->code;
+    co_dataset_free(*d);
+    *d = sub;
+    return CO_OK;
+}
+
 static co_status build_data(const co_run_spec *s, co_run *run, co_error *err)
 {
-    if (strcmp(s->data, "moons") != 0)
-        return co_error_set(err, CO_EINVAL, "unknown dataset '%s' (available: moons)", s->data);
-    co_dataset *all = co_make_moons(s->n, s->noise, s->data_seed, err);
-    if (!all) return err->code;
-    co_status st = co_dataset_split(all, s->test_frac, s->data_seed, &run->train, &run->test, err);
-    co_dataset_free(all);
+    co_status st;
+    if (strcmp(s->data, "moons") == 0) {
+        co_dataset *all = co_make_moons(s->n, s->noise, s->data_seed, err);
+        if (!all) return err->code;
+        st = co_dataset_split(all, s->test_frac, s->data_seed, &run->train, &run->test, err);
+        co_dataset_free(all);
+    } else {
+        /* File datasets come with their own train/test split. */
+        if ((st = co_dataset_load(s->data, s->data_dir, 1, &run->train, err))) return st;
+        if ((st = co_dataset_load(s->data, s->data_dir, 0, &run->test, err))) return st;
+        if ((st = truncate_to(&run->train, s->train_limit, err)) || (st = truncate_to(&run->test, s->test_limit, err)))
+            return st;
+    }
     if (st) return st;
     if (s->val_frac > 0) {
         co_dataset *rest = NULL, *val = NULL;

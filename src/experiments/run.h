@@ -7,7 +7,9 @@
 #include "curvopt.h"
 
 typedef struct co_run_spec {
-    const char *data; /* "moons" */
+    const char *data; /* "moons", or a file dataset: mnist, fashion-mnist, cifar10, cifar100, svhn */
+    const char *data_dir; /* where file datasets are looked for first (NULL: defaults) */
+    int train_limit, test_limit; /* > 0: keep only the first N samples (quick runs) */
     int n;
     double noise;
     double test_frac;
