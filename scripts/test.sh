@@ -10,3 +10,5 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCURVOPT_SANITIZE=ON
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j"$jobs"
+# A short fuzz smoke of every file parser (clang libFuzzer with ASan+UBSan).
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
