@@ -442,16 +442,18 @@ co_status co_reproduce_lama_adam(const char *dir, const co_reproduce_options *o,
                  study_std(rn[0].acc, rn[0].nseeds), study_mean(rn[1].acc, rn[1].nseeds), study_std(rn[1].acc, rn[1].nseeds));
         claim(&c, "over seeds: LAMA-Adam test accuracy above Adam's beyond 2 s.e.", "+1.34 points (one run)", meas,
               clearly_greater(rn[1].acc, rn[1].nseeds, rn[0].acc, rn[0].nseeds));
-        snprintf(meas, sizeof meas, "Adam %.3f, LAMA-Adam %.3f", r1[0].loss_at[0], r1[1].loss_at[0]);
-        char text[128];
-        snprintf(text, sizeof text, "Fig. 1, seed 42: training loss at epoch %d lower with LAMA-Adam", one.report_epoch);
-        claim(&c, text, "~0.39 vs ~0.37", meas, r1[1].loss_at[0] < r1[0].loss_at[0]);
+        snprintf(meas, sizeof meas, "Adam %.4f, LAMA-Adam %.4f", r1[0].loss_at[0], r1[1].loss_at[0]);
+        char text[160];
+        /* The paper's gap is about 5%; a difference in the fifth digit is not that claim. */
+        snprintf(text, sizeof text, "Fig. 1, seed 42: training loss at epoch %d lower with LAMA-Adam (by at least 1%%)",
+                 one.report_epoch);
+        claim(&c, text, "~0.39 vs ~0.37", meas, r1[1].loss_at[0] < 0.99 * r1[0].loss_at[0]);
         double a[STUDY_MAX_SEEDS], l[STUDY_MAX_SEEDS];
         for (int k = 0; k < rn[0].nseeds; k++) {
             a[k] = -rn[0].loss_at[k];
             l[k] = -rn[1].loss_at[k];
         }
-        snprintf(meas, sizeof meas, "Adam %.3f, LAMA-Adam %.3f (means)", -study_mean(a, rn[0].nseeds),
+        snprintf(meas, sizeof meas, "Adam %.4f, LAMA-Adam %.4f (means)", -study_mean(a, rn[0].nseeds),
                  -study_mean(l, rn[1].nseeds));
         snprintf(text, sizeof text, "over seeds: training loss at epoch %d lower with LAMA-Adam beyond 2 s.e.",
                  many.report_epoch);
