@@ -1,0 +1,343 @@
+/* DA-RMSprop (paper 000): RMSprop's scaling (eq. 8, 10) plus a per-layer low-rank curvature
+ * solve (SKF-OHA, eq. 1-4, 9) and the gradient-alignment factor (DM-MAGA, eq. 5-7):
+ *
+ *   v_t = beta2 v + (1 - beta2) g^2                         (eq. 8)
+ *   D_t = 1 / (sqrt(v_t) + eps)                             (eq. 10, elementwise)
+ *   m_t = beta1 m + (1 - beta1) g;  a_t = cos(g_t, m_t)     (eq. 5-6)
+ *   H_l = delta I + Q_l diag(mu_l) Q_l^T                    (eq. 1, Q orthonormal, mu >= 0)
+ *   theta -= lr (1 + lambda a_t) D^1/2 H_l^-1 D^1/2 g       (eq. 7, 12-13)
+ *
+ * H_l lives in RMSprop's whitened coordinates: with probability p per layer and step (eq. 3,
+ * the optimizer's seeded stream) a Frequent-Directions sketch takes u = D g_l; Q_l, mu_l
+ * are its top eigenpairs, mu_l = max(sqrt(lambda_i) - delta, 0) (the excess of the gradient
+ * second moment's square root over the identity base, floored at 0: "div & cut"), and the
+ * rank adapts from the sketch spectrum with sigma_1 by power iteration (eq. 4). The
+ * symmetric D^1/2 H^-1 D^1/2 keeps every step a descent direction; with rank 0 it is D
+ * exactly, so rank 0 and lambda 0 is torch's RMSprop bit for bit. Decisions and costs:
+ * docs/optimizers/da-rmsprop.md. */
+#include "optim_impl.h"
+#include "sketch.h"
+
+#include <math.h>
+#include <string.h>
+
+enum {
+    HP_LR,
+    HP_BETA1,
+    HP_BETA2,
+    HP_EPS,
+    HP_LAMBDA,
+    HP_P,
+    HP_RANK_MAX,
+    HP_RANK_MIN,
+    HP_RANK_INIT,
+    HP_DELTA,
+    HP_SKETCH_DECAY,
+    HP_TOL_UP,
+    HP_TOL_DOWN,
+    HP_POWER_ITERS,
+    HP_WD,
+    HP_ALIGN_PER_LAYER,
+    HP_COUNT
+};
+
+typedef struct {
+    co_slots *v, *m, *u;
+    int rmax;             /* allocated rank (largest rank_max over groups) */
+    int maxn;             /* largest group size */
+    co_fd_sketch *sketch; /* per group */
+    float *q;             /* per group: maxn-strided n_l x rmax basis */
+    double *mu;           /* per group: rmax */
+    int32_t *rank;        /* per group, current adaptive rank */
+    double *sigma1, *err; /* per group, last power-iteration estimate and relative error */
+    int64_t *updates;     /* per group, sketch updates done */
+    float *ubuf, *wbuf;   /* maxn: a layer's whitened gradient and its solve */
+    double *proj, *pwork; /* rmax; 2 * sketch rows */
+    double align;         /* last a_t (global) */
+} darms_state;
+
+static size_t group_n(const co_optim *o, int g) { return co_group_numel(&o->groups[g]); }
+
+static co_status darms_init(co_optim *o, co_error *err)
+{
+    darms_state *s = calloc(1, sizeof *s);
+    if (!s) return co_error_set(err, CO_ENOMEM, "out of memory");
+    o->state = s;
+    for (int g = 0; g < o->ngroups; g++) {
+        int rmax = (int)co_hp(o, g, HP_RANK_MAX);
+        if (co_hp(o, g, HP_TOL_DOWN) > co_hp(o, g, HP_TOL_UP))
+            return co_error_set(err, CO_EINVAL, "da-rmsprop: tol_down exceeds tol_up");
+        if (rmax > s->rmax) s->rmax = rmax;
+        if ((int)group_n(o, g) > s->maxn) s->maxn = (int)group_n(o, g);
+    }
+    s->v = co_slots_new(o, err);
+    s->m = co_slots_new(o, err);
+    s->u = co_slots_new(o, err);
+    if (!s->v || !s->m || !s->u) return CO_ENOMEM;
+    int G = o->ngroups, R = s->rmax;
+    s->sketch = calloc((size_t)G, sizeof *s->sketch);
+    s->q = co_falloc((size_t)G * s->maxn * (R ? R : 1));
+    s->mu = co_dalloc((size_t)G * (R ? R : 1));
+    s->rank = calloc((size_t)G, sizeof *s->rank);
+    s->sigma1 = co_dalloc((size_t)G);
+    s->err = co_dalloc((size_t)G);
+    s->updates = calloc((size_t)G, sizeof *s->updates);
+    s->ubuf = co_falloc((size_t)s->maxn);
+    s->wbuf = co_falloc((size_t)s->maxn);
+    s->proj = co_dalloc((size_t)(R ? R : 1));
+    s->pwork = co_dalloc((size_t)4 * (R ? R : 1));
+    if (!s->sketch || !s->q || !s->mu || !s->rank || !s->sigma1 || !s->err || !s->updates || !s->ubuf || !s->wbuf ||
+        !s->proj || !s->pwork)
+        return co_error_set(err, CO_ENOMEM, "out of memory for da-rmsprop state");
+    for (int g = 0; g < G; g++) {
+        int rmax = (int)co_hp(o, g, HP_RANK_MAX);
+        co_status st = co_fd_init(&s->sketch[g], (int)group_n(o, g), 2 * rmax, err);
+        if (st) return st;
+        int r0 = (int)co_hp(o, g, HP_RANK_INIT);
+        s->rank[g] = r0 < rmax ? r0 : rmax;
+    }
+    return CO_OK;
+}
+
+static void darms_free(co_optim *o)
+{
+    darms_state *s = o->state;
+    co_slots_free(s->v);
+    co_slots_free(s->m);
+    co_slots_free(s->u);
+    if (s->sketch)
+        for (int g = 0; g < o->ngroups; g++) co_fd_free(&s->sketch[g]);
+    free(s->sketch);
+    free(s->q);
+    free(s->mu);
+    free(s->rank);
+    free(s->sigma1);
+    free(s->err);
+    free(s->updates);
+    free(s->ubuf);
+    free(s->wbuf);
+    free(s->proj);
+    free(s->pwork);
+    free(s);
+}
+
+/* The sketch's Gram matrix B B^T has the nonzero spectrum of B^T B: power iteration on it
+ * is eq. 4's sigma_1 at rows x rows cost. */
+static void gram_matvec(const double *x, double *y, void *ctx)
+{
+    const co_fd_sketch *sk = ctx;
+    int R = sk->rows;
+    for (int i = 0; i < R; i++) {
+        double a = 0;
+        for (int j = 0; j < R; j++) a += sk->gram[(size_t)i * R + j] * x[j];
+        y[i] = a;
+    }
+}
+
+/* Eq. 3-4: refresh layer g's factors from its whitened gradient u, adapt the rank. */
+static co_status update_factors(co_optim *o, darms_state *s, int g, const float *u, co_error *err)
+{
+    co_fd_sketch *sk = &s->sketch[g];
+    co_status st = co_fd_update(sk, u, co_hp(o, g, HP_SKETCH_DECAY), err);
+    if (st) return st;
+    s->updates[g]++;
+    int rmax = (int)co_hp(o, g, HP_RANK_MAX), rmin = (int)co_hp(o, g, HP_RANK_MIN);
+    if (rmin > rmax) rmin = rmax; /* rank_max = 0 alone switches the curvature off */
+    /* gram_matvec needs the Gram matrix, which the last decomposition left intact. */
+    double sigma1 = co_power_iteration(gram_matvec, sk, sk->rows, (int)co_hp(o, g, HP_POWER_ITERS), &o->rng, s->pwork);
+    s->sigma1[g] = sigma1;
+    int r = s->rank[g];
+    double rel = sigma1 > 0 ? co_fd_tail(sk, r) / sigma1 : 0;
+    if (rel > co_hp(o, g, HP_TOL_UP) && r < rmax) r++;
+    else if (rel < co_hp(o, g, HP_TOL_DOWN) && r > rmin) r--;
+    s->rank[g] = r;
+    s->err[g] = rel;
+    float *q = s->q + (size_t)g * s->maxn * (s->rmax ? s->rmax : 1);
+    double *mu = s->mu + (size_t)g * (s->rmax ? s->rmax : 1);
+    co_fd_top(sk, r, q, mu);
+    double delta = co_hp(o, g, HP_DELTA);
+    /* The sketch holds second moments of u; the curvature along q_i is their square root
+     * (RMSprop's own sqrt scaling), and only its excess over the base delta counts. */
+    for (int i = 0; i < r; i++) mu[i] = fmax(sqrt(mu[i]) - delta, 0.0);
+    return CO_OK;
+}
+
+static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
+{
+    (void)c;
+    darms_state *s = o->state;
+    /* Pass 1: moments (eq. 5, 8), the whitened gradient u = D g, alignment sums (eq. 6). */
+    double dot = 0, gg = 0, mm = 0;
+    for (int g = 0; g < o->ngroups; g++) {
+        co_group *gr = &o->groups[g];
+        float b1 = (float)co_hp(o, g, HP_BETA1), b2 = (float)co_hp(o, g, HP_BETA2), eps = (float)co_hp(o, g, HP_EPS);
+        float wd = (float)co_hp(o, g, HP_WD);
+        const float a1 = 1.0f - b1, a2 = 1.0f - b2;
+        for (int k = 0; k < gr->ntensors; k++) {
+            float *restrict p = gr->param[k], *restrict gp = gr->grad[k];
+            float *restrict v = co_slot(s->v, g, k), *restrict m = co_slot(s->m, g, k), *restrict u = co_slot(s->u, g, k);
+            double d = 0, g2 = 0, m2 = 0;
+            for (size_t i = 0; i < gr->size[k]; i++) {
+                float gi = gp[i] + wd * p[i];
+                float vi = b2 * v[i] + a2 * gi * gi;
+                v[i] = vi;
+                float mi = b1 * m[i] + a1 * gi;
+                m[i] = mi;
+                u[i] = gi / (sqrtf(vi) + eps);
+                d += (double)gi * mi;
+                g2 += (double)gi * gi;
+                m2 += (double)mi * mi;
+            }
+            dot += d;
+            gg += g2;
+            mm += m2;
+        }
+    }
+    double align = gg > 0 && mm > 0 ? dot / (sqrt(gg) * sqrt(mm)) : 0;
+    s->align = align;
+    /* Pass 2: per layer, eq. 3 (stochastic factor refresh), eq. 7/12 (the solve), eq. 13. */
+    for (int g = 0; g < o->ngroups; g++) {
+        co_group *gr = &o->groups[g];
+        double a = align;
+        if (co_hp(o, g, HP_ALIGN_PER_LAYER) != 0) {
+            double d = 0, g2 = 0, m2 = 0;
+            float wd = (float)co_hp(o, g, HP_WD);
+            for (int k = 0; k < gr->ntensors; k++) {
+                const float *gp = gr->grad[k], *p = gr->param[k], *m = co_slot(s->m, g, k);
+                for (size_t i = 0; i < gr->size[k]; i++) {
+                    float gi = gp[i] + wd * p[i];
+                    d += (double)gi * m[i];
+                    g2 += (double)gi * gi;
+                    m2 += (double)m[i] * m[i];
+                }
+            }
+            a = g2 > 0 && m2 > 0 ? d / (sqrt(g2) * sqrt(m2)) : 0;
+        }
+        float step = (float)(co_lr(o, g) * (1.0 + co_hp(o, g, HP_LAMBDA) * a));
+        int rmax = (int)co_hp(o, g, HP_RANK_MAX);
+        if (rmax > 0) {
+            /* Gather the layer's u = D g into one vector: the sketch sees the whole layer. */
+            size_t off = 0;
+            for (int k = 0; k < gr->ntensors; k++) {
+                memcpy(s->ubuf + off, co_slot(s->u, g, k), gr->size[k] * sizeof(float));
+                off += gr->size[k];
+            }
+            if (co_rng_uniform(&o->rng) < co_hp(o, g, HP_P)) {
+                co_status st = update_factors(o, s, g, s->ubuf, err);
+                if (st) return st;
+            }
+        }
+        int r = rmax > 0 ? s->rank[g] : 0;
+        if (r == 0 && co_hp(o, g, HP_DELTA) == 1.0) {
+            /* H = I: the step is RMSprop's D g exactly. */
+            for (int k = 0; k < gr->ntensors; k++) {
+                float *restrict p = gr->param[k];
+                const float *restrict u = co_slot(s->u, g, k);
+                for (size_t i = 0; i < gr->size[k]; i++) p[i] -= step * u[i];
+            }
+            continue;
+        }
+        /* w = D^1/2 H^-1 D^1/2 g = sqrt(D) * H^-1 (sqrt(D) g); sqrt(D) g = u / sqrt(D) = u * sqrt(sqrt(v)+eps). */
+        size_t n = group_n(o, g), off = 0;
+        float eps = (float)co_hp(o, g, HP_EPS);
+        for (int k = 0; k < gr->ntensors; k++) {
+            const float *u = co_slot(s->u, g, k), *v = co_slot(s->v, g, k);
+            for (size_t i = 0; i < gr->size[k]; i++) s->wbuf[off + i] = u[i] * sqrtf(sqrtf(v[i]) + eps);
+            off += gr->size[k];
+        }
+        float *q = s->q + (size_t)g * s->maxn * (s->rmax ? s->rmax : 1);
+        double *mu = s->mu + (size_t)g * (s->rmax ? s->rmax : 1);
+        co_woodbury_apply(s->wbuf, s->wbuf, q, mu, (int)n, r, co_hp(o, g, HP_DELTA), s->proj);
+        off = 0;
+        for (int k = 0; k < gr->ntensors; k++) {
+            float *p = gr->param[k];
+            const float *v = co_slot(s->v, g, k);
+            for (size_t i = 0; i < gr->size[k]; i++)
+                p[i] -= step * (s->wbuf[off + i] / sqrtf(sqrtf(v[i]) + eps));
+            off += gr->size[k];
+        }
+    }
+    return CO_OK;
+}
+
+static void darms_visit(co_optim *o, co_state_visitor *v)
+{
+    darms_state *s = o->state;
+    int G = o->ngroups, R = s->rmax ? s->rmax : 1;
+    co_slots_visit(s->v, o, v, "square_avg");
+    co_slots_visit(s->m, o, v, "grad_avg");
+    char key[64];
+    for (int g = 0; g < G; g++) {
+        co_fd_sketch *sk = &s->sketch[g];
+        snprintf(key, sizeof key, "sketch/%d", g);
+        if (sk->rows) v->blob(v, key, sk->b, (size_t)sk->rows * sk->n * sizeof(float));
+        snprintf(key, sizeof key, "sketch_rows_used/%d", g);
+        int32_t used = sk->used;
+        v->blob(v, key, &used, sizeof used);
+        sk->used = used;
+        /* The eigen-decomposition of the sketch is recomputed from B when needed; the factors
+         * in use are state. */
+        if (sk->rows) {
+            snprintf(key, sizeof key, "gram/%d", g);
+            v->blob(v, key, sk->gram, (size_t)sk->rows * sk->rows * sizeof(double));
+            snprintf(key, sizeof key, "eval/%d", g);
+            v->blob(v, key, sk->eval, (size_t)sk->rows * sizeof(double));
+            snprintf(key, sizeof key, "evec/%d", g);
+            v->blob(v, key, sk->evec, (size_t)sk->rows * sk->rows * sizeof(double));
+        }
+    }
+    v->blob(v, "Q", s->q, (size_t)G * s->maxn * R * sizeof(float));
+    v->blob(v, "mu", s->mu, (size_t)G * R * sizeof(double));
+    v->blob(v, "rank", s->rank, (size_t)G * sizeof *s->rank);
+    v->blob(v, "sigma1", s->sigma1, (size_t)G * sizeof(double));
+    v->blob(v, "error", s->err, (size_t)G * sizeof(double));
+    v->blob(v, "updates", s->updates, (size_t)G * sizeof *s->updates);
+    v->blob(v, "alignment", &s->align, sizeof s->align);
+}
+
+static int darms_diagnostic(const co_optim *o, const char *name, double *out, int max)
+{
+    const darms_state *s = o->state;
+    int n = o->ngroups < max ? o->ngroups : max;
+    if (strcmp(name, "alignment") == 0) {
+        if (max > 0) out[0] = s->align;
+        return max > 0;
+    }
+    for (int g = 0; g < n; g++) {
+        if (strcmp(name, "rank") == 0) out[g] = s->rank[g];
+        else if (strcmp(name, "sigma1") == 0) out[g] = s->sigma1[g];
+        else if (strcmp(name, "error") == 0) out[g] = s->err[g];
+        else if (strcmp(name, "updates") == 0) out[g] = (double)s->updates[g];
+        else return -1;
+    }
+    return n;
+}
+
+static const co_hparam darms_hp[HP_COUNT] = {
+    {"lr", 1e-2, 0, 1e3, 0, "base learning rate eta (eq. 10)"},
+    {"beta1", 0.9, 0, 1, CO_HP_MAX_OPEN, "decay of the gradient average m (DM-MAGA, eq. 5)"},
+    {"beta2", 0.99, 0, 1, CO_HP_MAX_OPEN, "decay of the squared-gradient average v (eq. 8; torch RMSprop's alpha)"},
+    {"eps", 1e-8, 0, 1, 0, "added to sqrt(v) (eq. 10)"},
+    {"lambda", 1, -1, 10, 0, "alignment gain: step factor 1 + lambda cos(g, m) (eq. 7; paper: 1)"},
+    {"p", 0.25, 0, 1, 0, "probability that a layer's factors are refreshed at a step (eq. 3)"},
+    {"rank_max", 4, 0, 64, CO_HP_INT, "largest rank r_l of the curvature factors (0: RMSprop's diagonal only)"},
+    {"rank_min", 1, 0, 64, CO_HP_INT, "smallest adaptive rank"},
+    {"rank_init", 2, 0, 64, CO_HP_INT, "starting rank"},
+    {"delta", 1, 0, 1e6, CO_HP_MIN_OPEN, "base of H = delta I + Q diag(mu) Q^T in whitened coordinates"},
+    {"sketch_decay", 0.95, 0, 1, CO_HP_MAX_OPEN, "exponential forgetting of the gradient sketch per update"},
+    {"tol_up", 0.3, 0, 1e6, 0, "raise the rank when tail error / sigma_1 exceeds this (eq. 4)"},
+    {"tol_down", 0.05, 0, 1e6, 0, "lower the rank when tail error / sigma_1 is below this"},
+    {"power_iters", 20, 1, 1000, CO_HP_INT, "power-iteration steps for sigma_1 (eq. 4)"},
+    {"weight_decay", 0, 0, 1e3, 0, "L2 penalty added to the gradient"},
+    {"align_per_layer", 0, 0, 1, CO_HP_BOOL, "cosine of eq. 6 per layer instead of over all parameters"},
+};
+
+static const co_optim_ops darms_ops = {.init = darms_init,
+                                       .step = darms_step,
+                                       .visit = darms_visit,
+                                       .free = darms_free,
+                                       .diagnostic = darms_diagnostic};
+
+const co_optim_info co_info_da_rmsprop = {
+    "da-rmsprop", "RMSprop + per-layer low-rank curvature (Woodbury) + gradient alignment",
+    "Sarkar, DA-RMSprop (paper 000), eq. 1-13", HP_COUNT, darms_hp, &darms_ops};

@@ -1,0 +1,193 @@
+#include "sketch.h"
+#include "../core/alloc.h"
+
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+co_status co_fd_init(co_fd_sketch *s, int n, int rows, co_error *err)
+{
+    memset(s, 0, sizeof *s);
+    s->n = n;
+    s->rows = rows;
+    if (rows <= 0) return CO_OK;
+    s->b = co_falloc((size_t)rows * n);
+    s->gram = co_dalloc((size_t)rows * rows);
+    s->evec = co_dalloc((size_t)rows * rows);
+    s->eval = co_dalloc((size_t)rows);
+    s->work = co_dalloc((size_t)rows);
+    double query = 0;
+    if (s->gram && s->work &&
+        LAPACKE_dsyev_work(LAPACK_COL_MAJOR, 'V', 'U', rows, s->gram, rows, s->work, &query, -1) == 0) {
+        s->nlwork = (int)query + 1;
+        s->lwork = co_dalloc((size_t)s->nlwork);
+    }
+    if (!s->b || !s->gram || !s->evec || !s->eval || !s->work || !s->lwork) {
+        co_fd_free(s);
+        return co_error_set(err, CO_ENOMEM, "out of memory for a %d x %d sketch", rows, n);
+    }
+    return CO_OK;
+}
+
+void co_fd_free(co_fd_sketch *s)
+{
+    free(s->b);
+    free(s->gram);
+    free(s->evec);
+    free(s->eval);
+    free(s->work);
+    free(s->lwork);
+    memset(s, 0, sizeof *s);
+}
+
+/* Eigen-decomposition of B B^T (rows x rows), eigenvalues descending and >= 0. */
+static co_status decompose(co_fd_sketch *s, co_error *err)
+{
+    int R = s->rows, n = s->n;
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j <= i; j++) {
+            double d = 0;
+            const float *bi = s->b + (size_t)i * n, *bj = s->b + (size_t)j * n;
+            for (int k = 0; k < n; k++) d += (double)bi[k] * bj[k];
+            s->gram[(size_t)i * R + j] = s->gram[(size_t)j * R + i] = d;
+        }
+    memcpy(s->evec, s->gram, (size_t)R * R * sizeof(double));
+    /* dsyev returns ascending eigenvalues: reverse into descending order below. */
+    /* Column-major (LAPACKE's row-major path allocates a transposed copy); the Gram matrix
+     * is symmetric, so only the eigenvectors need transposing back. */
+    if (LAPACKE_dsyev_work(LAPACK_COL_MAJOR, 'V', 'U', R, s->evec, R, s->work, s->lwork, s->nlwork) != 0)
+        return co_error_set(err, CO_ENUMERIC, "sketch eigendecomposition failed");
+    for (int i = 0; i < R; i++)
+        for (int j = i + 1; j < R; j++) {
+            double t = s->evec[(size_t)i * R + j];
+            s->evec[(size_t)i * R + j] = s->evec[(size_t)j * R + i];
+            s->evec[(size_t)j * R + i] = t;
+        }
+    for (int i = 0; i < R / 2; i++) {
+        double t = s->work[i];
+        s->work[i] = s->work[R - 1 - i];
+        s->work[R - 1 - i] = t;
+        for (int r = 0; r < R; r++) {
+            double *a = &s->evec[(size_t)r * R + i], *b = &s->evec[(size_t)r * R + (R - 1 - i)];
+            double u = *a;
+            *a = *b;
+            *b = u;
+        }
+    }
+    for (int i = 0; i < R; i++) s->eval[i] = s->work[i] > 0 ? s->work[i] : 0;
+    return CO_OK;
+}
+
+/* B <- diag(sqrt(max(eval - shift, 0))) V^T with V = B^T W diag(eval)^-1/2: the sketch
+ * rewritten in its own singular basis, computed in place column by column as B <- C^T B
+ * (C in the Gram buffer, which the decomposition no longer needs; work holds one column). */
+static void rebuild(co_fd_sketch *s, double shift)
+{
+    int R = s->rows, n = s->n, kept = 0;
+    double *c = s->gram;
+    memset(c, 0, (size_t)R * R * sizeof(double));
+    for (int i = 0; i < R; i++) {
+        double lam = s->eval[i], keep = lam - shift;
+        if (lam <= 0 || keep <= 0) continue;
+        double scale = sqrt(keep / lam);
+        for (int j = 0; j < R; j++) c[(size_t)j * R + kept] = s->evec[(size_t)j * R + i] * scale;
+        kept++;
+    }
+    for (int k = 0; k < n; k++) {
+        for (int j = 0; j < R; j++) s->work[j] = s->b[(size_t)j * n + k];
+        for (int i = 0; i < R; i++) {
+            double v = 0;
+            for (int j = 0; j < R; j++) v += c[(size_t)j * R + i] * s->work[j];
+            s->b[(size_t)i * n + k] = (float)v;
+        }
+    }
+    s->used = kept;
+}
+
+co_status co_fd_update(co_fd_sketch *s, const float *u, double decay, co_error *err)
+{
+    if (s->rows <= 0) return CO_OK;
+    int n = s->n;
+    co_status st;
+    if (s->used == s->rows) {
+        if ((st = decompose(s, err))) return st;
+        /* Frequent Directions: subtract the median squared singular value. */
+        rebuild(s, s->eval[s->rows / 2]);
+    }
+    float a = (float)sqrt(decay), c = (float)sqrt(1.0 - decay);
+    for (size_t i = 0; i < (size_t)s->used * n; i++) s->b[i] *= a;
+    float *row = s->b + (size_t)s->used * n;
+    for (int k = 0; k < n; k++) row[k] = c * u[k];
+    s->used++;
+    return decompose(s, err);
+}
+
+void co_fd_top(const co_fd_sketch *s, int r, float *q, double *mu)
+{
+    int R = s->rows, n = s->n;
+    for (int i = 0; i < r; i++) {
+        float *qi = q + (size_t)i * n;
+        memset(qi, 0, (size_t)n * sizeof(float));
+        mu[i] = i < R ? s->eval[i] : 0;
+        if (i >= R || s->eval[i] <= 1e-30) {
+            mu[i] = 0;
+            continue;
+        }
+        double inv = 1.0 / sqrt(s->eval[i]);
+        for (int j = 0; j < R; j++) {
+            double c = s->evec[(size_t)j * R + i] * inv;
+            const float *bj = s->b + (size_t)j * n;
+            for (int k = 0; k < n; k++) qi[k] += (float)(c * bj[k]);
+        }
+    }
+}
+
+double co_fd_tail(const co_fd_sketch *s, int r)
+{
+    double t = 0;
+    for (int i = r; i < s->rows; i++) t += s->eval[i] * s->eval[i];
+    return sqrt(t);
+}
+
+double co_power_iteration(void (*matvec)(const double *x, double *y, void *ctx), void *ctx, int n, int iters,
+                          co_rng *rng, double *work)
+{
+    double *v = work, *w = work + n;
+    double norm = 0;
+    for (int i = 0; i < n; i++) {
+        v[i] = co_rng_normal(rng);
+        norm += v[i] * v[i];
+    }
+    norm = sqrt(norm);
+    if (norm == 0) return 0;
+    for (int i = 0; i < n; i++) v[i] /= norm;
+    double lambda = 0;
+    for (int k = 0; k < iters; k++) {
+        matvec(v, w, ctx);
+        double nw = 0;
+        for (int i = 0; i < n; i++) nw += w[i] * w[i];
+        nw = sqrt(nw);
+        lambda = nw; /* ||A v_k|| with ||v_k|| = 1 */
+        if (nw == 0) return 0;
+        for (int i = 0; i < n; i++) v[i] = w[i] / nw;
+    }
+    return lambda;
+}
+
+void co_woodbury_apply(float *y, const float *x, const float *q, const double *mu, int n, int r, double delta,
+                       double *proj)
+{
+    for (int i = 0; i < r; i++) {
+        const float *qi = q + (size_t)i * n;
+        double d = 0;
+        for (int k = 0; k < n; k++) d += (double)qi[k] * x[k];
+        proj[i] = d * (mu[i] / (delta + mu[i]));
+    }
+    double inv = 1.0 / delta;
+    for (int k = 0; k < n; k++) {
+        double c = 0;
+        for (int i = 0; i < r; i++) c += proj[i] * q[(size_t)i * n + k];
+        y[k] = (float)((x[k] - c) * inv);
+    }
+}

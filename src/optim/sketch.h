@@ -1,0 +1,48 @@
+/* Low-rank curvature pieces for DA-RMSprop's SKF-OHA (paper 000, eq. 1-4):
+ *  - a Frequent-Directions sketch (Liberty 2013) of an exponentially weighted stream of
+ *    vectors, B (rows x n) with B^T B ~ sum_t w_t u_t u_t^T, giving its top eigenpairs;
+ *  - power iteration for the largest eigenvalue of a symmetric operator (eq. 4);
+ *  - the Woodbury apply of H = delta I + Q diag(mu) Q^T with Q orthonormal (eq. 2). */
+#ifndef CO_OPTIM_SKETCH_H
+#define CO_OPTIM_SKETCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "curvopt.h"
+
+typedef struct co_fd_sketch {
+    int n, rows;   /* dimension, sketch rows (2 x the largest rank) */
+    int used;      /* rows holding data */
+    float *b;      /* rows x n, row-major */
+    double *gram;  /* rows x rows: B B^T */
+    double *evec;  /* rows x rows eigenvectors of the Gram matrix (columns), descending */
+    double *eval;  /* rows eigenvalues, descending, clamped >= 0 */
+    double *work;  /* rows */
+    double *lwork; /* LAPACK workspace, sized at init so updates never allocate */
+    int nlwork;
+} co_fd_sketch;
+
+co_status co_fd_init(co_fd_sketch *s, int n, int rows, co_error *err);
+void co_fd_free(co_fd_sketch *s);
+/* B <- sqrt(decay) B, then u (scaled by sqrt(1 - decay)) is added as a row; a full sketch
+ * is first shrunk by the Frequent-Directions rule (subtract the median squared singular
+ * value, which empties at least half the rows). Leaves eval/evec describing B B^T. */
+co_status co_fd_update(co_fd_sketch *s, const float *u, double decay, co_error *err);
+/* The top r eigenpairs of B^T B: q (n x r, column i at q + i*n, orthonormal) and mu[i]. */
+void co_fd_top(const co_fd_sketch *s, int r, float *q, double *mu);
+/* sqrt(sum_{i >= r} eval_i^2): the Frobenius error of the rank-r truncation of B^T B. */
+double co_fd_tail(const co_fd_sketch *s, int r);
+
+/* Largest eigenvalue of the symmetric PSD operator x -> matvec(x) by power iteration from
+ * a seeded start: ||A^k v|| / ||A^(k-1) v|| (eq. 4), `iters` products; work holds 2n. */
+double co_power_iteration(void (*matvec)(const double *x, double *y, void *ctx), void *ctx, int n, int iters,
+                          co_rng *rng, double *work);
+
+/* y = H^{-1} x for H = delta I + Q diag(mu) Q^T, Q (n x r, orthonormal columns), mu >= 0:
+ * Woodbury with C = diag(mu): H^{-1} = (I - Q diag(mu / (delta + mu)) Q^T) / delta.
+ * proj holds r doubles. y may alias x. */
+void co_woodbury_apply(float *y, const float *x, const float *q, const double *mu, int n, int r, double delta,
+                       double *proj);
+
+#endif

@@ -1,0 +1,365 @@
+/* DA-RMSprop: the Woodbury solve, power iteration, the Frequent-Directions sketch on a
+ * quadratic with known Hessian, eq. 3's probability, DM-MAGA's factor, equality with
+ * RMSprop at rank 0 / lambda 0, descent, training, save/load. */
+#include "optim/sketch.h"
+#include "test_util.h"
+
+#include <curvopt.h>
+#include <lapacke.h>
+#include <unistd.h>
+
+/* Random orthonormal n x n matrix (columns) by Gram-Schmidt on Gaussian columns. */
+static void random_orthonormal(double *q, int n, co_rng *r)
+{
+    for (int j = 0; j < n; j++) {
+        for (int i = 0; i < n; i++) q[i * n + j] = co_rng_normal(r);
+        for (int k = 0; k < j; k++) {
+            double d = 0;
+            for (int i = 0; i < n; i++) d += q[i * n + j] * q[i * n + k];
+            for (int i = 0; i < n; i++) q[i * n + j] -= d * q[i * n + k];
+        }
+        double nn = 0;
+        for (int i = 0; i < n; i++) nn += q[i * n + j] * q[i * n + j];
+        for (int i = 0; i < n; i++) q[i * n + j] /= sqrt(nn);
+    }
+}
+
+static void test_woodbury(void)
+{
+    enum { N = 40, R = 5 };
+    co_rng r;
+    co_rng_seed(&r, 1, 99);
+    double qd[N * N];
+    random_orthonormal(qd, N, &r);
+    float q[R * N], x[N], y[N];
+    double mu[R] = {50, 7, 2, 0.5, 0}, proj[R], delta = 0.7;
+    for (int i = 0; i < R; i++)
+        for (int k = 0; k < N; k++) q[i * N + k] = (float)qd[k * N + i];
+    for (int k = 0; k < N; k++) x[k] = (float)co_rng_normal(&r);
+    co_woodbury_apply(y, x, q, mu, N, R, delta, proj);
+    /* Dense H = delta I + Q diag(mu) Q^T, solved by LAPACK. */
+    double h[N * N], b[N];
+    for (int i = 0; i < N; i++) {
+        b[i] = x[i];
+        for (int j = 0; j < N; j++) {
+            double v = i == j ? delta : 0;
+            for (int k = 0; k < R; k++) v += (double)q[k * N + i] * mu[k] * q[k * N + j];
+            h[i * N + j] = v;
+        }
+    }
+    lapack_int ipiv[N];
+    CHECK(LAPACKE_dgesv(LAPACK_ROW_MAJOR, N, 1, h, N, ipiv, b, 1) == 0, "dgesv");
+    double num = 0, den = 0;
+    for (int i = 0; i < N; i++) {
+        num += (y[i] - b[i]) * (y[i] - b[i]);
+        den += b[i] * b[i];
+    }
+    CHECK(sqrt(num / den) < 1e-5, "Woodbury vs dense solve: relative error %.3g", sqrt(num / den));
+}
+
+typedef struct {
+    const double *a;
+    int n;
+} dense_op;
+
+static void dense_matvec(const double *x, double *y, void *ctx)
+{
+    const dense_op *op = ctx;
+    for (int i = 0; i < op->n; i++) {
+        double s = 0;
+        for (int j = 0; j < op->n; j++) s += op->a[i * op->n + j] * x[j];
+        y[i] = s;
+    }
+}
+
+static void test_power_iteration(void)
+{
+    enum { N = 30 };
+    co_rng r;
+    co_rng_seed(&r, 2, 99);
+    double q[N * N], a[N * N], work[2 * N];
+    random_orthonormal(q, N, &r);
+    /* Known spectrum: 10, 6, then smaller. */
+    double ev[N];
+    for (int i = 0; i < N; i++) ev[i] = i == 0 ? 10 : i == 1 ? 6 : 3.0 / (i + 1);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int k = 0; k < N; k++) s += q[i * N + k] * ev[k] * q[j * N + k];
+            a[i * N + j] = s;
+        }
+    dense_op op = {a, N};
+    double top = co_power_iteration(dense_matvec, &op, N, 60, &r, work);
+    CHECK(fabs(top - 10) / 10 < 0.01, "power iteration top eigenvalue %.5f, expected 10", top);
+    /* Too few iterations must be visibly worse, or the test above proves little. */
+    double rough = co_power_iteration(dense_matvec, &op, N, 1, &r, work);
+    CHECK(fabs(rough - 10) > 1e-3, "one iteration already exact (%.6f): the check cannot fail", rough);
+}
+
+/* Gradients of f = 1/2 x^T A x at random points have second moment A^2: the sketch's top
+ * eigenvectors must be A's dominant ones and its eigenvalues their squares (up to the FD
+ * shrinkage, which only lowers them). */
+static void test_sketch_quadratic(void)
+{
+    enum { N = 50, ROWS = 8, STEPS = 400 };
+    co_rng r;
+    co_rng_seed(&r, 3, 99);
+    double q[N * N];
+    random_orthonormal(q, N, &r);
+    double ev[N];
+    for (int i = 0; i < N; i++) ev[i] = i == 0 ? 8 : i == 1 ? 4 : 0.3;
+    co_fd_sketch sk;
+    CHECK(co_fd_init(&sk, N, ROWS, NULL) == CO_OK, "init");
+    float g[N];
+    for (int t = 0; t < STEPS; t++) {
+        double z[N];
+        for (int i = 0; i < N; i++) z[i] = co_rng_normal(&r);
+        for (int i = 0; i < N; i++) {
+            double s = 0;
+            for (int k = 0; k < N; k++) s += q[i * N + k] * ev[k] * z[k]; /* A Q^T... with z ~ N(0, I) in eigen basis */
+            g[i] = (float)s;
+        }
+        CHECK(co_fd_update(&sk, g, 0.99, NULL) == CO_OK, "update");
+    }
+    float top[2 * N];
+    double mu[2];
+    co_fd_top(&sk, 2, top, mu);
+    for (int i = 0; i < 2; i++) {
+        double c = 0, nn = 0;
+        for (int k = 0; k < N; k++) {
+            c += top[i * N + k] * q[k * N + i];
+            nn += (double)top[i * N + k] * top[i * N + k];
+        }
+        CHECK(fabs(fabs(c) - 1) < 0.05, "eigenvector %d: |cos| with the true one %.4f", i, fabs(c));
+        CHECK(fabs(nn - 1) < 1e-3, "eigenvector %d not unit: %.5f", i, nn);
+    }
+    CHECK(mu[0] > mu[1], "eigenvalues not descending");
+    CHECK(fabs(mu[0] / mu[1] - 4.0) < 1.5, "eigenvalue ratio %.3f, expected about (8/4)^2 = 4", mu[0] / mu[1]);
+    CHECK(mu[0] < 64 * 1.3 && mu[0] > 64 * 0.4, "top eigenvalue %.3f, expected near 64", mu[0]);
+    co_fd_free(&sk);
+}
+
+/* A dense "layer" of n parameters. */
+typedef struct {
+    float p[64], g[64];
+    co_group grp;
+} toy;
+
+static co_optim *toy_new(toy *t, int n, const char *hp)
+{
+    memset(t, 0, sizeof *t);
+    t->grp = (co_group){.name = "toy", .kind = CO_GROUP_DENSE, .ntensors = 1, .param = {t->p}, .grad = {t->g}, .size = {(size_t)n}};
+    co_error err;
+    co_optim *o = co_optim_new("da-rmsprop", &t->grp, 1, hp, 5, &err);
+    CHECK(o != NULL, "create: %s", o ? "" : err.msg);
+    return o;
+}
+
+static void test_alignment_factor(void)
+{
+    toy a, b;
+    /* Parallel: g1 = g2 -> cos(g2, m2) = 1 -> factor 1 + lambda = 2 against lambda = 0. */
+    co_optim *o1 = toy_new(&a, 2, "rank_max=0,lambda=1,beta1=0.5");
+    co_optim *o0 = toy_new(&b, 2, "rank_max=0,lambda=0,beta1=0.5");
+    for (int s = 0; s < 2; s++) {
+        a.g[0] = b.g[0] = 1;
+        a.g[1] = b.g[1] = 1;
+        float before1 = a.p[0], before0 = b.p[0];
+        co_optim_step(o1, NULL, NULL);
+        co_optim_step(o0, NULL, NULL);
+        double ratio = (a.p[0] - before1) / (b.p[0] - before0);
+        CHECK(fabs(ratio - 2) < 1e-6, "g parallel to m: step ratio %.8f, expected 1 + lambda = 2", ratio);
+    }
+    double al;
+    CHECK(co_optim_diagnostic(o1, "alignment", &al, 1) == 1 && fabs(al - 1) < 1e-12, "alignment %.9f", al);
+    co_optim_free(o1);
+    co_optim_free(o0);
+    /* Orthogonal: beta1 = 0.5, g1 = (4, 0), g2 = (-1, 1) gives g2 . m2 = 0 exactly. */
+    o1 = toy_new(&a, 2, "rank_max=0,lambda=1,beta1=0.5");
+    o0 = toy_new(&b, 2, "rank_max=0,lambda=0,beta1=0.5");
+    a.g[0] = b.g[0] = 4;
+    a.g[1] = b.g[1] = 0;
+    co_optim_step(o1, NULL, NULL);
+    co_optim_step(o0, NULL, NULL);
+    a.g[0] = b.g[0] = -1;
+    a.g[1] = b.g[1] = 1;
+    /* Step 1 had g parallel to m (factor 2); compare step 2's displacement alone. */
+    float a0 = a.p[0], a1 = a.p[1], b0 = b.p[0], b1 = b.p[1];
+    co_optim_step(o1, NULL, NULL);
+    co_optim_step(o0, NULL, NULL);
+    CHECK(co_optim_diagnostic(o1, "alignment", &al, 1) == 1 && fabs(al) < 1e-12, "alignment %.3g, expected 0", al);
+    CHECK(fabs((a.p[0] - a0) - (b.p[0] - b0)) < 1e-7 && fabs((a.p[1] - a1) - (b.p[1] - b1)) < 1e-7 && a.p[1] != a1,
+          "g orthogonal to m: factor must be 1 (steps %.9g vs %.9g)", a.p[1] - a1, b.p[1] - b1);
+    co_optim_free(o1);
+    co_optim_free(o0);
+}
+
+static void test_p_zero_freezes_factors(void)
+{
+    toy a;
+    co_optim *o = toy_new(&a, 32, "p=0,rank_max=3,rank_init=2");
+    co_rng r;
+    co_rng_seed(&r, 9, 1);
+    for (int s = 0; s < 200; s++) {
+        for (int i = 0; i < 32; i++) a.g[i] = (float)co_rng_normal(&r);
+        co_optim_step(o, NULL, NULL);
+    }
+    double upd, rank;
+    CHECK(co_optim_diagnostic(o, "updates", &upd, 1) == 1 && upd == 0, "p = 0 updated the factors %g times", upd);
+    CHECK(co_optim_diagnostic(o, "rank", &rank, 1) == 1 && rank == 2, "rank moved to %g with p = 0", rank);
+    co_optim_free(o);
+    /* p = 1 updates every step: the counter is real. */
+    o = toy_new(&a, 32, "p=1,rank_max=3");
+    for (int s = 0; s < 10; s++) {
+        for (int i = 0; i < 32; i++) a.g[i] = (float)co_rng_normal(&r);
+        co_optim_step(o, NULL, NULL);
+    }
+    CHECK(co_optim_diagnostic(o, "updates", &upd, 1) == 1 && upd == 10, "p = 1: %g updates in 10 steps", upd);
+    co_optim_free(o);
+}
+
+/* The step must stay a descent direction with any factors: g . (theta_before - theta_after) > 0. */
+static void test_descent(void)
+{
+    toy a;
+    co_optim *o = toy_new(&a, 48, "p=1,rank_max=4,rank_init=4,lambda=0,delta=0.3");
+    co_rng r;
+    co_rng_seed(&r, 10, 1);
+    int bad = 0;
+    for (int s = 0; s < 300; s++) {
+        /* Strongly correlated gradients so the factors are far from the identity. */
+        double common = co_rng_normal(&r) * 5;
+        for (int i = 0; i < 48; i++) a.g[i] = (float)(common * (i % 3 + 1) + co_rng_normal(&r));
+        float before[48];
+        memcpy(before, a.p, sizeof before);
+        co_optim_step(o, NULL, NULL);
+        double d = 0;
+        for (int i = 0; i < 48; i++) d += (double)a.g[i] * (before[i] - a.p[i]);
+        bad += !(d > 0);
+    }
+    CHECK(bad == 0, "%d of 300 steps were not descent directions", bad);
+    double rank;
+    co_optim_diagnostic(o, "rank", &rank, 1);
+    CHECK(rank >= 1, "rank %g: the low-rank path was not exercised", rank);
+    co_optim_free(o);
+}
+
+static co_model *moons_model(co_dataset **train, co_dataset **test)
+{
+    co_dataset *all = co_make_moons(400, 0.2, 1, NULL);
+    co_dataset_split(all, 0.2, 1, train, test, NULL);
+    co_dataset_free(all);
+    co_model *m = co_model_new_mlp("mlp:2-32-1", CO_ACT_RELU, CO_ACT_NONE, NULL);
+    co_model_init(m, 7);
+    return m;
+}
+
+static co_optim *model_optim(co_model *m, const char *name, const char *hp)
+{
+    co_group g[8];
+    co_model_groups(m, g);
+    co_error err;
+    co_optim *o = co_optim_new(name, g, co_model_ngroups(m), hp, 3, &err);
+    CHECK(o != NULL, "%s: %s", name, o ? "" : err.msg);
+    return o;
+}
+
+static void train_epochs(co_model *m, co_optim *o, co_dataset *tr, co_dataset *te, int epochs, co_train_result *res)
+{
+    co_train_config c;
+    co_train_config_default(&c);
+    c.epochs = epochs;
+    c.batch = 32;
+    c.seed = 4;
+    co_error err;
+    CHECK(co_train(m, o, tr, te, &c, res, &err) == CO_OK, "train: %s", err.msg);
+}
+
+static void test_equals_rmsprop(void)
+{
+    co_dataset *tr, *te;
+    co_model *m1 = moons_model(&tr, &te), *m2;
+    co_dataset *tr2, *te2;
+    m2 = moons_model(&tr2, &te2);
+    co_optim *a = model_optim(m1, "da-rmsprop", "rank_max=0,lambda=0,lr=0.01,beta2=0.99,eps=1e-8");
+    co_optim *b = model_optim(m2, "rmsprop", "lr=0.01,alpha=0.99,eps=1e-8");
+    co_train_result r1, r2;
+    train_epochs(m1, a, tr, te, 5, &r1);
+    train_epochs(m2, b, tr2, te2, 5, &r2);
+    size_t n = co_model_param_count(m1);
+    float *p1 = malloc(n * sizeof(float)), *p2 = malloc(n * sizeof(float));
+    co_model_get_params(m1, p1);
+    co_model_get_params(m2, p2);
+    CHECK(memcmp(p1, p2, n * sizeof(float)) == 0, "rank 0 and lambda 0 differ from RMSprop");
+    /* And the full method differs, or the comparison proves nothing. */
+    co_optim_free(a);
+    co_model_init(m1, 7);
+    a = model_optim(m1, "da-rmsprop", "lr=0.01");
+    double initial;
+    co_evaluate(m1, tr, CO_LOSS_BCE_LOGITS, 256, &initial, NULL, NULL);
+    co_train_result r3;
+    train_epochs(m1, a, tr, te, 5, &r3);
+    co_model_get_params(m1, p1);
+    CHECK(memcmp(p1, p2, n * sizeof(float)) != 0, "full DA-RMSprop identical to RMSprop");
+    CHECK(r3.history[4].train_loss < 0.5 * initial, "training loss %.4f -> %.4f did not fall", initial,
+          r3.history[4].train_loss);
+    co_train_result_free(&r1);
+    co_train_result_free(&r2);
+    co_train_result_free(&r3);
+    free(p1);
+    free(p2);
+    co_optim_free(a);
+    co_optim_free(b);
+    co_model_free(m1);
+    co_model_free(m2);
+    co_dataset_free(tr);
+    co_dataset_free(te);
+    co_dataset_free(tr2);
+    co_dataset_free(te2);
+}
+
+static void test_save_load(void)
+{
+    toy a, b;
+    co_optim *o = toy_new(&a, 40, "p=0.5,rank_max=3");
+    co_rng r;
+    co_rng_seed(&r, 11, 1);
+    float grads[60][40];
+    for (int s = 0; s < 60; s++)
+        for (int i = 0; i < 40; i++) grads[s][i] = (float)(co_rng_normal(&r) + (i % 4));
+    for (int s = 0; s < 30; s++) {
+        memcpy(a.g, grads[s], sizeof a.g[0] * 40);
+        co_optim_step(o, NULL, NULL);
+    }
+    char path[] = "/tmp/curvopt_darms_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    co_error err;
+    CHECK(co_optim_save(o, path, &err) == CO_OK, "save: %s", err.msg);
+    co_optim *o2 = toy_new(&b, 40, "p=0.5,rank_max=3");
+    memcpy(b.p, a.p, sizeof b.p);
+    CHECK(co_optim_load(o2, path, &err) == CO_OK, "load: %s", err.msg);
+    for (int s = 30; s < 60; s++) {
+        memcpy(a.g, grads[s], sizeof a.g[0] * 40);
+        memcpy(b.g, grads[s], sizeof b.g[0] * 40);
+        co_optim_step(o, NULL, NULL);
+        co_optim_step(o2, NULL, NULL);
+    }
+    CHECK(memcmp(a.p, b.p, 40 * sizeof(float)) == 0, "save -> load -> continue differs");
+    unlink(path);
+    co_optim_free(o);
+    co_optim_free(o2);
+}
+
+int main(void)
+{
+    test_woodbury();
+    test_power_iteration();
+    test_sketch_quadratic();
+    test_alignment_factor();
+    test_p_zero_freezes_factors();
+    test_descent();
+    test_equals_rmsprop();
+    test_save_load();
+    return co_test_finish();
+}
