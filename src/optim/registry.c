@@ -8,12 +8,12 @@ extern const co_optim_info co_info_sgd, co_info_adagrad, co_info_rmsprop, co_inf
     co_info_amsgrad;
 extern const co_optim_info co_info_ogr1d, co_info_ogr1ds, co_info_ogr1dc, co_info_ogr_asgd, co_info_ogr_asgdc;
 extern const co_optim_info co_info_lama_adam, co_info_quasi_adam;
-extern const co_optim_info co_info_da_rmsprop;
+extern const co_optim_info co_info_da_rmsprop, co_info_tso_alra;
 
 static const co_optim_info *const registry[] = {
     &co_info_sgd, &co_info_adagrad, &co_info_rmsprop, &co_info_adam, &co_info_adamw, &co_info_amsgrad,
     &co_info_ogr1d, &co_info_ogr1ds, &co_info_ogr1dc, &co_info_ogr_asgd, &co_info_ogr_asgdc,
-    &co_info_lama_adam, &co_info_quasi_adam, &co_info_da_rmsprop,
+    &co_info_lama_adam, &co_info_quasi_adam, &co_info_da_rmsprop, &co_info_tso_alra,
 };
 
 int co_optim_count(void) { return (int)(sizeof registry / sizeof registry[0]); }

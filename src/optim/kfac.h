@@ -1,0 +1,43 @@
+/* K-FAC factors of one layer (Martens & Grosse 2015; KFC for convolutions, Grosse &
+ * Martens 2016) and their damped inverse square roots, as TSO-ALRA (paper 004, eq. 14-18)
+ * uses them: F_l ~ B (x) A with
+ *   A = E[a a^T]       a = [layer input (or im2col patch); 1]   (cols+1) x (cols+1)
+ *   B = E[d d^T]       d = per-sample gradient of the loss w.r.t. the layer output (rows x rows)
+ * and the update direction vec(B^-1/2 G A^-1/2), G = [dW | db]. */
+#ifndef CO_OPTIM_KFAC_H
+#define CO_OPTIM_KFAC_H
+
+#include "curvopt.h"
+
+typedef enum { CO_KFAC_DAMP_FACTORS = 0, CO_KFAC_DAMP_PRODUCT = 1 } co_kfac_damping;
+
+typedef struct co_kfac {
+    int rows, cols, m;  /* m = cols + 1 (bias column) */
+    int has_bias;
+    int64_t updates;    /* factor updates so far */
+    double *A, *B;      /* running factors */
+    double *ua, *ub;    /* eigenvectors (column-major, as LAPACK returns them) */
+    double *la, *lb;    /* eigenvalues, clamped >= 0 */
+    float *ra, *rb;     /* cached A^-1/2, B^-1/2 (per-factor damping), row-major */
+    float *batch_a, *batch_b; /* one batch's statistics */
+    float *g, *t;       /* rows x m: gathered gradient and a temporary */
+    double *lwork;
+    int nlwork;
+    int have_roots;
+} co_kfac;
+
+co_status co_kfac_init(co_kfac *k, int rows, int cols, int has_bias, co_error *err);
+void co_kfac_free(co_kfac *k);
+/* Eq. 17-18 with the batch's statistics: A = (1-gamma) A + gamma E_batch[a a^T] (the first
+ * update takes the batch statistics as they are). cap->g holds gradients of the batch-MEAN
+ * loss, so per-sample gradients are batch * g: B's batch term is batch * sum_rows g g^T
+ * (for a convolution the rows are positions too and this is KFC's T-scaled factor). */
+void co_kfac_update(co_kfac *k, const co_capture *cap, double gamma);
+/* Eigendecomposes A and B (eigenvalues clamped >= 0) and caches the damped roots. */
+co_status co_kfac_refresh(co_kfac *k, double damping, co_kfac_damping mode, co_error *err);
+/* out = B^-1/2 G A^-1/2 for G = [dw | db] (db may be NULL), written back split into
+ * out_w (rows x cols) and out_b (rows). */
+void co_kfac_apply(co_kfac *k, const float *dw, const float *db, float *out_w, float *out_b, double damping,
+                   co_kfac_damping mode);
+
+#endif

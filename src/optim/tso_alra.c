@@ -1,0 +1,199 @@
+/* TSO-ALRA (paper 004): a two-stage optimizer. Stage 1 preconditions each layer's gradient
+ * with the K-FAC approximation of the Fisher's inverse square root,
+ *   theta_l <- theta_l - eta vec(B_l^-1/2 G_l A_l^-1/2)           (eq. 16)
+ * with A_l, B_l exponential averages of input and output-gradient outer products
+ * (eq. 17-18, kfac.c) and their damped inverse roots recomputed every T_int steps; stage 2
+ * is plain SGD, from a given epoch or once the validation loss has not improved for
+ * `patience` epochs (§III-B). A composition: a preconditioner, then SGD.
+ * Decisions: docs/optimizers/tso-alra.md. */
+#include "kfac.h"
+#include "optim_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+enum { HP_LR, HP_GAMMA, HP_DAMPING, HP_T_INT, HP_SWITCH_EPOCH, HP_PATIENCE, HP_DAMP_MODE, HP_SGD_LR_SCALE, HP_WD, HP_COUNT };
+
+typedef struct {
+    co_kfac *kfac;   /* per group (rows == 0: no K-FAC for this group) */
+    int32_t switched; /* stage 2 (plain SGD) */
+    int32_t switch_epoch_seen; /* the epoch at which it switched (0: not yet) */
+    double best_val;
+    int32_t bad_epochs;
+    int64_t refreshes;
+    float *dir_w, *dir_b; /* the largest layer's preconditioned gradient */
+} tso_state;
+
+static int kfac_group(const co_group *g) { return g->kind != CO_GROUP_DENSE && g->rows > 0 && g->cols > 0; }
+
+static co_status tso_init(co_optim *o, co_error *err)
+{
+    tso_state *s = calloc(1, sizeof *s);
+    if (!s) return co_error_set(err, CO_ENOMEM, "out of memory");
+    o->state = s;
+    s->best_val = INFINITY;
+    s->kfac = calloc((size_t)o->ngroups, sizeof *s->kfac);
+    if (!s->kfac) return co_error_set(err, CO_ENOMEM, "out of memory");
+    size_t maxw = 1, maxb = 1;
+    for (int g = 0; g < o->ngroups; g++) {
+        const co_group *gr = &o->groups[g];
+        if (!kfac_group(gr)) continue;
+        co_status st = co_kfac_init(&s->kfac[g], gr->rows, gr->cols, gr->ntensors > 1, err);
+        if (st) return st;
+        if (gr->size[0] > maxw) maxw = gr->size[0];
+        if ((size_t)gr->rows > maxb) maxb = (size_t)gr->rows;
+    }
+    s->dir_w = co_falloc(maxw);
+    s->dir_b = co_falloc(maxb);
+    if (!s->dir_w || !s->dir_b) return co_error_set(err, CO_ENOMEM, "out of memory");
+    return CO_OK;
+}
+
+static void tso_free(co_optim *o)
+{
+    tso_state *s = o->state;
+    if (s->kfac)
+        for (int g = 0; g < o->ngroups; g++) co_kfac_free(&s->kfac[g]);
+    free(s->kfac);
+    free(s->dir_w);
+    free(s->dir_b);
+    free(s);
+}
+
+static void sgd_update(co_group *gr, double lr, double wd)
+{
+    float l = (float)lr, w = (float)wd;
+    for (int k = 0; k < gr->ntensors; k++) {
+        float *restrict p = gr->param[k];
+        const float *restrict g = gr->grad[k];
+        for (size_t i = 0; i < gr->size[k]; i++) p[i] -= l * (g[i] + w * p[i]);
+    }
+}
+
+static co_status tso_step(co_optim *o, const co_closure *c, co_error *err)
+{
+    tso_state *s = o->state;
+    for (int g = 0; g < o->ngroups; g++) {
+        co_group *gr = &o->groups[g];
+        double lr = co_lr(o, g), wd = co_hp(o, g, HP_WD);
+        co_kfac *k = &s->kfac[g];
+        co_capture cap;
+        int have = !s->switched && k->rows > 0 && c && c->capture && c->capture(c->ctx, g, &cap) &&
+                   cap.a_dim == k->cols && cap.g_dim == k->rows && cap.n > 0;
+        if (!have) {
+            /* Stage 2, or a layer without K-FAC statistics: plain SGD. */
+            sgd_update(gr, s->switched ? lr * co_hp(o, g, HP_SGD_LR_SCALE) : lr, wd);
+            continue;
+        }
+        co_apply_l2(o, g, wd);
+        co_kfac_update(k, &cap, co_hp(o, g, HP_GAMMA));
+        co_kfac_damping mode = (co_kfac_damping)(int)co_hp(o, g, HP_DAMP_MODE);
+        double damping = co_hp(o, g, HP_DAMPING);
+        uint64_t tint = (uint64_t)co_hp(o, g, HP_T_INT);
+        /* Roots are recomputed every T_int steps and cached in between (first step included). */
+        if (!k->have_roots || (o->t - 1) % tint == 0) {
+            co_status st = co_kfac_refresh(k, damping, mode, err);
+            if (st) return st;
+            s->refreshes++;
+        }
+        co_kfac_apply(k, gr->grad[0], gr->ntensors > 1 ? gr->grad[1] : NULL, s->dir_w, s->dir_b, damping, mode);
+        float l = (float)lr;
+        float *p = gr->param[0];
+        for (size_t i = 0; i < gr->size[0]; i++) p[i] -= l * s->dir_w[i];
+        if (gr->ntensors > 1)
+            for (int i = 0; i < gr->rows; i++) gr->param[1][i] -= l * s->dir_b[i];
+    }
+    return CO_OK;
+}
+
+static co_status tso_epoch_end(co_optim *o, int epoch, double val_loss, co_error *err)
+{
+    (void)err;
+    tso_state *s = o->state;
+    if (s->switched) return CO_OK;
+    int switch_epoch = (int)co_hp(o, 0, HP_SWITCH_EPOCH), patience = (int)co_hp(o, 0, HP_PATIENCE);
+    if (isfinite(val_loss)) {
+        if (val_loss < s->best_val) {
+            s->best_val = val_loss;
+            s->bad_epochs = 0;
+        } else {
+            s->bad_epochs++;
+        }
+    }
+    if ((switch_epoch > 0 && epoch >= switch_epoch) || (patience > 0 && s->bad_epochs >= patience)) {
+        s->switched = 1;
+        s->switch_epoch_seen = epoch;
+    }
+    return CO_OK;
+}
+
+static void tso_visit(co_optim *o, co_state_visitor *v)
+{
+    tso_state *s = o->state;
+    char key[64];
+    for (int g = 0; g < o->ngroups; g++) {
+        co_kfac *k = &s->kfac[g];
+        if (k->rows == 0) continue;
+        size_t m = (size_t)k->m, n = (size_t)k->rows;
+        snprintf(key, sizeof key, "A/%d", g);
+        v->blob(v, key, k->A, m * m * sizeof(double));
+        snprintf(key, sizeof key, "B/%d", g);
+        v->blob(v, key, k->B, n * n * sizeof(double));
+        snprintf(key, sizeof key, "eigvec_A/%d", g);
+        v->blob(v, key, k->ua, m * m * sizeof(double));
+        snprintf(key, sizeof key, "eigvec_B/%d", g);
+        v->blob(v, key, k->ub, n * n * sizeof(double));
+        snprintf(key, sizeof key, "eigval_A/%d", g);
+        v->blob(v, key, k->la, m * sizeof(double));
+        snprintf(key, sizeof key, "eigval_B/%d", g);
+        v->blob(v, key, k->lb, n * sizeof(double));
+        snprintf(key, sizeof key, "root_A/%d", g);
+        v->blob(v, key, k->ra, m * m * sizeof(float));
+        snprintf(key, sizeof key, "root_B/%d", g);
+        v->blob(v, key, k->rb, n * n * sizeof(float));
+        snprintf(key, sizeof key, "factor_updates/%d", g);
+        v->blob(v, key, &k->updates, sizeof k->updates);
+        snprintf(key, sizeof key, "have_roots/%d", g);
+        v->blob(v, key, &k->have_roots, sizeof k->have_roots);
+    }
+    v->blob(v, "switched", &s->switched, sizeof s->switched);
+    v->blob(v, "switch_epoch", &s->switch_epoch_seen, sizeof s->switch_epoch_seen);
+    v->blob(v, "best_val", &s->best_val, sizeof s->best_val);
+    v->blob(v, "bad_epochs", &s->bad_epochs, sizeof s->bad_epochs);
+    v->blob(v, "refreshes", &s->refreshes, sizeof s->refreshes);
+}
+
+static int tso_diagnostic(const co_optim *o, const char *name, double *out, int max)
+{
+    const tso_state *s = o->state;
+    if (max < 1) return 0;
+    if (strcmp(name, "switched") == 0) out[0] = s->switched;
+    else if (strcmp(name, "switch_epoch") == 0) out[0] = s->switch_epoch_seen;
+    else if (strcmp(name, "refreshes") == 0) out[0] = (double)s->refreshes;
+    else return -1;
+    return 1;
+}
+
+static const co_hparam tso_hp[HP_COUNT] = {
+    {"lr", 1e-2, 0, 1e3, 0, "learning rate eta of both stages (the paper: 1e-2 for every setting)"},
+    {"gamma", 0.05, 0, 1, CO_HP_MAX_OPEN, "weight of the new batch in the factor averages (eq. 17-18)"},
+    {"damping", 1e-3, 0, 1e6, 0, "eps in (Lambda + eps I)^-1/2 (paper example 1e-6 diverges here; see docs)"},
+    {"T_int", 10, 1, 1e9, CO_HP_INT, "steps between eigendecompositions (cached roots in between)"},
+    {"switch_epoch", 0, 0, 1e9, CO_HP_INT | CO_HP_GLOBAL, "switch to plain SGD after this epoch (0: never)"},
+    {"patience", 0, 0, 1e9, CO_HP_INT | CO_HP_GLOBAL, "switch when the validation loss has not improved for this many epochs (0: off)"},
+    {"damping_mode", 0, 0, 1, CO_HP_INT, "0: damp each factor (paper); 1: damp the eigenvalue products"},
+    {"sgd_lr_scale", 1, 0, 1e6, 0, "learning rate of stage 2 relative to lr"},
+    {"weight_decay", 0, 0, 1e3, 0, "L2 penalty added to the gradient (before preconditioning)"},
+};
+
+static const co_optim_ops tso_ops = {.init = tso_init,
+                                     .step = tso_step,
+                                     .visit = tso_visit,
+                                     .free = tso_free,
+                                     .epoch_end = tso_epoch_end,
+                                     .needs = CO_NEEDS_CAPTURE | CO_NEEDS_EPOCH,
+                                     .diagnostic = tso_diagnostic};
+
+const co_optim_info co_info_tso_alra = {"tso-alra", "K-FAC Fisher^-1/2 preconditioning, then plain SGD (two stages)",
+                                        "Ida & Fujiwara, TSO-ALRA (paper 004), eq. 12-18, §III-B", HP_COUNT, tso_hp,
+                                        &tso_ops};
