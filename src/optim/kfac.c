@@ -29,14 +29,19 @@ co_status co_kfac_init(co_kfac *k, int rows, int cols, int has_bias, co_error *e
     k->t = co_falloc(n * m);
     size_t big = m > n ? m : n;
     double q1 = 0, q2 = 0;
+    lapack_int i1 = 0, i2 = 0;
     if (k->ua && k->la && k->ub && k->lb) {
-        LAPACKE_dsyev_work(LAPACK_COL_MAJOR, 'V', 'U', (int)m, k->ua, (int)m, k->la, &q1, -1);
-        LAPACKE_dsyev_work(LAPACK_COL_MAJOR, 'V', 'U', (int)n, k->ub, (int)n, k->lb, &q2, -1);
+        /* Divide and conquer (dsyevd): several times faster than dsyev on large factors. */
+        LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'U', (int)m, k->ua, (int)m, k->la, &q1, -1, &i1, -1);
+        LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'U', (int)n, k->ub, (int)n, k->lb, &q2, -1, &i2, -1);
     }
     k->nlwork = (int)fmax(fmax(q1, q2), 3.0 * (double)big) + 1;
     k->lwork = co_dalloc((size_t)k->nlwork);
+    k->nliwork = (i1 > i2 ? i1 : i2) + 1;
+    k->liwork = calloc((size_t)k->nliwork, sizeof *k->liwork);
+    k->scratch = co_dalloc(big * big);
     if (!k->A || !k->B || !k->ua || !k->ub || !k->la || !k->lb || !k->ra || !k->rb || !k->batch_a || !k->batch_b ||
-        !k->g || !k->t || !k->lwork) {
+        !k->g || !k->t || !k->lwork || !k->liwork || !k->scratch) {
         co_kfac_free(k);
         return co_error_set(err, CO_ENOMEM, "out of memory for K-FAC factors of a %d x %d layer", rows, cols);
     }
@@ -58,6 +63,8 @@ void co_kfac_free(co_kfac *k)
     free(k->g);
     free(k->t);
     free(k->lwork);
+    free(k->liwork);
+    free(k->scratch);
     memset(k, 0, sizeof *k);
 }
 
@@ -83,35 +90,38 @@ void co_kfac_update(co_kfac *k, const co_capture *cap, double gamma)
 
 /* Eigenpairs of a symmetric factor; eigenvalues clamped at 0 (the factors are PSD in exact
  * arithmetic, rounding can make the smallest slightly negative). */
-static co_status eigen(double *u, double *l, const double *x, int n, double *lwork, int nlwork, co_error *err)
+static co_status eigen(co_kfac *k, double *u, double *l, const double *x, int n, co_error *err)
 {
     memcpy(u, x, (size_t)n * n * sizeof(double));
-    if (LAPACKE_dsyev_work(LAPACK_COL_MAJOR, 'V', 'U', n, u, n, l, lwork, nlwork) != 0)
+    if (LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'U', n, u, n, l, k->lwork, k->nlwork, k->liwork, k->nliwork) != 0)
         return co_error_set(err, CO_ENUMERIC, "K-FAC factor eigendecomposition failed (%d x %d)", n, n);
     for (int i = 0; i < n; i++)
         if (!(l[i] > 0)) l[i] = 0;
     return CO_OK;
 }
 
-/* r = U diag((l + damping)^-1/2) U^T, row-major float (symmetric, so the layout is moot). */
-static void inv_root(float *r, const double *u, const double *l, int n, double damping)
+/* r = U diag((l + damping)^-1/2) U^T = W W^T with W = U diag((l + damping)^-1/4): one
+ * DSYRK. u is overwritten by W (the eigenvectors are kept only as far as the roots need
+ * them); work holds n x n doubles. Row-major float out (symmetric, layout is moot). */
+static void inv_root(float *r, double *u, const double *l, int n, double damping, double *work)
 {
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j <= i; j++) {
-            double s = 0;
-            for (int e = 0; e < n; e++) s += u[(size_t)e * n + i] * u[(size_t)e * n + j] / sqrt(l[e] + damping);
-            r[(size_t)i * n + j] = r[(size_t)j * n + i] = (float)s;
-        }
+    for (int e = 0; e < n; e++) {
+        double s = pow(l[e] + damping, -0.25);
+        for (int i = 0; i < n; i++) u[(size_t)e * n + i] *= s; /* column e of column-major U */
+    }
+    cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, n, n, 1.0, u, n, 0.0, work, n);
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i <= j; i++) r[(size_t)i * n + j] = r[(size_t)j * n + i] = (float)work[(size_t)j * n + i];
 }
 
 co_status co_kfac_refresh(co_kfac *k, double damping, co_kfac_damping mode, co_error *err)
 {
-    co_status st = eigen(k->ua, k->la, k->A, k->m, k->lwork, k->nlwork, err);
-    if (!st) st = eigen(k->ub, k->lb, k->B, k->rows, k->lwork, k->nlwork, err);
+    co_status st = eigen(k, k->ua, k->la, k->A, k->m, err);
+    if (!st) st = eigen(k, k->ub, k->lb, k->B, k->rows, err);
     if (st) return st;
     if (mode == CO_KFAC_DAMP_FACTORS) {
-        inv_root(k->ra, k->ua, k->la, k->m, damping);
-        inv_root(k->rb, k->ub, k->lb, k->rows, damping);
+        inv_root(k->ra, k->ua, k->la, k->m, damping, k->scratch);
+        inv_root(k->rb, k->ub, k->lb, k->rows, damping, k->scratch);
     } else {
         /* Damping on the eigenvalue products needs the bases themselves: float U, row-major
          * (LAPACK's column-major eigenvectors transposed), kept in the root buffers. */

@@ -9,6 +9,8 @@
 
 #include "curvopt.h"
 
+#include <lapacke.h>
+
 typedef enum { CO_KFAC_DAMP_FACTORS = 0, CO_KFAC_DAMP_PRODUCT = 1 } co_kfac_damping;
 
 typedef struct co_kfac {
@@ -16,13 +18,16 @@ typedef struct co_kfac {
     int has_bias;
     int64_t updates;    /* factor updates so far */
     double *A, *B;      /* running factors */
-    double *ua, *ub;    /* eigenvectors (column-major, as LAPACK returns them) */
+    double *ua, *ub;    /* eigenvectors (column-major, as LAPACK returns them; scaled in place by the roots) */
     double *la, *lb;    /* eigenvalues, clamped >= 0 */
     float *ra, *rb;     /* cached A^-1/2, B^-1/2 (per-factor damping), row-major */
     float *batch_a, *batch_b; /* one batch's statistics */
     float *g, *t;       /* rows x m: gathered gradient and a temporary */
     double *lwork;
     int nlwork;
+    lapack_int *liwork; /* LAPACK integer workspace */
+    int nliwork;
+    double *scratch; /* max(m, rows)^2: the roots' DSYRK output */
     int have_roots;
 } co_kfac;
 

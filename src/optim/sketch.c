@@ -1,6 +1,7 @@
 #include "sketch.h"
 #include "../core/alloc.h"
 
+#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
@@ -17,13 +18,15 @@ co_status co_fd_init(co_fd_sketch *s, int n, int rows, co_error *err)
     s->evec = co_dalloc((size_t)rows * rows);
     s->eval = co_dalloc((size_t)rows);
     s->work = co_dalloc((size_t)rows);
+    s->gram_f = co_falloc((size_t)rows * rows);
+    s->coef = co_falloc((size_t)rows * rows);
     double query = 0;
     if (s->gram && s->work &&
         LAPACKE_dsyev_work(LAPACK_COL_MAJOR, 'V', 'U', rows, s->gram, rows, s->work, &query, -1) == 0) {
         s->nlwork = (int)query + 1;
         s->lwork = co_dalloc((size_t)s->nlwork);
     }
-    if (!s->b || !s->gram || !s->evec || !s->eval || !s->work || !s->lwork) {
+    if (!s->b || !s->gram || !s->evec || !s->eval || !s->work || !s->lwork || !s->gram_f || !s->coef) {
         co_fd_free(s);
         return co_error_set(err, CO_ENOMEM, "out of memory for a %d x %d sketch", rows, n);
     }
@@ -38,6 +41,8 @@ void co_fd_free(co_fd_sketch *s)
     free(s->eval);
     free(s->work);
     free(s->lwork);
+    free(s->gram_f);
+    free(s->coef);
     memset(s, 0, sizeof *s);
 }
 
@@ -45,13 +50,10 @@ void co_fd_free(co_fd_sketch *s)
 static co_status decompose(co_fd_sketch *s, co_error *err)
 {
     int R = s->rows, n = s->n;
+    /* One SGEMM: B B^T in float (blocked FMA accumulation), then double for LAPACK. */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, R, n, 1.0f, s->b, n, s->b, n, 0.0f, s->gram_f, R);
     for (int i = 0; i < R; i++)
-        for (int j = 0; j <= i; j++) {
-            double d = 0;
-            const float *bi = s->b + (size_t)i * n, *bj = s->b + (size_t)j * n;
-            for (int k = 0; k < n; k++) d += (double)bi[k] * bj[k];
-            s->gram[(size_t)i * R + j] = s->gram[(size_t)j * R + i] = d;
-        }
+        for (int j = 0; j < R; j++) s->gram[(size_t)i * R + j] = 0.5 * ((double)s->gram_f[i * R + j] + s->gram_f[j * R + i]);
     memcpy(s->evec, s->gram, (size_t)R * R * sizeof(double));
     /* dsyev returns ascending eigenvalues: reverse into descending order below. */
     /* Column-major (LAPACKE's row-major path allocates a transposed copy); the Gram matrix
@@ -126,21 +128,15 @@ co_status co_fd_update(co_fd_sketch *s, const float *u, double decay, co_error *
 void co_fd_top(const co_fd_sketch *s, int r, float *q, double *mu)
 {
     int R = s->rows, n = s->n;
+    if (r > R) r = R;
+    /* q_i = B^T w_i / sqrt(lambda_i): coefficients (r x R) times B, one SGEMM. */
     for (int i = 0; i < r; i++) {
-        float *qi = q + (size_t)i * n;
-        memset(qi, 0, (size_t)n * sizeof(float));
-        mu[i] = i < R ? s->eval[i] : 0;
-        if (i >= R || s->eval[i] <= 1e-30) {
-            mu[i] = 0;
-            continue;
-        }
-        double inv = 1.0 / sqrt(s->eval[i]);
-        for (int j = 0; j < R; j++) {
-            double c = s->evec[(size_t)j * R + i] * inv;
-            const float *bj = s->b + (size_t)j * n;
-            for (int k = 0; k < n; k++) qi[k] += (float)(c * bj[k]);
-        }
+        int live = s->eval[i] > 1e-30;
+        mu[i] = live ? s->eval[i] : 0;
+        double inv = live ? 1.0 / sqrt(s->eval[i]) : 0;
+        for (int j = 0; j < R; j++) s->coef[i * R + j] = (float)(s->evec[(size_t)j * R + i] * inv);
     }
+    if (r > 0) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, n, R, 1.0f, s->coef, R, s->b, n, 0.0f, q, n);
 }
 
 double co_fd_tail(const co_fd_sketch *s, int r)

@@ -20,6 +20,7 @@ typedef struct co_fd_sketch {
     double *eval;  /* rows eigenvalues, descending, clamped >= 0 */
     double *work;  /* rows */
     double *lwork; /* LAPACK workspace, sized at init so updates never allocate */
+    float *gram_f, *coef; /* rows x rows: float Gram matrix, basis coefficients */
     int nlwork;
 } co_fd_sketch;
 
