@@ -237,12 +237,13 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
             }
             continue;
         }
-        /* w = D^1/2 H^-1 D^1/2 g = sqrt(D) * H^-1 (sqrt(D) g); sqrt(D) g = u / sqrt(D) = u * sqrt(sqrt(v)+eps). */
+        /* w = D^1/2 H^-1 D^1/2 g, with D^1/2 g = g / sqrt(sqrt(v) + eps) computed from g itself
+         * (not u * sqrt(...), which is 0 * inf once g^2 overflows float). */
         size_t n = group_n(o, g), off = 0;
-        float eps = (float)co_hp(o, g, HP_EPS);
+        float eps = (float)co_hp(o, g, HP_EPS), wd = (float)co_hp(o, g, HP_WD);
         for (int k = 0; k < gr->ntensors; k++) {
-            const float *u = co_slot(s->u, g, k), *v = co_slot(s->v, g, k);
-            for (size_t i = 0; i < gr->size[k]; i++) s->wbuf[off + i] = u[i] * sqrtf(sqrtf(v[i]) + eps);
+            const float *gp = gr->grad[k], *p = gr->param[k], *v = co_slot(s->v, g, k);
+            for (size_t i = 0; i < gr->size[k]; i++) s->wbuf[off + i] = (gp[i] + wd * p[i]) / sqrtf(sqrtf(v[i]) + eps);
             off += gr->size[k];
         }
         float *q = s->q + (size_t)g * s->maxn * (s->rmax ? s->rmax : 1);

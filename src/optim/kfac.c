@@ -82,10 +82,19 @@ void co_kfac_update(co_kfac *k, const co_capture *cap, double gamma)
     k->batch_a[(size_t)c * m + c] = 1.0f;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, rows, (float)cap->batch, cap->g, n, cap->g, n, 0.0f,
                 k->batch_b, n);
+    /* Statistics that overflowed float (gradients near 1e20) would poison the averages for
+     * good: such a batch is left out (counted), the factors keep their last finite value. */
+    for (size_t i = 0; i < (size_t)m * m; i++)
+        if (!isfinite(k->batch_a[i])) goto skip;
+    for (size_t i = 0; i < (size_t)n * n; i++)
+        if (!isfinite(k->batch_b[i])) goto skip;
     double keep = k->updates == 0 ? 0.0 : 1.0 - gamma, add = k->updates == 0 ? 1.0 : gamma;
     for (size_t i = 0; i < (size_t)m * m; i++) k->A[i] = keep * k->A[i] + add * k->batch_a[i];
     for (size_t i = 0; i < (size_t)n * n; i++) k->B[i] = keep * k->B[i] + add * k->batch_b[i];
     k->updates++;
+    return;
+skip:
+    k->skipped++;
 }
 
 /* Eigenpairs of a symmetric factor; eigenvalues clamped at 0 (the factors are PSD in exact

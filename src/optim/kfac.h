@@ -17,6 +17,7 @@ typedef struct co_kfac {
     int rows, cols, m;  /* m = cols + 1 (bias column) */
     int has_bias;
     int64_t updates;    /* factor updates so far */
+    int64_t skipped;    /* batches left out for non-finite statistics */
     double *A, *B;      /* running factors */
     double *ua, *ub;    /* eigenvectors (column-major, as LAPACK returns them; scaled in place by the roots) */
     double *la, *lb;    /* eigenvalues, clamped >= 0 */

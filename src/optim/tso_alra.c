@@ -87,6 +87,11 @@ static co_status tso_step(co_optim *o, const co_closure *c, co_error *err)
         }
         co_apply_l2(o, g, wd);
         co_kfac_update(k, &cap, co_hp(o, g, HP_GAMMA));
+        if (k->updates == 0) {
+            /* No finite statistics yet: nothing to precondition with. */
+            sgd_update(gr, lr, 0);
+            continue;
+        }
         co_kfac_damping mode = (co_kfac_damping)(int)co_hp(o, g, HP_DAMP_MODE);
         double damping = co_hp(o, g, HP_DAMPING);
         uint64_t tint = (uint64_t)co_hp(o, g, HP_T_INT);
@@ -153,6 +158,8 @@ static void tso_visit(co_optim *o, co_state_visitor *v)
         v->blob(v, key, k->rb, n * n * sizeof(float));
         snprintf(key, sizeof key, "factor_updates/%d", g);
         v->blob(v, key, &k->updates, sizeof k->updates);
+        snprintf(key, sizeof key, "factor_skipped/%d", g);
+        v->blob(v, key, &k->skipped, sizeof k->skipped);
         snprintf(key, sizeof key, "have_roots/%d", g);
         v->blob(v, key, &k->have_roots, sizeof k->have_roots);
     }
