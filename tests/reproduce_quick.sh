@@ -44,6 +44,23 @@ if sys.argv[2] != "moons-all":
 PY
     fi
 done
+# Interrupted with SIGKILL and resumed from the runs' checkpoints: the same per-seed results.
+"$bin" reproduce da-rmsprop --quick --quiet --checkpoint-every 5 --out "$tmp/killed" >/dev/null 2>&1 &
+pid=$!
+sleep 0.2
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+rm -f "$tmp/killed/runs/rmsprop/seed1/checkpoint.ckpt" # one run lost entirely: recomputed
+"$bin" reproduce da-rmsprop --quick --quiet --resume --out "$tmp/killed" >/dev/null 2>"$tmp/err" || { bad "resume failed"; cat "$tmp/err"; }
+if command -v python3 >/dev/null; then
+    python3 - "$tmp/da-rmsprop/results.json" "$tmp/killed/results.json" <<'PY' && ok || bad "resumed reproduction differs"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+for x, y in zip(a["optimizers"], b["optimizers"]):
+    assert x["test_acc"]["per_seed"] == y["test_acc"]["per_seed"], x["name"]
+    assert x["lr"] == y["lr"], x["name"]
+PY
+fi
 grep -q "paper" "$tmp/da-rmsprop/report.md" && grep -q "0.8850" "$tmp/da-rmsprop/report.md" && ok || bad "paper numbers missing"
 "$bin" reproduce nosuch --out "$tmp/x" 2>/dev/null; [ $? -eq 2 ] && [ ! -e "$tmp/x" ] && ok || bad "unknown experiment"
 echo "$passed passed, $failed failed"

@@ -19,15 +19,18 @@ int cmd_reproduce(int argc, char **argv)
     char def_out[256];
     snprintf(def_out, sizeof def_out, "runs/%s", e->name);
     const char *out = def_out;
-    co_reproduce_options o = {0, 0, 1};
+    co_reproduce_options o = {.verbose = 1};
     int quiet = 0;
     arg_spec specs[] = {
         {"out", ARG_STR, &out, "DIR", "output folder (default runs/NAME)", 1, 0},
         {"seeds", ARG_INT, &o.seeds, "N", "seeds per optimizer (default: the protocol's)", 1, 64},
         {"quick", ARG_FLAG, &o.quick, "", "fewer seeds/epochs/grid points: a smoke test, not a reproduction", 1, 0},
         {"quiet", ARG_FLAG, &quiet, "", "no progress lines", 1, 0},
+        {"checkpoint-every", ARG_INT, &o.checkpoint_every, "N", "checkpoint every run every N steps (and at epoch ends)", 1, 1e9},
+        {"resume", ARG_FLAG, &o.resume, "", "continue an interrupted reproduction in --out from its checkpoints", 1, 0},
     };
-    int rc = args_parse("reproduce", "NAME [--out DIR] [--seeds N] [--quick]", specs, 4, argc - 1, argv + 1);
+    int rc = args_parse("reproduce", "NAME [--out DIR] [--seeds N] [--quick] [--checkpoint-every N] [--resume]", specs,
+                        6, argc - 1, argv + 1);
     if (rc) return rc == 1 ? 0 : rc;
     if ((rc = cli_check_out_dir("reproduce", out))) return rc;
     o.verbose = !quiet;

@@ -8,6 +8,10 @@ typedef struct co_reproduce_options {
     int seeds;   /* 0: the protocol's own number */
     int quick;   /* fewer seeds, epochs and grid points: a smoke test, not a reproduction */
     int verbose; /* progress lines on stderr */
+    /* Every seed's run keeps DIR/runs/OPT/seedK/checkpoint.ckpt (every N steps and at epoch
+     * ends); with resume, finished runs are read back and interrupted ones continue. */
+    int checkpoint_every;
+    int resume;
 } co_reproduce_options;
 
 typedef struct co_experiment {

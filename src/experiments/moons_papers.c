@@ -15,6 +15,13 @@
 static const double lr_grid[] = {1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1};
 static const double lr_grid_quick[] = {1e-3, 1e-2, 1e-1};
 
+static void study_checkpointing(study *s, const co_reproduce_options *o)
+{
+    s->checkpoint = o->checkpoint_every > 0 || o->resume;
+    s->checkpoint_every = o->checkpoint_every;
+    s->resume = o->resume;
+}
+
 static void da_rmsprop_protocol(study *s, const co_reproduce_options *o)
 {
     memset(s, 0, sizeof *s);
@@ -35,6 +42,7 @@ static void da_rmsprop_protocol(study *s, const co_reproduce_options *o)
     s->ngrid = o->quick ? 3 : 7;
     memcpy(s->grid, g, (size_t)s->ngrid * sizeof *g);
     s->tune_seeds = o->quick ? 1 : 3;
+    study_checkpointing(s, o);
 }
 
 static void add_entry(study *s, const char *opt, double fixed_lr, double acc, double e80, double sd, int boundary)
@@ -358,6 +366,7 @@ static void lama_protocol(study *s, const co_reproduce_options *o, int seeds, ui
     s->seed0 = seed0;
     s->vary_data_seed = seeds > 1;
     s->report_epoch = o->quick ? 5 : 20;
+    study_checkpointing(s, o);
     /* Paper §3.4: K=10, delta=0.01, alpha_min 0.5, alpha_max 1.5, lambda 0.01, lr 0.001 for both. */
     s->entries[s->nentries++] = (study_entry){"adam", 1e-3, NULL, 0.8733, NAN, NAN, 1};
     s->entries[s->nentries++] =

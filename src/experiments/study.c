@@ -205,6 +205,13 @@ static co_status run_entry(const study *s, int ei, const char *dir, study_result
         if ((st = co_run_prepare(&spec, &run, err))) goto done;
         hook_ctx hc = {s, run.opt, ei, k};
         run.cfg.eval_train_acc = 1;
+        char ckpt[4300];
+        if (s->checkpoint) {
+            snprintf(ckpt, sizeof ckpt, "%s/checkpoint.ckpt", rdir);
+            run.cfg.checkpoint_path = ckpt;
+            run.cfg.checkpoint_every = s->checkpoint_every;
+            run.cfg.resume = s->resume;
+        }
         run.cfg.on_epoch = on_epoch;
         run.cfg.cb_ctx = &hc;
         st = co_run_execute(&run, rdir, 0, &res, err);

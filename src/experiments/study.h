@@ -42,6 +42,9 @@ typedef struct study {
     int ngrid;
     int tune_seeds;
     int report_epoch; /* 0: none */
+    int checkpoint;       /* keep a checkpoint in each seed's run folder */
+    int checkpoint_every; /* and write it every N steps too */
+    int resume;           /* continue from those checkpoints */
     study_entry entries[STUDY_MAX_ENTRIES];
     int nentries;
     study_epoch_hook hook;
