@@ -3,6 +3,7 @@
  * report.md (the papers' numbers beside ours, with a verdict per claim), results.json,
  * per-run CSVs and gnuplot figures. */
 #include "experiments.h"
+#include "json.h"
 #include "study.h"
 #include "train/plot.h"
 
@@ -58,22 +59,6 @@ static void fmt_num(char *buf, size_t len, double v, const char *f)
     else snprintf(buf, len, f, v);
 }
 
-static void json_num(FILE *f, double v)
-{
-    if (isfinite(v)) fprintf(f, "%.9g", v);
-    else fputs("null", f);
-}
-
-static void json_array(FILE *f, const double *x, int n)
-{
-    fputc('[', f);
-    for (int i = 0; i < n; i++) {
-        if (i) fputs(", ", f);
-        json_num(f, x[i]);
-    }
-    fputc(']', f);
-}
-
 static void write_results_json(FILE *f, const study *s, const study_result *r)
 {
     fprintf(f, "  \"protocol\": {\"n\": %d, \"noise\": %g, \"test_frac\": %g, \"standardize\": %d, \"model\": \"%s\", "
@@ -81,7 +66,7 @@ static void write_results_json(FILE *f, const study *s, const study_result *r)
                "\"val_frac\": %g, \"tune_seeds\": %d, \"lr_grid\": ",
             s->base.n, s->base.noise, s->base.test_frac, s->base.standardize, s->base.model, co_loss_name(s->base.loss),
             s->base.batch, s->base.epochs, s->seeds, s->vary_data_seed, s->val_frac, s->tune_seeds);
-    json_array(f, s->grid, s->ngrid);
+    co_json_array(f, s->grid, s->ngrid);
     fprintf(f, "},\n  \"optimizers\": [");
     for (int i = 0; i < s->nentries; i++) {
         const study_entry *e = &s->entries[i];
@@ -89,38 +74,38 @@ static void write_results_json(FILE *f, const study *s, const study_result *r)
         int reached;
         double e80 = study_e80_mean(x, &reached);
         fprintf(f, "%s\n    {\"name\": \"%s\", \"lr\": ", i ? "," : "", e->opt);
-        json_num(f, x->lr);
+        co_json_number(f, x->lr);
         fprintf(f, ", \"lr_tuned\": %s, \"failed\": ", e->fixed_lr > 0 ? "false" : "true");
         if (x->failure[0]) fprintf(f, "\"%s\"", x->failure);
         else fputs("null", f);
         if (!(e->fixed_lr > 0)) {
             fprintf(f, ", \"grid_val_acc\": ");
-            json_array(f, x->grid_val_acc, s->ngrid);
+            co_json_array(f, x->grid_val_acc, s->ngrid);
             fprintf(f, ", \"grid_val_loss\": ");
-            json_array(f, x->grid_val_loss, s->ngrid);
+            co_json_array(f, x->grid_val_loss, s->ngrid);
         }
         fprintf(f, ",\n     \"test_acc\": {\"mean\": ");
-        json_num(f, study_mean(x->acc, x->nseeds));
+        co_json_number(f, study_mean(x->acc, x->nseeds));
         fprintf(f, ", \"std\": ");
-        json_num(f, study_std(x->acc, x->nseeds));
+        co_json_number(f, study_std(x->acc, x->nseeds));
         fprintf(f, ", \"per_seed\": ");
-        json_array(f, x->acc, x->nseeds);
+        co_json_array(f, x->acc, x->nseeds);
         fprintf(f, "},\n     \"epochs_to_80\": {\"mean\": ");
-        json_num(f, e80);
+        co_json_number(f, e80);
         fprintf(f, ", \"reached\": %d, \"per_seed\": ", reached);
-        json_array(f, x->e80, x->nseeds);
+        co_json_array(f, x->e80, x->nseeds);
         fprintf(f, "},\n     \"final_train_loss\": {\"mean\": ");
-        json_num(f, study_mean(x->train_loss, x->nseeds));
+        co_json_number(f, study_mean(x->train_loss, x->nseeds));
         fprintf(f, ", \"per_seed\": ");
-        json_array(f, x->train_loss, x->nseeds);
+        co_json_array(f, x->train_loss, x->nseeds);
         fprintf(f, "}, \"final_test_loss\": {\"mean\": ");
-        json_num(f, study_mean(x->test_loss, x->nseeds));
+        co_json_number(f, study_mean(x->test_loss, x->nseeds));
         fprintf(f, "}, \"seconds\": %.3f,\n     \"paper\": {\"test_acc\": ", x->seconds);
-        json_num(f, e->paper_acc);
+        co_json_number(f, e->paper_acc);
         fprintf(f, ", \"epochs_to_80\": ");
-        json_num(f, e->paper_e80);
+        co_json_number(f, e->paper_e80);
         fprintf(f, ", \"std\": ");
-        json_num(f, e->paper_std);
+        co_json_number(f, e->paper_std);
         fprintf(f, "}}");
     }
     fprintf(f, "\n  ]");

@@ -1,4 +1,5 @@
 #include "run.h"
+#include "json.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -157,12 +158,6 @@ void co_run_free(co_run *run)
     memset(run, 0, sizeof *run);
 }
 
-static void json_number(FILE *f, double v)
-{
-    if (v != v) fputs("null", f);
-    else fprintf(f, "%.9g", v);
-}
-
 static co_status write_json(const co_run *run, const co_train_result *res, const char *path, co_error *err)
 {
     FILE *f = fopen(path, "w");
@@ -174,7 +169,7 @@ static co_status write_json(const co_run *run, const co_train_result *res, const
     fprintf(f, "{\n  \"optimizer\": \"%s\",\n  \"hparams\": {", info->name);
     for (int i = 0; i < info->nhparams; i++) {
         fprintf(f, "%s\"%s\": ", i ? ", " : "", info->hparams[i].name);
-        json_number(f, co_optim_get(run->opt, 0, info->hparams[i].name));
+        co_json_number(f, co_optim_get(run->opt, 0, info->hparams[i].name));
     }
     fprintf(f, "},\n  \"clip_norm\": %g,\n  \"schedule\": \"%s\",\n", s->clip, s->schedule);
     fprintf(f, "  \"data\": {\"name\": \"%s\", \"n\": %d, \"noise\": %g, \"test_frac\": %g, \"val_frac\": %g, "
@@ -186,22 +181,22 @@ static co_status write_json(const co_run *run, const co_train_result *res, const
     fprintf(f, "  \"epochs\": %d, \"batch\": %d, \"seed\": %llu, \"steps\": %llu,\n", s->epochs, s->batch,
             (unsigned long long)s->seed, (unsigned long long)co_optim_steps(run->opt));
     fprintf(f, "  \"final_test_acc\": ");
-    json_number(f, res->final_test_acc);
+    co_json_number(f, res->final_test_acc);
     fprintf(f, ", \"final_test_loss\": ");
-    json_number(f, res->final_test_loss);
+    co_json_number(f, res->final_test_loss);
     fprintf(f, ", \"final_train_loss\": ");
-    json_number(f, res->final_train_loss);
+    co_json_number(f, res->final_train_loss);
     fprintf(f, ",\n  \"epochs_to_80\": %d, \"seconds\": %.6f,\n  \"history\": [", res->epochs_to_80, res->seconds);
     for (int e = 0; e < res->epochs_run; e++) {
         const co_epoch_stats *h = &res->history[e];
         fprintf(f, "%s\n    {\"epoch\": %d, \"train_loss\": ", e ? "," : "", h->epoch);
-        json_number(f, h->train_loss);
+        co_json_number(f, h->train_loss);
         fprintf(f, ", \"test_loss\": ");
-        json_number(f, h->test_loss);
+        co_json_number(f, h->test_loss);
         fprintf(f, ", \"test_acc\": ");
-        json_number(f, h->test_acc);
+        co_json_number(f, h->test_acc);
         fprintf(f, ", \"val_loss\": ");
-        json_number(f, h->val_loss);
+        co_json_number(f, h->val_loss);
         fprintf(f, "}");
     }
     fprintf(f, "\n  ]\n}\n");
