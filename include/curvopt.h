@@ -229,6 +229,11 @@ typedef struct co_model co_model;
 /* "mlp:2-64-1": Linear layers with hidden activation `hidden` between them and `output`
  * after the last one (CO_ACT_NONE for logits). */
 co_model *co_model_new_mlp(const char *spec, co_act hidden, co_act output, co_error *err);
+/* Any sequence of layers: "in:1x28x28 conv:6:5:p2 maxpool:2 relu flatten fc:10" (tokens
+ * in:CxHxW | in:N, conv:OC:K[:sS][:pP][:dD], maxpool:K[:sS], flatten, fc:N, relu, tanh,
+ * sigmoid), "mlp:..." (ReLU hidden layers, logits out), or a preset name from the papers
+ * ("quasi-adam-mnist"). See docs/models.md. */
+co_model *co_model_new(const char *spec, co_error *err);
 void co_model_free(co_model *m);
 /* PyTorch's default initialisation in distribution: weights kaiming-uniform(a=sqrt 5),
  * i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */

@@ -110,7 +110,8 @@ co_status co_run_prepare(const co_run_spec *s, co_run *run, co_error *err)
     if (!co_optim_find(s->opt))
         return co_error_set(err, CO_EINVAL, "unknown optimizer '%s' (see `curvopt list`)", s->opt);
     if ((st = build_data(s, run, err))) goto fail;
-    run->model = co_model_new_mlp(s->model, s->hidden, s->output, err);
+    run->model = strncmp(s->model, "mlp:", 4) == 0 ? co_model_new_mlp(s->model, s->hidden, s->output, err)
+                                                   : co_model_new(s->model, err);
     if (!run->model) {
         st = err->code;
         goto fail;

@@ -26,6 +26,10 @@ typedef struct co_layer_ops {
     void (*init)(co_layer *l, co_rng *r);
     void (*describe)(const co_layer *l, char *buf, size_t len);
     void (*free)(co_layer *l);
+    /* Optional: K-FAC statistics of the last forward/backward (conv layers: im2col patches
+     * and per-position output gradients). Linear layers need none: the model's own buffers
+     * are their input and output gradient. */
+    int (*capture)(const co_layer *l, co_capture *out);
 } co_layer_ops;
 
 struct co_layer {
@@ -37,9 +41,25 @@ struct co_layer {
     co_group_kind group_kind;
     int rows, cols;
     co_act act; /* activation layers */
+    int in_c, in_h, in_w, out_c, out_h, out_w; /* image shapes (1 x 1 x size for flat layers) */
+    void *impl; /* layer-specific buffers */
 };
 
 co_layer *co_linear_new(int in, int out);
+
+/* Conv2d over NCHW: kernel k x k, stride, zero padding, dilation; im2col + one SGEMM over
+ * the whole batch. Weight OC x (IC k k), bias OC (torch's layout and default init). */
+co_layer *co_conv2d_new(int in_c, int in_h, int in_w, int out_c, int k, int stride, int pad, int dilation);
+/* Max pooling k x k with the given stride (no padding), and the batch-flat identity. */
+co_layer *co_maxpool2d_new(int c, int h, int w, int k, int stride);
+co_layer *co_flatten_new(int c, int h, int w);
+
+/* im2col of one batch: rows = (sample, output position), columns = (channel, ky, kx). */
+void co_im2col(float *col, const float *x, int batch, int c, int h, int w, int k, int stride, int pad, int dil,
+               int oh, int ow);
+/* The adjoint: accumulates dcol back into dx (dx zeroed first). */
+void co_col2im(float *dx, const float *dcol, int batch, int c, int h, int w, int k, int stride, int pad, int dil,
+               int oh, int ow);
 co_layer *co_activation_new(co_act act, int size);
 void co_layer_free(co_layer *l);
 

@@ -85,6 +85,146 @@ fail:
     return NULL;
 }
 
+/* Named architectures from the papers, as layer specs (docs/models.md). */
+static const struct {
+    const char *name, *spec;
+} presets[] = {
+    /* Quasi-Adam's MNIST classifier (paper 003, §VI-B): two convolutions, each followed by
+     * max-pooling and ReLU, then three fully connected layers with ReLU between them. The
+     * paper gives no sizes: LeNet-5's (6 and 16 channels of 5x5, 120-84-10). */
+    {"quasi-adam-mnist", "in:1x28x28 conv:6:5:p2 maxpool:2 relu conv:16:5 maxpool:2 relu flatten fc:120 relu fc:84 relu fc:10"},
+};
+
+static int parse_int(const char **p, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(*p, &end, 10);
+    if (end == *p || errno || v < 0 || v > 1000000) return -1;
+    *out = (int)v;
+    *p = end;
+    return 0;
+}
+
+co_model *co_model_new(const char *spec, co_error *err)
+{
+    if (!spec) {
+        co_error_set(err, CO_EINVAL, "no model spec");
+        return NULL;
+    }
+    if (strncmp(spec, "mlp:", 4) == 0) return co_model_new_mlp(spec, CO_ACT_RELU, CO_ACT_NONE, err);
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+        if (strcmp(spec, presets[i].name) == 0) return co_model_new(presets[i].spec, err);
+    co_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        co_error_set(err, CO_ENOMEM, "out of memory");
+        return NULL;
+    }
+    int c = 0, h = 0, w = 0;
+    const char *p = spec;
+    while (*p) {
+        while (*p == ' ' || *p == ',') p++;
+        if (!*p) break;
+        const char *tok = p;
+        size_t len = strcspn(p, " ,");
+        char word[64];
+        if (len >= sizeof word) goto bad;
+        memcpy(word, p, len);
+        word[len] = 0;
+        p += len;
+        const char *q = word;
+        co_layer *l = NULL;
+        if (strncmp(q, "in:", 3) == 0) {
+            q += 3;
+            if (parse_int(&q, &c)) goto bad;
+            h = w = 1;
+            if (*q == 'x') {
+                q++;
+                if (parse_int(&q, &h) || *q != 'x') goto bad;
+                q++;
+                if (parse_int(&q, &w)) goto bad;
+            } else {
+                w = c;
+                c = h = 1;
+            }
+            if (*q || c < 1 || h < 1 || w < 1 || m->nlayers) goto bad;
+            continue;
+        }
+        if (c == 0) {
+            co_error_set(err, CO_EINVAL, "model spec '%s': it must start with in:CxHxW or in:N", spec);
+            goto fail;
+        }
+        if (strncmp(q, "conv:", 5) == 0) {
+            int oc, k, st = 1, pad = 0, dil = 1;
+            q += 5;
+            if (parse_int(&q, &oc) || *q++ != ':' || parse_int(&q, &k)) goto bad;
+            while (*q == ':') {
+                q++;
+                char kind = *q++;
+                int v;
+                if (parse_int(&q, &v)) goto bad;
+                if (kind == 's') st = v;
+                else if (kind == 'p') pad = v;
+                else if (kind == 'd') dil = v;
+                else goto bad;
+            }
+            if (*q || !(l = co_conv2d_new(c, h, w, oc, k, st, pad, dil))) goto bad;
+        } else if (strncmp(q, "maxpool:", 8) == 0) {
+            int k, st;
+            q += 8;
+            if (parse_int(&q, &k)) goto bad;
+            st = k;
+            if (*q == ':' && q[1] == 's') {
+                q += 2;
+                if (parse_int(&q, &st)) goto bad;
+            }
+            if (*q || !(l = co_maxpool2d_new(c, h, w, k, st))) goto bad;
+        } else if (strcmp(q, "flatten") == 0) {
+            l = co_flatten_new(c, h, w);
+        } else if (strncmp(q, "fc:", 3) == 0) {
+            int n;
+            q += 3;
+            if (parse_int(&q, &n) || *q || n < 1) goto bad;
+            l = co_linear_new(c * h * w, n);
+        } else if (strcmp(q, "relu") == 0 || strcmp(q, "tanh") == 0 || strcmp(q, "sigmoid") == 0) {
+            co_act a = q[0] == 'r' ? CO_ACT_RELU : q[0] == 't' ? CO_ACT_TANH : CO_ACT_SIGMOID;
+            l = co_activation_new(a, c * h * w);
+            if (l) {
+                l->in_c = l->out_c = c;
+                l->in_h = l->out_h = h;
+                l->in_w = l->out_w = w;
+            }
+        } else {
+            goto bad;
+        }
+        if (!l) goto bad;
+        if (l->out_h == 0) { /* flat layers: 1 x 1 x out_size */
+            l->out_c = 1;
+            l->out_h = 1;
+            l->out_w = l->out_size;
+        }
+        if (model_add(m, l, err)) goto fail;
+        c = l->out_c;
+        h = l->out_h;
+        w = l->out_w;
+        continue;
+    bad:
+        co_error_set(err, CO_EINVAL,
+                     "model spec '%s': cannot use '%.*s' at offset %d (in:CxHxW, conv:OC:K[:sS][:pP][:dD], maxpool:K[:sS], "
+                     "flatten, fc:N, relu, tanh, sigmoid; or a preset such as quasi-adam-mnist)",
+                     spec, (int)len, tok, (int)(tok - spec));
+        goto fail;
+    }
+    if (m->nlayers == 0) {
+        co_error_set(err, CO_EINVAL, "model spec '%s' has no layers", spec);
+        goto fail;
+    }
+    return m;
+fail:
+    co_model_free(m);
+    return NULL;
+}
+
 void co_model_free(co_model *m)
 {
     if (!m) return;
@@ -157,7 +297,9 @@ void co_model_set_capture(co_model *m, int on) { m->capture = on; }
 int co_model_capture(const co_model *m, int group, co_capture *out)
 {
     int i = group_layer(m, group);
-    if (i < 0 || !m->capture || m->batch == 0 || m->layers[i]->group_kind != CO_GROUP_LINEAR) return 0;
+    if (i < 0 || !m->capture || m->batch == 0) return 0;
+    if (m->layers[i]->ops->capture) return m->layers[i]->ops->capture(m->layers[i], out);
+    if (m->layers[i]->group_kind != CO_GROUP_LINEAR) return 0;
     out->a = m->act[i];
     out->g = m->dact[i + 1];
     out->n = m->batch;
