@@ -44,6 +44,21 @@ if sys.argv[2] != "moons-all":
 PY
     fi
 done
+# The image experiment (needs MNIST and Fashion-MNIST, which scripts/setup.sh installs).
+if "$bin" reproduce quasi-adam --quick --quiet --out "$tmp/qa" >/dev/null 2>"$tmp/err"; then
+    grep -q "^## Claims" "$tmp/qa/report.md" && ls "$tmp"/qa/*.csv >/dev/null 2>&1 && ok || bad "quasi-adam report incomplete"
+    if command -v python3 >/dev/null; then
+        python3 - "$tmp/qa/results.json" <<'PY' && ok || bad "quasi-adam results.json"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert len(r["settings"]) == 8 and len(r["claims"]) == 4
+for s in r["settings"]:
+    assert all(0 <= a <= 1 for a in s["final_test_acc"])
+PY
+    fi
+else
+    bad "reproduce quasi-adam --quick"; cat "$tmp/err"
+fi
 # Interrupted with SIGKILL and resumed from the runs' checkpoints: the same per-seed results.
 "$bin" reproduce da-rmsprop --quick --quiet --checkpoint-every 5 --out "$tmp/killed" >/dev/null 2>&1 &
 pid=$!

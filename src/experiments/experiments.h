@@ -27,5 +27,6 @@ const co_experiment *co_experiment_find(const char *name);
 co_status co_reproduce_da_rmsprop(const char *dir, const co_reproduce_options *o, co_error *err);
 co_status co_reproduce_lama_adam(const char *dir, const co_reproduce_options *o, co_error *err);
 co_status co_reproduce_moons_all(const char *dir, const co_reproduce_options *o, co_error *err);
+co_status co_reproduce_quasi_adam(const char *dir, const co_reproduce_options *o, co_error *err);
 
 #endif
