@@ -1,9 +1,9 @@
 /* Adagrad with torch.optim.Adagrad 1.13 semantics: g += wd p,
  * clr = lr / (1 + (t - 1) lr_decay), sum += g^2, p -= clr g / (sqrt(sum) + eps);
- * sum starts at initial_accumulator_value. */
+ * sum starts at initial_accumulator_value (set at creation, as torch reads it in the
+ * constructor). Each operation rounds as torch's does (torch_ops.h). */
 #include "optim_impl.h"
-
-#include <math.h>
+#include "torch_ops.h"
 
 enum { HP_LR, HP_LR_DECAY, HP_WD, HP_INIT_ACC, HP_EPS, HP_COUNT };
 
@@ -43,10 +43,10 @@ static co_status adagrad_step(co_optim *o, const co_closure *c, co_error *err)
             size_t n = gr->size[k];
 #pragma omp parallel for simd schedule(static) if (n > 65536)
             for (size_t i = 0; i < n; i++) {
-                float gi = gp[i] + wd * p[i];
-                float si = sum[i] + gi * gi;
+                float gi = co_torch_add(gp[i], p[i], wd);
+                float si = co_torch_addcmul(sum[i], gi, gi, 1.0f);
                 sum[i] = si;
-                p[i] -= clr * (gi / (sqrtf(si) + eps));
+                p[i] = co_torch_addcdiv(p[i], gi, sqrtf(si) + eps, -clr);
             }
         }
     }

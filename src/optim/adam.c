@@ -3,10 +3,10 @@
  *          denom = sqrt(v) / sqrt(1 - b2^t) + eps, p -= lr / (1 - b1^t) * m / denom
  *   AdamW: p *= 1 - lr * wd first (decoupled), no L2 term.
  *   AMSGrad: vmax = max(vmax, v) replaces v in denom.
- * The three share one fused kernel; they differ only in defaults. */
+ * The three share one fused kernel; they differ only in defaults. Every operation rounds as
+ * torch's does (torch_ops.h), so the trajectories match torch's bit for bit. */
 #include "optim_impl.h"
-
-#include <math.h>
+#include "torch_ops.h"
 
 enum { HP_LR, HP_BETA1, HP_BETA2, HP_EPS, HP_WD, HP_AMSGRAD, HP_COUNT };
 
@@ -31,40 +31,38 @@ static co_status adam_init_common(co_optim *o, int decoupled, co_error *err)
 static co_status adam_init(co_optim *o, co_error *err) { return adam_init_common(o, 0, err); }
 static co_status adamw_init(co_optim *o, co_error *err) { return adam_init_common(o, 1, err); }
 
-/* One tensor of the fused update. Scalars are rounded to float as torch's CPU kernels do. */
+/* One tensor of the fused update. Scalars arrive rounded to float as torch's CPU kernels
+ * round them; a1 = 1 - b1 and a2 = 1 - b2 are formed in double. */
 static void adam_tensor(float *restrict p, float *restrict g, float *restrict m, float *restrict v,
-                        float *restrict vmax, size_t n, float b1, float b2, float eps, float l2,
-                        float decay, float step_size, float bc2_sqrt, int amsgrad)
+                        float *restrict vmax, size_t n, float b1, float a1, float b2, float a2, float eps,
+                        float l2, float decay, float step_size, float bc2_sqrt, int amsgrad)
 {
-    const float a1 = 1.0f - b1, a2 = 1.0f - b2;
     /* Two loops rather than a branch inside one: GCC unswitches the branch and then leaves
      * the plain-Adam copy scalar, a 5x slower step (bench/bench_optim_bandwidth). */
     if (amsgrad) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++) {
-            float gi = g[i] + l2 * p[i];
+            float gi = co_torch_add(g[i], p[i], l2);
             float pi = p[i] * decay;
-            float mi = b1 * m[i] + a1 * gi;
-            float vi = b2 * v[i] + a2 * gi * gi;
+            float mi = co_adam_first_moment(m[i], gi, b1, a1);
+            float vi = co_adam_second_moment(v[i], gi, b2, a2);
             m[i] = mi;
             v[i] = vi;
             float vd = vmax[i] > vi ? vmax[i] : vi;
             vmax[i] = vd;
-            float denom = sqrtf(vd) / bc2_sqrt + eps;
-            p[i] = pi - step_size * (mi / denom);
+            p[i] = co_adam_param(pi, mi, vd, bc2_sqrt, eps, step_size);
         }
         return;
     }
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
-        float gi = g[i] + l2 * p[i];
+        float gi = co_torch_add(g[i], p[i], l2);
         float pi = p[i] * decay;
-        float mi = b1 * m[i] + a1 * gi;
-        float vi = b2 * v[i] + a2 * gi * gi;
+        float mi = co_adam_first_moment(m[i], gi, b1, a1);
+        float vi = co_adam_second_moment(v[i], gi, b2, a2);
         m[i] = mi;
         v[i] = vi;
-        float denom = sqrtf(vi) / bc2_sqrt + eps;
-        p[i] = pi - step_size * (mi / denom);
+        p[i] = co_adam_param(pi, mi, vi, bc2_sqrt, eps, step_size);
     }
 }
 
@@ -86,8 +84,8 @@ static co_status adam_step(co_optim *o, const co_closure *c, co_error *err)
         int ams = co_hp(o, g, HP_AMSGRAD) != 0;
         for (int k = 0; k < gr->ntensors; k++)
             adam_tensor(gr->param[k], gr->grad[k], co_slot(s->m, g, k), co_slot(s->v, g, k),
-                        co_slot(s->vmax, g, k), gr->size[k], (float)b1, (float)b2,
-                        (float)co_hp(o, g, HP_EPS), l2, decay, step_size, bc2_sqrt, ams);
+                        co_slot(s->vmax, g, k), gr->size[k], (float)b1, (float)(1.0 - b1), (float)b2,
+                        (float)(1.0 - b2), (float)co_hp(o, g, HP_EPS), l2, decay, step_size, bc2_sqrt, ams);
     }
     return CO_OK;
 }

@@ -17,6 +17,7 @@
  * docs/optimizers/da-rmsprop.md. */
 #include "optim_impl.h"
 #include "sketch.h"
+#include "torch_ops.h"
 
 #include <math.h>
 #include <string.h>
@@ -172,14 +173,14 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
         co_group *gr = &o->groups[g];
         float b1 = (float)co_hp(o, g, HP_BETA1), b2 = (float)co_hp(o, g, HP_BETA2), eps = (float)co_hp(o, g, HP_EPS);
         float wd = (float)co_hp(o, g, HP_WD);
-        const float a1 = 1.0f - b1, a2 = 1.0f - b2;
+        const float a1 = (float)(1.0 - co_hp(o, g, HP_BETA1)), a2 = (float)(1.0 - co_hp(o, g, HP_BETA2));
         for (int k = 0; k < gr->ntensors; k++) {
             float *restrict p = gr->param[k], *restrict gp = gr->grad[k];
             float *restrict v = co_slot(s->v, g, k), *restrict m = co_slot(s->m, g, k), *restrict u = co_slot(s->u, g, k);
             double d = 0, g2 = 0, m2 = 0;
             for (size_t i = 0; i < gr->size[k]; i++) {
-                float gi = gp[i] + wd * p[i];
-                float vi = b2 * v[i] + a2 * gi * gi;
+                float gi = co_torch_add(gp[i], p[i], wd);
+                float vi = co_torch_addcmul(v[i] * b2, gi, gi, a2);
                 v[i] = vi;
                 float mi = b1 * m[i] + a1 * gi;
                 m[i] = mi;
@@ -205,7 +206,7 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
             for (int k = 0; k < gr->ntensors; k++) {
                 const float *gp = gr->grad[k], *p = gr->param[k], *m = co_slot(s->m, g, k);
                 for (size_t i = 0; i < gr->size[k]; i++) {
-                    float gi = gp[i] + wd * p[i];
+                    float gi = co_torch_add(gp[i], p[i], wd);
                     d += (double)gi * m[i];
                     g2 += (double)gi * gi;
                     m2 += (double)m[i] * m[i];
@@ -229,11 +230,13 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
         }
         int r = rmax > 0 ? s->rank[g] : 0;
         if (r == 0 && co_hp(o, g, HP_DELTA) == 1.0) {
-            /* H = I: the step is RMSprop's D g exactly. */
+            /* H = I: the step is RMSprop's D g, rounded as rmsprop.c rounds it. */
+            float eps = (float)co_hp(o, g, HP_EPS), wd = (float)co_hp(o, g, HP_WD);
             for (int k = 0; k < gr->ntensors; k++) {
                 float *restrict p = gr->param[k];
-                const float *restrict u = co_slot(s->u, g, k);
-                for (size_t i = 0; i < gr->size[k]; i++) p[i] -= step * u[i];
+                const float *restrict gp = gr->grad[k], *restrict v = co_slot(s->v, g, k);
+                for (size_t i = 0; i < gr->size[k]; i++)
+                    p[i] = co_torch_addcdiv(p[i], co_torch_add(gp[i], p[i], wd), sqrtf(v[i]) + eps, -step);
             }
             continue;
         }
@@ -243,7 +246,8 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
         float eps = (float)co_hp(o, g, HP_EPS), wd = (float)co_hp(o, g, HP_WD);
         for (int k = 0; k < gr->ntensors; k++) {
             const float *gp = gr->grad[k], *p = gr->param[k], *v = co_slot(s->v, g, k);
-            for (size_t i = 0; i < gr->size[k]; i++) s->wbuf[off + i] = (gp[i] + wd * p[i]) / sqrtf(sqrtf(v[i]) + eps);
+            for (size_t i = 0; i < gr->size[k]; i++)
+                s->wbuf[off + i] = co_torch_add(gp[i], p[i], wd) / sqrtf(sqrtf(v[i]) + eps);
             off += gr->size[k];
         }
         float *q = s->q + (size_t)g * s->maxn * (s->rmax ? s->rmax : 1);

@@ -13,6 +13,7 @@
 #include "lama_adam.h"
 #include "hutchinson.h"
 #include "optim_impl.h"
+#include "torch_ops.h"
 
 #include <math.h>
 #include <string.h>
@@ -83,18 +84,16 @@ static co_status lama_init(co_optim *o, co_error *err)
 /* Adam's fused update (adam.c, without weight decay) with the decay of m replaced by b1eff.
  * Kept operation for operation identical to adam.c so that b1eff == beta1 reproduces it. */
 static void lama_tensor(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, size_t n,
-                        float b1, float b1eff, float b2, float eps, float step_size, float bc2_sqrt)
+                        float a1, float b1eff, float b2, float a2, float eps, float step_size, float bc2_sqrt)
 {
-    const float a1 = 1.0f - b1, a2 = 1.0f - b2;
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
-        float mi = b1eff * m[i] + a1 * gi;
-        float vi = b2 * v[i] + a2 * gi * gi;
+        float mi = co_adam_first_moment(m[i], gi, b1eff, a1);
+        float vi = co_adam_second_moment(v[i], gi, b2, a2);
         m[i] = mi;
         v[i] = vi;
-        float denom = sqrtf(vi) / bc2_sqrt + eps;
-        p[i] = p[i] - step_size * (mi / denom);
+        p[i] = co_adam_param(p[i], mi, vi, bc2_sqrt, eps, step_size);
     }
 }
 
@@ -125,8 +124,9 @@ static co_status lama_step(co_optim *o, const co_closure *c, co_error *err)
         float step_size = (float)(lr / bc1);
         float bc2_sqrt = (float)sqrt(bc2);
         for (int k = 0; k < gr->ntensors; k++)
-            lama_tensor(gr->param[k], gr->grad[k], co_slot(s->m, g, k), co_slot(s->v, g, k), gr->size[k], (float)b1,
-                        (float)b1eff, (float)b2, (float)co_hp(o, g, HP_EPS), step_size, bc2_sqrt);
+            lama_tensor(gr->param[k], gr->grad[k], co_slot(s->m, g, k), co_slot(s->v, g, k), gr->size[k],
+                        (float)(1.0 - b1), (float)b1eff, (float)b2, (float)(1.0 - b2), (float)co_hp(o, g, HP_EPS),
+                        step_size, bc2_sqrt);
     }
     return CO_OK;
 }

@@ -9,6 +9,7 @@
  * replacing Adam's step. */
 #include "lbfgs_compact.h"
 #include "optim_impl.h"
+#include "torch_ops.h"
 
 #include <math.h>
 #include <string.h>
@@ -159,33 +160,32 @@ static void push_pair(co_optim *o, double sy, double yy, double sg, double yg)
 /* Adam's step alone (no usable pair), operation for operation as adam.c; also records
  * theta_t and g_t for the next pair. */
 static void adam_only(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
-                      float *restrict pp, float *restrict gp, size_t n, float b1, float b2, float eps,
+                      float *restrict pp, float *restrict gp, size_t n, double beta1, double beta2, float eps,
                       float step_size, float bc2_sqrt)
 {
-    const float a1 = 1.0f - b1, a2 = 1.0f - b2;
+    const float b1 = (float)beta1, a1 = (float)(1.0 - beta1), b2 = (float)beta2, a2 = (float)(1.0 - beta2);
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
-        float mi = b1 * m[i] + a1 * gi;
-        float vi = b2 * v[i] + a2 * gi * gi;
+        float mi = co_adam_first_moment(m[i], gi, b1, a1);
+        float vi = co_adam_second_moment(v[i], gi, b2, a2);
         m[i] = mi;
         v[i] = vi;
-        float denom = sqrtf(vi) / bc2_sqrt + eps;
         pp[i] = p[i];
         gp[i] = gi;
-        p[i] = p[i] - step_size * (mi / denom);
+        p[i] = co_adam_param(p[i], mi, vi, bc2_sqrt, eps, step_size);
     }
 }
 
 /* Eq. 10 with memory 1: H g = gamma g + cs s + cy y, s and y formed on the fly. */
 static void adam_plus_lbfgs1(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
-                             float *restrict pp, float *restrict gp, size_t n, float b1, float b2, float eps,
+                             float *restrict pp, float *restrict gp, size_t n, double beta1, double beta2, float eps,
                              float step_size, float bc2_sqrt, float lr, float gamma, float cs, float cy)
 {
-    const float a1 = 1.0f - b1, a2 = 1.0f - b2;
+    const float b1 = (float)beta1, a1 = (float)(1.0 - beta1), b2 = (float)beta2, a2 = (float)(1.0 - beta2);
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
-        float mi = b1 * m[i] + a1 * gi;
-        float vi = b2 * v[i] + a2 * gi * gi;
+        float mi = co_adam_first_moment(m[i], gi, b1, a1);
+        float vi = co_adam_second_moment(v[i], gi, b2, a2);
         m[i] = mi;
         v[i] = vi;
         float denom = sqrtf(vi) / bc2_sqrt + eps;
@@ -226,7 +226,8 @@ static void quasi_step_paper(co_optim *o)
         co_group *gr = &o->groups[g];
         float step_size, bc2_sqrt;
         adam_scalars(o, g, &step_size, &bc2_sqrt);
-        float b1 = (float)co_hp(o, g, HP_BETA1), b2 = (float)co_hp(o, g, HP_BETA2), eps = (float)co_hp(o, g, HP_EPS);
+        double b1 = co_hp(o, g, HP_BETA1), b2 = co_hp(o, g, HP_BETA2);
+        float eps = (float)co_hp(o, g, HP_EPS);
         double lr = step_lr(o, g);
         for (int k = 0; k < gr->ntensors; k++) {
             float *p = gr->param[k], *m = co_slot(s->m, g, k), *v = co_slot(s->v, g, k);
@@ -266,7 +267,7 @@ static void quasi_step_authors(co_optim *o)
         float step_size, bc2_sqrt;
         adam_scalars(o, g, &step_size, &bc2_sqrt);
         float b1 = (float)co_hp(o, g, HP_BETA1), b2 = (float)co_hp(o, g, HP_BETA2), eps = (float)co_hp(o, g, HP_EPS);
-        const float a1 = 1.0f - b1, a2 = 1.0f - b2;
+        const float a1 = (float)(1.0 - co_hp(o, g, HP_BETA1)), a2 = (float)(1.0 - co_hp(o, g, HP_BETA2));
         for (int k = 0; k < gr->ntensors; k++) {
             float *p = gr->param[k], *m = co_slot(s->m, g, k), *v = co_slot(s->v, g, k);
             float *pp = co_slot(s->prev_param, g, k), *mp = co_slot(s->prev_grad, g, k);
@@ -276,9 +277,9 @@ static void quasi_step_authors(co_optim *o)
 #pragma omp simd reduction(+ : sy, yy, sm, ym)
             for (size_t i = 0; i < n; i++) {
                 float gi = gg[i];
-                float mi = b1 * m[i] + a1 * gi;
+                float mi = co_adam_first_moment(m[i], gi, b1, a1);
                 m[i] = mi;
-                v[i] = b2 * v[i] + a2 * gi * gi;
+                v[i] = co_adam_second_moment(v[i], gi, b2, a2);
                 double si = (double)(p[i] - pp[i]), yi = (double)(mi - mp[i]);
                 sy += si * yi;
                 yy += yi * yi;
@@ -303,8 +304,7 @@ static void quasi_step_authors(co_optim *o)
                     float si = pi - pp[i], yi = mi - mp[i];
                     p[i] = pi - step_size * (fg * mi + fs * si + fy * yi);
                 } else {
-                    float denom = sqrtf(v[i]) / bc2_sqrt + eps;
-                    p[i] = pi - step_size * (mi / denom);
+                    p[i] = co_adam_param(pi, mi, v[i], bc2_sqrt, eps, step_size);
                 }
                 pp[i] = pi;
                 mp[i] = mi;

@@ -1,8 +1,10 @@
 /* RMSprop with torch.optim.RMSprop 1.13 semantics: g += wd p, v = alpha v + (1-alpha) g^2;
  * centered: a = alpha a + (1-alpha) g, avg = sqrt(v - a^2) else sqrt(v); avg += eps;
  * momentum: buf = mu buf + g / avg, p -= lr buf; otherwise p -= lr g / avg.
- * The kernel is exported for DA-RMSprop, which is this scaling plus a curvature solve. */
+ * Each operation rounds as torch's does (torch_ops.h), so the trajectories match torch's
+ * bit for bit. The denominator is exported for methods built on RMSprop's scaling. */
 #include "rmsprop.h"
+#include "torch_ops.h"
 
 enum { HP_LR, HP_ALPHA, HP_EPS, HP_WD, HP_MOMENTUM, HP_CENTERED, HP_COUNT };
 
@@ -23,17 +25,17 @@ static co_status rmsprop_init(co_optim *o, co_error *err)
 }
 
 void co_rmsprop_denominator(float *restrict denom, float *restrict sq, float *restrict avg,
-                            const float *restrict g, size_t n, float alpha, float eps, int centered)
+                            const float *restrict g, size_t n, double alpha, float eps, int centered)
 {
-    const float a = 1.0f - alpha;
+    const float al = (float)alpha, a = (float)(1.0 - alpha);
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
-        float v = alpha * sq[i] + a * g[i] * g[i];
+        float v = co_torch_addcmul(sq[i] * al, g[i], g[i], a);
         sq[i] = v;
         if (centered) {
-            float m = alpha * avg[i] + a * g[i];
+            float m = co_torch_add(avg[i] * al, g[i], a);
             avg[i] = m;
-            v = v - m * m;
+            v = co_torch_addcmul(v, m, m, -1.0f);
         }
         denom[i] = sqrtf(v) + eps;
     }
@@ -49,7 +51,7 @@ static co_status rmsprop_step(co_optim *o, const co_closure *c, co_error *err)
         float lr = (float)co_lr(o, g), alpha = (float)co_hp(o, g, HP_ALPHA), eps = (float)co_hp(o, g, HP_EPS);
         float wd = (float)co_hp(o, g, HP_WD), mu = (float)co_hp(o, g, HP_MOMENTUM);
         int centered = co_hp(o, g, HP_CENTERED) != 0;
-        const float a = 1.0f - alpha;
+        const float a = (float)(1.0 - co_hp(o, g, HP_ALPHA));
         for (int k = 0; k < gr->ntensors; k++) {
             float *restrict p = gr->param[k];
             const float *restrict gp = gr->grad[k];
@@ -62,31 +64,30 @@ static co_status rmsprop_step(co_optim *o, const co_closure *c, co_error *err)
             if (!centered && !(mu > 0)) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
                 for (size_t i = 0; i < n; i++) {
-                    float gi = gp[i] + wd * p[i];
-                    float v = alpha * sq[i] + a * gi * gi;
+                    float gi = co_torch_add(gp[i], p[i], wd);
+                    float v = co_torch_addcmul(sq[i] * alpha, gi, gi, a);
                     sq[i] = v;
-                    float d = sqrtf(v) + eps;
-                    p[i] -= lr * (gi / d);
+                    p[i] = co_torch_addcdiv(p[i], gi, sqrtf(v) + eps, -lr);
                 }
                 continue;
             }
 #pragma omp parallel for simd schedule(static) if (n > 65536)
             for (size_t i = 0; i < n; i++) {
-                float gi = gp[i] + wd * p[i];
-                float v = alpha * sq[i] + a * gi * gi;
+                float gi = co_torch_add(gp[i], p[i], wd);
+                float v = co_torch_addcmul(sq[i] * alpha, gi, gi, a);
                 sq[i] = v;
                 if (centered) {
-                    float m = alpha * avg[i] + a * gi;
+                    float m = co_torch_add(avg[i] * alpha, gi, a);
                     avg[i] = m;
-                    v = v - m * m;
+                    v = co_torch_addcmul(v, m, m, -1.0f);
                 }
                 float d = sqrtf(v) + eps;
                 if (mu > 0) {
-                    float b = mu * buf[i] + gi / d;
+                    float b = co_torch_addcdiv(buf[i] * mu, gi, d, 1.0f);
                     buf[i] = b;
-                    p[i] -= lr * b;
+                    p[i] = co_torch_add(p[i], b, -lr);
                 } else {
-                    p[i] -= lr * (gi / d);
+                    p[i] = co_torch_addcdiv(p[i], gi, d, -lr);
                 }
             }
         }

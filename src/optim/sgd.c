@@ -1,9 +1,9 @@
 /* SGD with torch.optim.SGD 1.13 semantics: d = g + wd p; the momentum buffer starts as d
  * on its first step (no dampening then), afterwards buf = mu buf + (1 - dampening) d;
- * Nesterov uses d + mu buf; p -= lr * d. */
+ * Nesterov uses d + mu buf; p -= lr * d. Each operation rounds as torch's does
+ * (torch_ops.h), so the trajectories match torch's bit for bit. */
 #include "optim_impl.h"
-
-#include <math.h>
+#include "torch_ops.h"
 
 enum { HP_LR, HP_MOMENTUM, HP_DAMPENING, HP_WD, HP_NESTEROV, HP_COUNT };
 
@@ -26,44 +26,44 @@ static co_status sgd_init(co_optim *o, co_error *err)
     return CO_OK;
 }
 
+/* keep = 1 - dampening, formed in double as torch's alpha=1 - dampening. */
 static void sgd_tensor(float *restrict p, const float *restrict g, float *restrict buf, size_t n, float lr,
-                       float mu, float damp, float wd, int nesterov, int first)
+                       float mu, float keep, float wd, int nesterov, int first)
 {
     if (mu == 0) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++) p[i] -= lr * (g[i] + wd * p[i]);
+        for (size_t i = 0; i < n; i++) p[i] = co_torch_add(p[i], co_torch_add(g[i], p[i], wd), -lr);
         return;
     }
-    const float a = 1.0f - damp;
     /* Every step after the first gets branch-free loops: with the flags tested inside the
      * loop GCC unswitches it and leaves some copies scalar (bench/bench_optim_bandwidth). */
     if (!first && !nesterov) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++) {
-            float d = g[i] + wd * p[i];
-            float b = mu * buf[i] + a * d;
+            float d = co_torch_add(g[i], p[i], wd);
+            float b = co_torch_add(buf[i] * mu, d, keep);
             buf[i] = b;
-            p[i] -= lr * b;
+            p[i] = co_torch_add(p[i], b, -lr);
         }
         return;
     }
     if (!first) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++) {
-            float d = g[i] + wd * p[i];
-            float b = mu * buf[i] + a * d;
+            float d = co_torch_add(g[i], p[i], wd);
+            float b = co_torch_add(buf[i] * mu, d, keep);
             buf[i] = b;
-            p[i] -= lr * (d + mu * b);
+            p[i] = co_torch_add(p[i], co_torch_add(d, b, mu), -lr);
         }
         return;
     }
+    /* The first step: the buffer is a copy of d, without dampening. */
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
-        float d = g[i] + wd * p[i];
-        float b = first ? d : mu * buf[i] + a * d;
-        buf[i] = b;
-        float u = nesterov ? d + mu * b : b;
-        p[i] -= lr * u;
+        float d = co_torch_add(g[i], p[i], wd);
+        buf[i] = d;
+        float u = nesterov ? co_torch_add(d, d, mu) : d;
+        p[i] = co_torch_add(p[i], u, -lr);
     }
 }
 
@@ -78,8 +78,8 @@ static co_status sgd_step(co_optim *o, const co_closure *c, co_error *err)
         int first = mu != 0 && !s->started[g];
         for (int k = 0; k < gr->ntensors; k++)
             sgd_tensor(gr->param[k], gr->grad[k], co_slot(s->buf, g, k), gr->size[k], (float)co_lr(o, g), mu,
-                       (float)co_hp(o, g, HP_DAMPENING), (float)co_hp(o, g, HP_WD), co_hp(o, g, HP_NESTEROV) != 0,
-                       first);
+                       (float)(1.0 - co_hp(o, g, HP_DAMPENING)), (float)co_hp(o, g, HP_WD),
+                       co_hp(o, g, HP_NESTEROV) != 0, first);
         if (mu != 0) s->started[g] = 1;
     }
     return CO_OK;
