@@ -148,6 +148,80 @@ static void test_maxpool_flatten(void)
     co_layer_free(f);
 }
 
+static void test_avgpool_dropout(void)
+{
+    enum { B = 2, C = 2, Hh = 4, W = 6 };
+    co_rng g;
+    co_rng_seed(&g, 41, 1);
+    float x[B * C * Hh * W], dx[B * C * Hh * W];
+    for (int i = 0; i < B * C * Hh * W; i++) x[i] = (float)rnd(&g);
+    const int ks[2][2] = {{2, 2}, {4, 1}}; /* 2x2 stride 2, and 4x4 stride 1 */
+    for (int t = 0; t < 2; t++) {
+        co_layer *l = co_avgpool2d_new(C, Hh, W, ks[t][0], ks[t][1]);
+        CHECK(l != NULL, "avgpool");
+        int ny = B * l->out_size;
+        float y[64], dy[64];
+        for (int i = 0; i < ny; i++) dy[i] = (float)rnd(&g);
+        l->ops->forward(l, x, y, B, 1);
+        l->ops->backward(l, x, y, dy, dx, B);
+        for (int i = 0; i < B * C * Hh * W; i++) {
+            float keep = x[i];
+            double L[2];
+            for (int sgn = 0; sgn < 2; sgn++) {
+                x[i] = keep + (sgn ? -1e-2f : 1e-2f);
+                l->ops->forward(l, x, y, B, 1);
+                L[sgn] = 0;
+                for (int j = 0; j < ny; j++) L[sgn] += (double)y[j] * dy[j];
+            }
+            x[i] = keep;
+            CHECK(fabs(dx[i] - (L[0] - L[1]) / 2e-2) < 1e-4, "avgpool dx[%d] %g vs %g", i, dx[i], (L[0] - L[1]) / 2e-2);
+        }
+        co_layer_free(l);
+    }
+    /* Global average pooling through a spec: one value per channel, the channel mean. */
+    co_error err;
+    co_model *m = co_model_new("in:2x4x4 avgpool:4", &err);
+    CHECK(m != NULL && co_model_out_size(m) == 2, "global pool spec: %s", m ? "" : err.msg);
+    if (m) {
+        const float *out = co_model_forward(m, x, 1, 0, &err);
+        for (int c = 0; c < 2; c++) {
+            double mean = 0;
+            for (int i = 0; i < 16; i++) mean += x[c * 16 + i];
+            CHECK(fabs(out[c] - mean / 16) < 1e-6, "global average pool channel %d: %g vs %g", c, out[c], mean / 16);
+        }
+        co_model_free(m);
+    }
+    /* Dropout: eval is the identity; training zeroes about p and scales the rest by 1/(1-p);
+     * backward uses the same mask; the mask is a function of the seed. */
+    enum { N = 20000 };
+    static float xs[N], ys[N], ys2[N], dys[N], dxs[N];
+    for (int i = 0; i < N; i++) xs[i] = dys[i] = 1.0f;
+    co_layer *d = co_dropout_new(N, 0.3);
+    co_rng r1;
+    co_rng_seed(&r1, 5, CO_STREAM_INIT);
+    d->ops->init(d, &r1);
+    d->ops->forward(d, xs, ys, 1, 0);
+    CHECK(memcmp(xs, ys, sizeof xs) == 0, "dropout in eval mode is not the identity");
+    d->ops->forward(d, xs, ys, 1, 1);
+    d->ops->backward(d, xs, ys, dys, dxs, 1);
+    int zeros = 0, bad = 0;
+    for (int i = 0; i < N; i++) {
+        zeros += ys[i] == 0;
+        bad += !(ys[i] == 0 || fabsf(ys[i] - 1.0f / 0.7f) < 1e-6f) || dxs[i] != ys[i];
+    }
+    CHECK(abs(zeros - 6000) < 4 * 65, "dropout zeroed %d of %d, expected about 6000", zeros, N);
+    CHECK(bad == 0, "%d dropout outputs or gradients wrong", bad);
+    co_rng_seed(&r1, 5, CO_STREAM_INIT);
+    d->ops->init(d, &r1);
+    d->ops->forward(d, xs, ys2, 1, 1);
+    CHECK(memcmp(ys, ys2, sizeof ys) == 0, "same seed, different mask");
+    co_rng_seed(&r1, 6, CO_STREAM_INIT);
+    d->ops->init(d, &r1);
+    d->ops->forward(d, xs, ys2, 1, 1);
+    CHECK(memcmp(ys, ys2, sizeof ys) != 0, "different seed, same mask");
+    co_layer_free(d);
+}
+
 static void test_specs(void)
 {
     co_error err;
@@ -181,6 +255,7 @@ int main(void)
     check_conv(1, 2, 8, 7, 2, 2, 1, 2, 2);
     check_conv(2, 1, 6, 6, 4, 1, 1, 0, 1);
     test_maxpool_flatten();
+    test_avgpool_dropout();
     test_specs();
     return co_test_finish();
 }

@@ -53,6 +53,13 @@ co_layer *co_conv2d_new(int in_c, int in_h, int in_w, int out_c, int k, int stri
 /* Max pooling k x k with the given stride (no padding), and the batch-flat identity. */
 co_layer *co_maxpool2d_new(int c, int h, int w, int k, int stride);
 co_layer *co_flatten_new(int c, int h, int w);
+/* Average pooling k x k with the given stride (no padding); k = h = w is the global
+ * average pool. */
+co_layer *co_avgpool2d_new(int c, int h, int w, int k, int stride);
+/* Inverted dropout as torch: in training each element is zeroed with probability p and the
+ * others scaled by 1/(1-p), the mask drawn from the layer's own CO_STREAM_DROPOUT stream
+ * (seeded by co_model_init); identity in eval mode. */
+co_layer *co_dropout_new(int size, double p);
 
 /* im2col of one batch: rows = (sample, output position), columns = (channel, ky, kx). */
 void co_im2col(float *col, const float *x, int batch, int c, int h, int w, int k, int stride, int pad, int dil,

@@ -179,6 +179,16 @@ co_model *co_model_new(const char *spec, co_error *err)
                 if (parse_int(&q, &st)) goto bad;
             }
             if (*q || !(l = co_maxpool2d_new(c, h, w, k, st))) goto bad;
+        } else if (strncmp(q, "avgpool:", 8) == 0) {
+            int k, st;
+            q += 8;
+            if (parse_int(&q, &k)) goto bad;
+            st = k;
+            if (*q == ':' && q[1] == 's') {
+                q += 2;
+                if (parse_int(&q, &st)) goto bad;
+            }
+            if (*q || !(l = co_avgpool2d_new(c, h, w, k, st))) goto bad;
         } else if (strcmp(q, "flatten") == 0) {
             l = co_flatten_new(c, h, w);
         } else if (strncmp(q, "fc:", 3) == 0) {
@@ -210,7 +220,7 @@ co_model *co_model_new(const char *spec, co_error *err)
         continue;
     bad:
         co_error_set(err, CO_EINVAL,
-                     "model spec '%s': cannot use '%.*s' at offset %d (in:CxHxW, conv:OC:K[:sS][:pP][:dD], maxpool:K[:sS], "
+                     "model spec '%s': cannot use '%.*s' at offset %d (in:CxHxW, conv:OC:K[:sS][:pP][:dD], maxpool:K[:sS], avgpool:K[:sS], "
                      "flatten, fc:N, relu, tanh, sigmoid; or a preset such as quasi-adam-mnist)",
                      spec, (int)len, tok, (int)(tok - spec));
         goto fail;
