@@ -169,8 +169,9 @@ co_model *co_model_new(const char *spec, co_error *err)
                 else goto bad;
             }
             if (*q || !(l = co_conv2d_new(c, h, w, oc, k, st, pad, dil))) goto bad;
-        } else if (strncmp(q, "maxpool:", 8) == 0) {
-            int k, st;
+        } else if (strncmp(q, "maxpool:", 8) == 0 || strncmp(q, "avgpool:", 8) == 0) {
+            /* K[:sS], the stride defaulting to K */
+            int is_max = q[0] == 'm', k, st;
             q += 8;
             if (parse_int(&q, &k)) goto bad;
             st = k;
@@ -178,17 +179,9 @@ co_model *co_model_new(const char *spec, co_error *err)
                 q += 2;
                 if (parse_int(&q, &st)) goto bad;
             }
-            if (*q || !(l = co_maxpool2d_new(c, h, w, k, st))) goto bad;
-        } else if (strncmp(q, "avgpool:", 8) == 0) {
-            int k, st;
-            q += 8;
-            if (parse_int(&q, &k)) goto bad;
-            st = k;
-            if (*q == ':' && q[1] == 's') {
-                q += 2;
-                if (parse_int(&q, &st)) goto bad;
-            }
-            if (*q || !(l = co_avgpool2d_new(c, h, w, k, st))) goto bad;
+            if (*q) goto bad;
+            l = is_max ? co_maxpool2d_new(c, h, w, k, st) : co_avgpool2d_new(c, h, w, k, st);
+            if (!l) goto bad;
         } else if (strcmp(q, "flatten") == 0) {
             l = co_flatten_new(c, h, w);
         } else if (strncmp(q, "fc:", 3) == 0) {
