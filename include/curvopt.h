@@ -230,8 +230,8 @@ typedef struct co_model co_model;
  * after the last one (CO_ACT_NONE for logits). */
 co_model *co_model_new_mlp(const char *spec, co_act hidden, co_act output, co_error *err);
 /* Any sequence of layers: "in:1x28x28 conv:6:5:p2 maxpool:2 relu flatten fc:10" (tokens
- * in:CxHxW | in:N, conv:OC:K[:sS][:pP][:dD], maxpool:K[:sS], flatten, fc:N, relu, tanh,
- * sigmoid), "mlp:..." (ReLU hidden layers, logits out), or a preset name from the papers
+ * in:CxHxW | in:N, conv:OC:K[:sS][:pP][:dD], maxpool:K[:sS], avgpool:K[:sS], dropout:P,
+ * flatten, fc:N, relu, tanh, sigmoid), "mlp:..." (ReLU hidden layers, logits out), or a preset name from the papers
  * ("quasi-adam-mnist"). See docs/models.md. */
 co_model *co_model_new(const char *spec, co_error *err);
 void co_model_free(co_model *m);
@@ -256,6 +256,10 @@ void co_model_backward(co_model *m, const float *dout);
 /* Copies all parameters to/from a flat buffer of co_model_param_count floats. */
 void co_model_get_params(const co_model *m, float *flat);
 void co_model_set_params(co_model *m, const float *flat);
+/* State beyond the parameters (dropout's RNG streams), as checkpoints keep it. */
+size_t co_model_state_size(const co_model *m);
+void co_model_get_state(const co_model *m, void *out);
+void co_model_set_state(co_model *m, const void *in);
 /* Writes a description such as "Linear(2->64) ReLU Linear(64->1)" into buf. */
 void co_model_describe(const co_model *m, char *buf, size_t len);
 

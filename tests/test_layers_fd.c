@@ -181,26 +181,91 @@ static void test_losses(void)
 
 /* ---------------------------------------------------------------- whole MLP */
 
-static void test_mlp(void)
+typedef struct {
+    const char *spec;
+    co_act hidden, output;
+    co_loss_kind loss;
+} mlp_case;
+
+enum { MLP_MAX_WIDTH = 16, MLP_MAX_LAYERS = 4, MLP_BATCH = 5 };
+
+/* The double reference forward of an MLP from its flat parameters (per layer W then b, as
+ * co_model_get_params lays them out). Returns 0 when a ReLU pre-activation lies within 1e-3
+ * of the kink, where finite differences do not measure the one-sided derivative. */
+static int ref_mlp(const int *sizes, int nsizes, co_act hidden, co_act output, const double *p, const double *x,
+                   double *out)
 {
+    double a[MLP_BATCH * MLP_MAX_WIDTH], z[MLP_BATCH * MLP_MAX_WIDTH];
+    int smooth = 1;
+    memcpy(a, x, sizeof(double) * MLP_BATCH * sizes[0]);
+    size_t off = 0;
+    for (int l = 0; l + 1 < nsizes; l++) {
+        int in = sizes[l], o = sizes[l + 1];
+        ref_linear(z, a, p + off, p + off + (size_t)in * o, MLP_BATCH, in, o);
+        off += (size_t)in * o + o;
+        co_act act = l + 2 == nsizes ? output : hidden;
+        for (int k = 0; k < MLP_BATCH * o; k++) {
+            if (act == CO_ACT_RELU && fabs(z[k]) < 1e-3) smooth = 0;
+            a[k] = ref_act(act, z[k]);
+        }
+    }
+    memcpy(out, a, sizeof(double) * MLP_BATCH * sizes[nsizes - 1]);
+    return smooth;
+}
+
+static int parse_widths(const char *spec, int *sizes)
+{
+    int n = 0;
+    for (const char *p = spec + 4; *p; p += *p == '-') sizes[n++] = (int)strtol(p, (char **)&p, 10);
+    return n;
+}
+
+static void test_mlp_case(const mlp_case *c)
+{
+    int sizes[MLP_MAX_LAYERS + 1] = {0};
+    int nsizes = parse_widths(c->spec, sizes), in = sizes[0], D = sizes[nsizes - 1];
     co_error err;
-    co_model *m = co_model_new_mlp("mlp:3-7-5-2", CO_ACT_TANH, CO_ACT_NONE, &err);
-    CHECK(m != NULL, "mlp: %s", err.msg);
-    co_model_init(m, 4);
-    enum { B = 4 };
-    co_rng g;
-    co_rng_seed(&g, 5, 1);
-    float x[B * 3], y[B], dout[B * 2];
-    for (int k = 0; k < B * 3; k++) x[k] = (float)rnd(&g);
-    for (int s = 0; s < B; s++) y[s] = (float)co_rng_below(&g, 2);
-    const float *out = co_model_forward(m, x, B, 1, &err);
-    co_loss(CO_LOSS_CROSS_ENTROPY, out, y, B, 2, dout);
-    co_model_backward(m, dout);
+    co_model *m = co_model_new_mlp(c->spec, c->hidden, c->output, &err);
+    CHECK(m != NULL, "%s: %s", c->spec, err.msg);
+    if (!m) return;
     size_t n = co_model_param_count(m);
-    CHECK(n == 3 * 7 + 7 + 7 * 5 + 5 + 5 * 2 + 2, "parameter count %zu", n);
-    float *p = malloc(n * sizeof(float)), *grad = malloc(n * sizeof(float));
-    co_model_get_params(m, p);
-    co_group gr[4];
+    size_t expect = 0;
+    for (int l = 0; l + 1 < nsizes; l++) expect += (size_t)sizes[l] * sizes[l + 1] + sizes[l + 1];
+    CHECK(n == expect, "%s: parameter count %zu, expected %zu", c->spec, n, expect);
+    float *pf = malloc(n * sizeof(float)), *grad = malloc(n * sizeof(float));
+    double *p = malloc(n * sizeof(double));
+    double x[MLP_BATCH * MLP_MAX_WIDTH], y[MLP_BATCH * MLP_MAX_WIDTH], ref_out[MLP_BATCH * MLP_MAX_WIDTH];
+    float xf[MLP_BATCH * MLP_MAX_WIDTH], yf[MLP_BATCH * MLP_MAX_WIDTH], dout[MLP_BATCH * MLP_MAX_WIDTH];
+    int ydim = c->loss == CO_LOSS_CROSS_ENTROPY ? 1 : D;
+    /* Draw initialisations and inputs until no ReLU sits at its kink (deterministic). */
+    int smooth = 0;
+    for (uint64_t seed = 4; seed < 64 && !smooth; seed++) {
+        co_model_init(m, seed);
+        co_model_get_params(m, pf);
+        for (size_t i = 0; i < n; i++) p[i] = pf[i];
+        co_rng g;
+        co_rng_seed(&g, seed, 1);
+        for (int k = 0; k < MLP_BATCH * in; k++) x[k] = xf[k] = (float)(2 * rnd(&g));
+        for (int k = 0; k < MLP_BATCH * ydim; k++) {
+            float t = c->loss == CO_LOSS_CROSS_ENTROPY ? (float)co_rng_below(&g, (uint64_t)D)
+                      : c->loss == CO_LOSS_MSE         ? (float)rnd(&g)
+                                                       : (float)co_rng_below(&g, 2);
+            yf[k] = t;
+            y[k] = t;
+        }
+        smooth = ref_mlp(sizes, nsizes, c->hidden, c->output, p, x, ref_out);
+    }
+    CHECK(smooth, "%s: no seed kept the ReLUs off their kink", c->spec);
+    const float *out = co_model_forward(m, xf, MLP_BATCH, 1, &err);
+    CHECK(out != NULL, "%s: forward: %s", c->spec, err.msg);
+    if (!out) goto done;
+    double out_err = 0;
+    for (int k = 0; k < MLP_BATCH * D; k++) out_err = fmax(out_err, fabs(out[k] - ref_out[k]) / fmax(1, fabs(ref_out[k])));
+    CHECK(out_err < 1e-5, "%s: float forward differs from the double reference by %.3g", c->spec, out_err);
+    double L = co_loss(c->loss, out, yf, MLP_BATCH, D, dout);
+    CHECK_CLOSE(L, ref_loss(c->loss, ref_out, y, MLP_BATCH, D), 1e-5, c->spec);
+    co_model_backward(m, dout);
+    co_group gr[MLP_MAX_LAYERS];
     co_model_groups(m, gr);
     size_t off = 0;
     for (int l = 0; l < co_model_ngroups(m); l++)
@@ -208,78 +273,138 @@ static void test_mlp(void)
             memcpy(grad + off, gr[l].grad[k], gr[l].size[k] * sizeof(float));
             off += gr[l].size[k];
         }
-    /* Float forward differences are noisy: a larger step, a looser bound. */
-    const float h = 1e-2f;
+    CHECK(off == n, "%s: the groups hold %zu of %zu parameters", c->spec, off, n);
+    /* Central differences of the double reference: the float gradient must agree to 1e-4 of
+     * its own size. Entries under 0.1% of the largest come from cancelling float sums, so
+     * they are measured against that 0.1% instead. */
+    double fd_max = 0, worst = 0;
+    double *fd = malloc(n * sizeof(double));
     for (size_t i = 0; i < n; i++) {
-        float keep = p[i];
-        p[i] = keep + h;
-        co_model_set_params(m, p);
-        double lp = co_loss(CO_LOSS_CROSS_ENTROPY, co_model_forward(m, x, B, 1, NULL), y, B, 2, NULL);
-        p[i] = keep - h;
-        co_model_set_params(m, p);
-        double lm = co_loss(CO_LOSS_CROSS_ENTROPY, co_model_forward(m, x, B, 1, NULL), y, B, 2, NULL);
+        double keep = p[i], o[MLP_BATCH * MLP_MAX_WIDTH];
+        p[i] = keep + H;
+        ref_mlp(sizes, nsizes, c->hidden, c->output, p, x, o);
+        double lp = ref_loss(c->loss, o, y, MLP_BATCH, D);
+        p[i] = keep - H;
+        ref_mlp(sizes, nsizes, c->hidden, c->output, p, x, o);
+        double lm = ref_loss(c->loss, o, y, MLP_BATCH, D);
         p[i] = keep;
-        CHECK(fabs(grad[i] - (lp - lm) / (2 * h)) < 2e-3, "MLP parameter %zu: analytic %.6f vs numeric %.6f", i, grad[i],
-              (lp - lm) / (2 * h));
+        fd[i] = (lp - lm) / (2 * H);
+        fd_max = fmax(fd_max, fabs(fd[i]));
     }
-    co_model_set_params(m, p);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs(grad[i] - fd[i]) / (fabs(fd[i]) + 1e-3 * fd_max);
+        worst = fmax(worst, e);
+        if (e > 1e-4) {
+            if (bad++ < 5)
+                fprintf(stderr, "%s parameter %zu: analytic %.9g vs finite difference %.9g\n", c->spec, i, grad[i], fd[i]);
+        }
+    }
+    CHECK(bad == 0 && fd_max > 0, "%s: %d of %zu gradients off by more than 1e-4 (worst %.3g)", c->spec, bad, n, worst);
+    printf("%-14s %-7s %-13s forward %.2g, gradient %.2g (largest |g| %.3g)\n", c->spec, co_act_name(c->hidden),
+           c->loss == CO_LOSS_CROSS_ENTROPY ? "cross-entropy"
+           : c->loss == CO_LOSS_MSE         ? "mse"
+           : c->loss == CO_LOSS_BCE         ? "bce"
+                                            : "bce-logits",
+           out_err, worst, fd_max);
+    free(fd);
+done:
     free(p);
+    free(pf);
     free(grad);
     co_model_free(m);
 }
 
+static void test_mlp(void)
+{
+    const mlp_case cases[] = {
+        {"mlp:3-7-5-2", CO_ACT_TANH, CO_ACT_NONE, CO_LOSS_CROSS_ENTROPY},
+        {"mlp:4-8-6-1", CO_ACT_RELU, CO_ACT_NONE, CO_LOSS_BCE_LOGITS},
+        {"mlp:3-6-1", CO_ACT_SIGMOID, CO_ACT_SIGMOID, CO_LOSS_BCE},
+        {"mlp:2-5-4-3", CO_ACT_RELU, CO_ACT_TANH, CO_LOSS_MSE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_mlp_case(&cases[i]);
+}
+
 /* ---------------------------------------------------------------- init */
 
-static void test_init(void)
+static int cmp_float(const void *a, const void *b)
 {
-    co_model *m = co_model_new_mlp("mlp:400-300-1", CO_ACT_RELU, CO_ACT_NONE, NULL);
-    co_model_init(m, 11);
-    co_group gr[2];
-    co_model_groups(m, gr);
-    double bound = 1 / sqrt(400.0);
-    const float *w = gr[0].param[0];
-    size_t n = gr[0].size[0];
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Kolmogorov-Smirnov distance of a sample from U(-b, b) (sorts the sample). */
+static double ks_uniform(float *v, size_t n, double b)
+{
+    qsort(v, n, sizeof *v, cmp_float);
+    double d = 0;
+    for (size_t i = 0; i < n; i++) {
+        double F = (v[i] + b) / (2 * b);
+        d = fmax(d, fmax((i + 1.0) / n - F, F - (double)i / n));
+    }
+    return d;
+}
+
+static void check_uniform(const char *what, const float *v, size_t n, double b)
+{
     double mean = 0, var = 0;
     int outside = 0;
     for (size_t i = 0; i < n; i++) {
-        mean += w[i];
-        var += (double)w[i] * w[i];
-        outside += fabs(w[i]) > bound;
+        mean += v[i];
+        outside += !(fabs(v[i]) <= b);
     }
     mean /= n;
-    var = var / n - mean * mean;
-    CHECK(outside == 0, "%d weights outside +-1/sqrt(fan_in)", outside);
-    /* U(-b, b): mean 0 (s.e. b/sqrt(3n)), variance b^2/3 (s.e. ~ b^2 sqrt(4/45n)). */
-    CHECK(fabs(mean) < 4 * bound / sqrt(3.0 * n), "weight mean %.3g", mean);
-    CHECK(fabs(var - bound * bound / 3) < 4 * bound * bound * sqrt(4.0 / (45.0 * n)), "weight variance %.4g vs %.4g", var,
-          bound * bound / 3);
-    /* Kolmogorov-Smirnov against U(-b, b) on a histogram of 1000 bins. */
-    enum { BINS = 1000 };
-    static int hist[BINS];
-    memset(hist, 0, sizeof hist);
-    for (size_t i = 0; i < n; i++) {
-        int k = (int)((w[i] + bound) / (2 * bound) * BINS);
-        hist[k < 0 ? 0 : k >= BINS ? BINS - 1 : k]++;
-    }
-    double cdf = 0, ks = 0;
-    for (int k = 0; k < BINS; k++) {
-        cdf += (double)hist[k] / n;
-        ks = fmax(ks, fabs(cdf - (k + 1.0) / BINS));
-    }
-    CHECK(ks < 1.63 / sqrt((double)n) + 1.0 / BINS, "KS statistic %.5f above the 1%% critical value", ks);
-    int bias_out = 0;
-    for (size_t i = 0; i < gr[0].size[1]; i++) bias_out += fabs(gr[0].param[1][i]) > bound;
-    CHECK(bias_out == 0, "biases outside +-1/sqrt(fan_in)");
-    double b2 = 1 / sqrt(300.0);
-    int out2 = 0;
-    for (size_t i = 0; i < gr[1].size[0]; i++) out2 += fabs(gr[1].param[0][i]) > b2;
-    CHECK(out2 == 0, "layer 2 weights outside +-1/sqrt(300)");
-    /* Same seed, same values; another seed, other values. */
-    float first = w[0];
+    for (size_t i = 0; i < n; i++) var += (v[i] - mean) * (v[i] - mean);
+    var /= n;
+    CHECK(outside == 0, "%s: %d of %zu values outside +-1/sqrt(fan_in) = %.5g", what, outside, n, b);
+    /* U(-b, b): mean 0 with s.e. b/sqrt(3n); variance b^2/3 with s.e. b^2 sqrt(4/(45n)). */
+    double se_mean = b / sqrt(3.0 * n), se_var = b * b * sqrt(4.0 / (45.0 * n));
+    CHECK(fabs(mean) < 4 * se_mean, "%s: mean %.3g is %.1f standard errors from 0", what, mean, mean / se_mean);
+    CHECK(fabs(var - b * b / 3) < 4 * se_var, "%s: variance %.5g vs %.5g (%.1f standard errors)", what, var, b * b / 3,
+          (var - b * b / 3) / se_var);
+    float *sorted = malloc(n * sizeof *sorted);
+    memcpy(sorted, v, n * sizeof *sorted);
+    double ks = ks_uniform(sorted, n, b), crit = 1.628 / sqrt((double)n); /* asymptotic 1% value */
+    CHECK(ks < crit, "%s: KS statistic %.5f above the 1%% critical value %.5f", what, ks, crit);
+    printf("%-18s n=%-7zu mean %+.2f se, variance %+.2f se, KS %.5f (1%% critical %.5f)\n", what, n, mean / se_mean,
+           (var - b * b / 3) / se_var, ks, crit);
+    free(sorted);
+}
+
+static void test_init(void)
+{
+    co_model *m = co_model_new_mlp("mlp:512-512-300-1", CO_ACT_RELU, CO_ACT_NONE, NULL);
     co_model_init(m, 11);
-    CHECK(w[0] == first, "same seed gave different weights");
+    co_group gr[3];
+    co_model_groups(m, gr);
+    /* Each Linear's weights and biases share the bound 1/sqrt(fan_in) (torch.nn.Linear). */
+    check_uniform("weight 512x512", gr[0].param[0], gr[0].size[0], 1 / sqrt(512.0));
+    check_uniform("bias 512 (fan 512)", gr[0].param[1], gr[0].size[1], 1 / sqrt(512.0));
+    check_uniform("weight 300x512", gr[1].param[0], gr[1].size[0], 1 / sqrt(512.0));
+    check_uniform("weight 1x300", gr[2].param[0], gr[2].size[0], 1 / sqrt(300.0));
+    /* A layer with fan_in 300 and out 1: its bias (one value) must still respect its bound. */
+    CHECK(fabs(gr[2].param[1][0]) <= 1 / sqrt(300.0), "last bias %g outside its bound", gr[2].param[1][0]);
+    /* A distribution with the wrong bound must fail the same checks: scale by 1.05. */
+    size_t nw = gr[0].size[0];
+    float *scaled = malloc(nw * sizeof *scaled);
+    for (size_t i = 0; i < nw; i++) scaled[i] = 1.05f * gr[0].param[0][i];
+    CHECK(ks_uniform(scaled, nw, 1 / sqrt(512.0)) > 1.628 / sqrt((double)nw), "KS cannot tell a 5%% wider bound");
+    free(scaled);
+    /* Same seed, same values everywhere; another seed, other values. */
+    size_t n = co_model_param_count(m);
+    float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    co_model_get_params(m, a);
+    co_model_init(m, 11);
+    co_model_get_params(m, b);
+    CHECK(memcmp(a, b, n * sizeof *a) == 0, "same seed gave different parameters");
     co_model_init(m, 12);
-    CHECK(w[0] != first, "another seed gave the same weights");
+    co_model_get_params(m, b);
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++) same += a[i] == b[i];
+    CHECK(same < n / 1000, "another seed left %zu of %zu parameters equal", same, n);
+    free(a);
+    free(b);
     co_model_free(m);
 }
 

@@ -78,7 +78,7 @@ static void act_describe(const co_layer *l, char *buf, size_t len)
     snprintf(buf, len, "%s", names[l->act]);
 }
 
-static const co_layer_ops act_ops = {"activation", act_fwd, act_bwd, NULL, act_describe, NULL, NULL};
+static const co_layer_ops act_ops = {"activation", act_fwd, act_bwd, NULL, act_describe, NULL, NULL, NULL};
 
 co_layer *co_activation_new(co_act act, int size)
 {

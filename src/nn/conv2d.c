@@ -170,7 +170,7 @@ static void conv_free(co_layer *l)
     }
 }
 
-static const co_layer_ops conv_ops = {"conv2d", conv_fwd, conv_bwd, conv_init, conv_describe, conv_free, conv_capture};
+static const co_layer_ops conv_ops = {"conv2d", conv_fwd, conv_bwd, conv_init, conv_describe, conv_free, conv_capture, NULL};
 
 co_layer *co_conv2d_new(int in_c, int in_h, int in_w, int out_c, int k, int stride, int pad, int dilation)
 {

@@ -66,7 +66,15 @@ static void drop_free(co_layer *l)
     free(d);
 }
 
-static const co_layer_ops drop_ops = {"dropout", drop_fwd, drop_bwd, drop_init, drop_describe, drop_free, NULL};
+static void *drop_state(co_layer *l, size_t *bytes)
+{
+    drop_impl *d = l->impl;
+    *bytes = sizeof d->rng;
+    return &d->rng;
+}
+
+static const co_layer_ops drop_ops = {"dropout", drop_fwd, drop_bwd, drop_init, drop_describe, drop_free, NULL,
+                                      drop_state};
 
 co_layer *co_dropout_new(int size, double p)
 {

@@ -30,6 +30,9 @@ typedef struct co_layer_ops {
      * and per-position output gradients). Linear layers need none: the model's own buffers
      * are their input and output gradient. */
     int (*capture)(const co_layer *l, co_capture *out);
+    /* Optional: state beyond the parameters that a checkpoint must keep (dropout's RNG
+     * stream): a pointer to it and its size. */
+    void *(*state)(co_layer *l, size_t *bytes);
 } co_layer_ops;
 
 struct co_layer {
@@ -58,7 +61,7 @@ co_layer *co_flatten_new(int c, int h, int w);
 co_layer *co_avgpool2d_new(int c, int h, int w, int k, int stride);
 /* Inverted dropout as torch: in training each element is zeroed with probability p and the
  * others scaled by 1/(1-p), the mask drawn from the layer's own CO_STREAM_DROPOUT stream
- * (seeded by co_model_init); identity in eval mode. */
+ * (seeded by co_model_init, kept in checkpoints); identity in eval mode. */
 co_layer *co_dropout_new(int size, double p);
 
 /* im2col of one batch: rows = (sample, output position), columns = (channel, ky, kx). */

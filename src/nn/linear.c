@@ -61,7 +61,7 @@ static void linear_free(co_layer *l)
     }
 }
 
-static const co_layer_ops linear_ops = {"linear", linear_fwd, linear_bwd, linear_init, linear_describe, linear_free, NULL};
+static const co_layer_ops linear_ops = {"linear", linear_fwd, linear_bwd, linear_init, linear_describe, linear_free, NULL, NULL};
 
 co_layer *co_linear_new(int in, int out)
 {

@@ -182,6 +182,13 @@ co_model *co_model_new(const char *spec, co_error *err)
             if (*q) goto bad;
             l = is_max ? co_maxpool2d_new(c, h, w, k, st) : co_avgpool2d_new(c, h, w, k, st);
             if (!l) goto bad;
+        } else if (strncmp(q, "dropout:", 8) == 0) {
+            char *end;
+            double pr = strtod(q + 8, &end);
+            if (end == q + 8 || *end || !(l = co_dropout_new(c * h * w, pr))) goto bad;
+            l->in_c = l->out_c = c;
+            l->in_h = l->out_h = h;
+            l->in_w = l->out_w = w;
         } else if (strcmp(q, "flatten") == 0) {
             l = co_flatten_new(c, h, w);
         } else if (strncmp(q, "fc:", 3) == 0) {
@@ -213,7 +220,7 @@ co_model *co_model_new(const char *spec, co_error *err)
         continue;
     bad:
         co_error_set(err, CO_EINVAL,
-                     "model spec '%s': cannot use '%.*s' at offset %d (in:CxHxW, conv:OC:K[:sS][:pP][:dD], maxpool:K[:sS], avgpool:K[:sS], "
+                     "model spec '%s': cannot use '%.*s' at offset %d (in:CxHxW, conv:OC:K[:sS][:pP][:dD], maxpool:K[:sS], avgpool:K[:sS], dropout:P, "
                      "flatten, fc:N, relu, tanh, sigmoid; or a preset such as quasi-adam-mnist)",
                      spec, (int)len, tok, (int)(tok - spec));
         goto fail;
@@ -370,6 +377,41 @@ void co_model_set_params(co_model *m, const float *flat)
         for (int k = 0; k < m->layers[i]->ntensors; k++) {
             memcpy(m->layers[i]->param[k], flat, m->layers[i]->size[k] * sizeof(float));
             flat += m->layers[i]->size[k];
+        }
+}
+
+size_t co_model_state_size(const co_model *m)
+{
+    size_t n = 0, b;
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i]->ops->state) {
+            m->layers[i]->ops->state(m->layers[i], &b);
+            n += b;
+        }
+    return n;
+}
+
+void co_model_get_state(const co_model *m, void *out)
+{
+    char *p = out;
+    size_t b;
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i]->ops->state) {
+            const void *s = m->layers[i]->ops->state(m->layers[i], &b);
+            memcpy(p, s, b);
+            p += b;
+        }
+}
+
+void co_model_set_state(co_model *m, const void *in)
+{
+    const char *p = in;
+    size_t b;
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i]->ops->state) {
+            void *s = m->layers[i]->ops->state(m->layers[i], &b);
+            memcpy(s, p, b);
+            p += b;
         }
 }
 

@@ -76,7 +76,7 @@ static void pool_free(co_layer *l)
     free(p);
 }
 
-static const co_layer_ops pool_ops = {"maxpool2d", pool_fwd, pool_bwd, NULL, pool_describe, pool_free, NULL};
+static const co_layer_ops pool_ops = {"maxpool2d", pool_fwd, pool_bwd, NULL, pool_describe, pool_free, NULL, NULL};
 
 /* The geometry both pools share: k x k windows, no padding, channels unchanged. */
 static co_layer *pool_layer(const co_layer_ops *ops, void *impl, int c, int h, int w, int k, int stride)
@@ -162,7 +162,7 @@ static void avg_describe(const co_layer *l, char *buf, size_t len)
 
 static void avg_free(co_layer *l) { free(l->impl); }
 
-static const co_layer_ops avg_ops = {"avgpool2d", avg_fwd, avg_bwd, NULL, avg_describe, avg_free, NULL};
+static const co_layer_ops avg_ops = {"avgpool2d", avg_fwd, avg_bwd, NULL, avg_describe, avg_free, NULL, NULL};
 
 co_layer *co_avgpool2d_new(int c, int h, int w, int k, int stride)
 {
@@ -194,7 +194,7 @@ static void flat_describe(const co_layer *l, char *buf, size_t len)
     snprintf(buf, len, "Flatten(%dx%dx%d)", l->in_c, l->in_h, l->in_w);
 }
 
-static const co_layer_ops flat_ops = {"flatten", flat_fwd, flat_bwd, NULL, flat_describe, NULL, NULL};
+static const co_layer_ops flat_ops = {"flatten", flat_fwd, flat_bwd, NULL, flat_describe, NULL, NULL, NULL};
 
 co_layer *co_flatten_new(int c, int h, int w)
 {

@@ -7,31 +7,37 @@
 #include <string.h>
 
 #define CKPT_MAGIC "CURVOPT-CKPT"
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u /* 2: model state (dropout streams) after the parameters */
 
 co_status co_checkpoint_save(const char *path, const co_model *m, const co_optim *opt, const co_train_pos *pos,
                              const co_epoch_stats *history, int nhistory, co_error *err)
 {
-    size_t np = co_model_param_count(m);
+    size_t np = co_model_param_count(m), ns = co_model_state_size(m);
     float *params = malloc((np ? np : 1) * sizeof(float));
+    unsigned char *mstate = malloc(ns ? ns : 1);
     char *buf = NULL;
     size_t len = 0;
-    FILE *mem = params ? open_memstream(&buf, &len) : NULL;
+    FILE *mem = params && mstate ? open_memstream(&buf, &len) : NULL;
     if (!mem) {
         free(params);
+        free(mstate);
         return co_error_set(err, CO_ENOMEM, "out of memory writing checkpoint %s", path);
     }
     co_model_get_params(m, params);
-    uint64_t n64 = np;
+    co_model_get_state(m, mstate);
+    uint64_t n64 = np, s64 = ns;
     int32_t nh = nhistory;
     fwrite(pos, sizeof *pos, 1, mem);
     fwrite(&n64, 8, 1, mem);
     fwrite(params, sizeof(float), np, mem);
+    fwrite(&s64, 8, 1, mem);
+    if (ns) fwrite(mstate, 1, ns, mem);
     fwrite(&nh, 4, 1, mem);
     if (nhistory) fwrite(history, sizeof *history, (size_t)nhistory, mem);
     co_status st = co_optim_state_write(opt, mem, err);
     fclose(mem);
     free(params);
+    free(mstate);
     if (st == CO_OK) st = co_file_write_framed(path, CKPT_MAGIC, CKPT_VERSION, buf, len, err);
     free(buf);
     return st;
@@ -62,12 +68,23 @@ co_status co_checkpoint_load(const char *path, co_model *m, co_optim *opt, co_tr
                           sizeof tmp + 12 + 4, (unsigned long long)n64, np);
         goto done;
     }
-    if ((size_t)(end - p) < np * sizeof(float) + 4) {
+    size_t ns = co_model_state_size(m);
+    uint64_t s64;
+    if ((size_t)(end - p) < np * sizeof(float) + 8) {
         st = co_error_set(err, CO_EFORMAT, "%s: truncated parameters", path);
         goto done;
     }
     const unsigned char *params = p;
     p += np * sizeof(float);
+    memcpy(&s64, p, 8);
+    p += 8;
+    if (s64 != ns || (size_t)(end - p) < ns + 4) {
+        st = co_error_set(err, CO_EFORMAT, "%s: %llu bytes of model state saved, the model has %zu", path,
+                          (unsigned long long)s64, ns);
+        goto done;
+    }
+    const unsigned char *mstate = p;
+    p += ns;
     memcpy(&nh, p, 4);
     p += 4;
     if (nh < 0 || nh > max || (size_t)(end - p) < (size_t)nh * sizeof *history) {
@@ -94,6 +111,7 @@ co_status co_checkpoint_load(const char *path, co_model *m, co_optim *opt, co_tr
     fclose(mem);
     if (st) goto done;
     co_model_set_params(m, (const float *)params);
+    co_model_set_state(m, mstate);
     memcpy(history, hist, (size_t)nh * sizeof *history);
     *nhistory = nh;
     *pos = tmp;
