@@ -7,6 +7,8 @@
 
 co_status co_scaler_fit(co_scaler *s, const co_dataset *d, co_error *err)
 {
+    /* Checked before allocating: a failed fit leaves nothing to free. */
+    if (d->n == 0) return co_error_set(err, CO_EINVAL, "cannot fit a scaler on an empty dataset");
     s->dim = d->x_dim;
     s->mean = calloc((size_t)d->x_dim, sizeof *s->mean);
     s->scale = calloc((size_t)d->x_dim, sizeof *s->scale);
@@ -14,7 +16,6 @@ co_status co_scaler_fit(co_scaler *s, const co_dataset *d, co_error *err)
         co_scaler_free(s);
         return co_error_set(err, CO_ENOMEM, "out of memory");
     }
-    if (d->n == 0) return co_error_set(err, CO_EINVAL, "cannot fit a scaler on an empty dataset");
     for (int j = 0; j < d->x_dim; j++) {
         double m = 0, v = 0;
         for (int i = 0; i < d->n; i++) m += d->x[(size_t)i * d->x_dim + j];
