@@ -192,6 +192,101 @@ static void test_alignment_factor(void)
           "g orthogonal to m: factor must be 1 (steps %.9g vs %.9g)", a.p[1] - a1, b.p[1] - b1);
     co_optim_free(o1);
     co_optim_free(o0);
+    /* Anti-parallel: g1 = (4, 0), g2 = (-1, 0) gives m2 = (0.5, 0), cos = -1: factor
+     * 1 - lambda, i.e. 0.5 with lambda = 0.5 (the damping half of eq. 7). */
+    o1 = toy_new(&a, 2, "rank_max=0,lambda=0.5,beta1=0.5");
+    o0 = toy_new(&b, 2, "rank_max=0,lambda=0,beta1=0.5");
+    a.g[0] = b.g[0] = 4;
+    a.g[1] = b.g[1] = 0;
+    co_optim_step(o1, NULL, NULL);
+    co_optim_step(o0, NULL, NULL);
+    a.g[0] = b.g[0] = -1;
+    a0 = a.p[0];
+    b0 = b.p[0];
+    co_optim_step(o1, NULL, NULL);
+    co_optim_step(o0, NULL, NULL);
+    CHECK(co_optim_diagnostic(o1, "alignment", &al, 1) == 1 && fabs(al + 1) < 1e-12, "alignment %.9f, expected -1", al);
+    double ratio = (a.p[0] - a0) / (b.p[0] - b0);
+    CHECK(fabs(ratio - 0.5) < 1e-6, "g anti-parallel to m: step ratio %.8f, expected 1 - lambda = 0.5", ratio);
+    co_optim_free(o1);
+    co_optim_free(o0);
+}
+
+/* Eq. 4's adaptive rank on whitened gradients spanned by k random directions plus small
+ * noise: from below and from above the rank settles at k and stays there (no k <-> k-1
+ * oscillation), and with isotropic gradients it climbs to rank_max. */
+static int settled_rank(int dirs, double noise, const char *hp, int *changes_late)
+{
+    enum { N = 48, STEPS = 300 };
+    toy t;
+    co_optim *o = toy_new(&t, N, hp);
+    co_rng r;
+    co_rng_seed(&r, 12, (uint64_t)dirs);
+    static float basis[4][N];
+    for (int d = 0; d < dirs; d++)
+        for (int i = 0; i < N; i++) basis[d][i] = (float)co_rng_normal(&r);
+    double rank = -1, last = -1;
+    *changes_late = 0;
+    for (int s = 0; s < STEPS; s++) {
+        for (int i = 0; i < N; i++) t.g[i] = (float)(noise * co_rng_normal(&r));
+        for (int d = 0; d < dirs; d++) {
+            double c = co_rng_normal(&r);
+            for (int i = 0; i < N; i++) t.g[i] += (float)(c * basis[d][i]);
+        }
+        co_optim_step(o, NULL, NULL);
+        co_optim_diagnostic(o, "rank", &rank, 1);
+        if (s >= STEPS - 100 && last >= 0 && rank != last) (*changes_late)++;
+        last = rank;
+    }
+    co_optim_free(o);
+    return (int)rank;
+}
+
+static void test_adaptive_rank(void)
+{
+    int changes;
+    int r = settled_rank(3, 0.05, "p=1,rank_max=6,rank_init=1", &changes);
+    CHECK(r == 3 && changes == 0, "3 directions from rank 1: rank %d, %d changes in the last 100 steps", r, changes);
+    r = settled_rank(3, 0.05, "p=1,rank_max=6,rank_init=6", &changes);
+    CHECK(r == 3 && changes == 0, "3 directions from rank 6: rank %d, %d changes in the last 100 steps", r, changes);
+    r = settled_rank(1, 0.05, "p=1,rank_max=6,rank_init=4", &changes);
+    CHECK(r == 1 && changes == 0, "1 direction from rank 4: rank %d, %d changes in the last 100 steps", r, changes);
+    r = settled_rank(0, 1.0, "p=1,rank_max=6,rank_init=1", &changes);
+    CHECK(r == 6, "isotropic gradients: rank %d, expected rank_max 6", r);
+}
+
+/* The floor of mu ("div & cut"): when every sketched direction is below the base (sqrt of the
+ * whitened second moment < delta), H is delta I exactly and the step equals the rank-0
+ * step with the same delta, even though the low-rank path runs (rank >= 1). Without the
+ * floor, negative mu would make H smaller than the base (or indefinite) along q_i. */
+static void test_mu_floor(void)
+{
+    enum { N = 32, STEPS = 400 };
+    toy a, b;
+    co_optim *lo = toy_new(&a, N, "p=1,rank_max=3,rank_min=1,delta=4,lambda=0");
+    co_optim *d0 = toy_new(&b, N, "rank_max=0,delta=4,lambda=0");
+    co_rng r;
+    co_rng_seed(&r, 13, 1);
+    int differ = 0, early_differ = 0;
+    for (int s = 0; s < STEPS; s++) {
+        for (int i = 0; i < N; i++) a.g[i] = b.g[i] = (float)co_rng_normal(&r);
+        memcpy(b.p, a.p, sizeof b.p); /* same start, so the steps compare exactly */
+        co_optim_step(lo, NULL, NULL);
+        co_optim_step(d0, NULL, NULL);
+        /* The first steps see u = g / (sqrt(v) + eps) near 10 (v starts at 0): large
+         * directions, mu > 0. Once the sketch has forgotten them, the steps must agree. */
+        if (s >= 300) differ += memcmp(a.p, b.p, sizeof a.p) != 0;
+        if (s < 5) early_differ += memcmp(a.p, b.p, sizeof a.p) != 0;
+    }
+    double rank, mu;
+    co_optim_diagnostic(lo, "rank", &rank, 1);
+    co_optim_diagnostic(lo, "mu_max", &mu, 1);
+    CHECK(rank >= 1, "rank %g: the low-rank path did not run", rank);
+    CHECK(mu == 0, "largest mu %g: the whitened directions should all be below delta = 4", mu);
+    CHECK(differ == 0, "%d of the last 100 steps differ from H = delta I", differ);
+    CHECK(early_differ > 0, "the first steps (mu > 0) equal H = delta I too: the comparison cannot fail");
+    co_optim_free(lo);
+    co_optim_free(d0);
 }
 
 static void test_p_zero_freezes_factors(void)
@@ -291,6 +386,34 @@ static void test_equals_rmsprop(void)
     co_model_get_params(m1, p1);
     co_model_get_params(m2, p2);
     CHECK(memcmp(p1, p2, n * sizeof(float)) == 0, "rank 0 and lambda 0 differ from RMSprop");
+    /* Again with weight decay, another beta2/eps and per-layer alignment (lambda 0 makes it moot). */
+    {
+        co_dataset *tr3, *te3, *tr4, *te4;
+        co_model *m3 = moons_model(&tr3, &te3), *m4 = moons_model(&tr4, &te4);
+        co_optim *c3 = model_optim(m3, "da-rmsprop",
+                                   "rank_max=0,lambda=0,lr=0.003,beta2=0.9,eps=1e-6,weight_decay=0.01,"
+                                   "align_per_layer=1");
+        co_optim *c4 = model_optim(m4, "rmsprop", "lr=0.003,alpha=0.9,eps=1e-6,weight_decay=0.01");
+        co_train_result r5, r6;
+        train_epochs(m3, c3, tr3, te3, 5, &r5);
+        train_epochs(m4, c4, tr4, te4, 5, &r6);
+        float *p3 = malloc(n * sizeof(float)), *p4 = malloc(n * sizeof(float));
+        co_model_get_params(m3, p3);
+        co_model_get_params(m4, p4);
+        CHECK(memcmp(p3, p4, n * sizeof(float)) == 0, "rank 0, lambda 0, weight decay 0.01: differs from RMSprop");
+        free(p3);
+        free(p4);
+        co_train_result_free(&r5);
+        co_train_result_free(&r6);
+        co_optim_free(c3);
+        co_optim_free(c4);
+        co_model_free(m3);
+        co_model_free(m4);
+        co_dataset_free(tr3);
+        co_dataset_free(te3);
+        co_dataset_free(tr4);
+        co_dataset_free(te4);
+    }
     /* And the full method differs, or the comparison proves nothing. */
     co_optim_free(a);
     co_model_init(m1, 7);
@@ -358,6 +481,8 @@ int main(void)
     test_sketch_quadratic();
     test_alignment_factor();
     test_p_zero_freezes_factors();
+    test_adaptive_rank();
+    test_mu_floor();
     test_descent();
     test_equals_rmsprop();
     test_save_load();

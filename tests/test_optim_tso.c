@@ -93,6 +93,54 @@ static void test_dense_kronecker(int mode)
     co_kfac_free(&k);
 }
 
+/* Eq. 17-18 against the definitions in double: the first update takes the batch statistics,
+ * the second blends with weight gamma; the second capture is shaped like a convolution's
+ * (12 rows from 4 samples), so B's per-sample scaling must use the sample count, not the
+ * row count: B = batch * sum_rows g g^T (KFC's spatially summed factor). */
+static void test_factor_average(void)
+{
+    enum { ROWS = 3, COLS = 2, M = COLS + 1, N1 = 5, N2 = 12, BATCH2 = 4 };
+    const double gamma = 0.3;
+    co_rng r;
+    co_rng_seed(&r, 31, 1);
+    float a1[N1 * COLS], g1[N1 * ROWS], a2[N2 * COLS], g2[N2 * ROWS];
+    for (int i = 0; i < N1 * COLS; i++) a1[i] = (float)co_rng_normal(&r);
+    for (int i = 0; i < N1 * ROWS; i++) g1[i] = (float)(co_rng_normal(&r) / N1);
+    for (int i = 0; i < N2 * COLS; i++) a2[i] = (float)(co_rng_normal(&r) + 1);
+    for (int i = 0; i < N2 * ROWS; i++) g2[i] = (float)(co_rng_normal(&r) / BATCH2);
+    co_kfac k;
+    CHECK(co_kfac_init(&k, ROWS, COLS, 1, NULL) == CO_OK, "init");
+    co_capture c1 = {a1, g1, N1, COLS, ROWS, N1}, c2 = {a2, g2, N2, COLS, ROWS, BATCH2};
+    co_kfac_update(&k, &c1, gamma);
+    co_kfac_update(&k, &c2, gamma);
+    double A[2][M * M] = {{0}}, B[2][ROWS * ROWS] = {{0}};
+    const float *as[2] = {a1, a2}, *gs[2] = {g1, g2};
+    const int ns[2] = {N1, N2}, bs[2] = {N1, BATCH2};
+    for (int b = 0; b < 2; b++)
+        for (int s = 0; s < ns[b]; s++) {
+            double aa[M];
+            for (int j = 0; j < COLS; j++) aa[j] = as[b][s * COLS + j];
+            aa[COLS] = 1;
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < M; j++) A[b][i * M + j] += aa[i] * aa[j] / ns[b];
+            for (int i = 0; i < ROWS; i++)
+                for (int j = 0; j < ROWS; j++)
+                    B[b][i * ROWS + j] += (double)bs[b] * gs[b][s * ROWS + i] * gs[b][s * ROWS + j];
+        }
+    double worst = 0;
+    for (int i = 0; i < M * M; i++) {
+        double want = (1 - gamma) * A[0][i] + gamma * A[1][i];
+        worst = fmax(worst, fabs(k.A[i] - want) / (fabs(want) + 1e-3));
+    }
+    for (int i = 0; i < ROWS * ROWS; i++) {
+        double want = (1 - gamma) * B[0][i] + gamma * B[1][i];
+        worst = fmax(worst, fabs(k.B[i] - want) / (fabs(want) + 1e-3));
+    }
+    CHECK(worst < 1e-5, "factor averages vs eq. 17-18 in double: relative error %.3g", worst);
+    CHECK(k.updates == 2, "%lld factor updates, expected 2", (long long)k.updates);
+    co_kfac_free(&k);
+}
+
 typedef struct {
     co_dataset *train, *test;
     co_model *model;
@@ -272,12 +320,107 @@ static void test_training_and_resume(void)
     rig_free(&b);
 }
 
+/* co_train hands epoch_end the validation loss: with lr = 0 it never improves after epoch 1,
+ * so patience 2 switches at the end of epoch 3, and not before. */
+typedef struct {
+    const co_optim *opt;
+    double switched[5]; /* by epoch, 1-based */
+} switch_log;
+
+static void record_switched(const co_epoch_stats *st, void *ctx)
+{
+    switch_log *log = ctx;
+    if (st->epoch >= 1 && st->epoch <= 4) co_optim_diagnostic(log->opt, "switched", &log->switched[st->epoch], 1);
+}
+
+static void test_patience_in_training(void)
+{
+    rig a;
+    rig_new(&a, "lr=0,patience=2");
+    co_train_config c;
+    co_train_config_default(&c);
+    c.batch = 32;
+    c.seed = 2;
+    c.epochs = 4;
+    c.val = a.test;
+    switch_log log = {a.opt, {0}};
+    c.on_epoch = record_switched;
+    c.cb_ctx = &log;
+    co_train_result r;
+    co_error err;
+    CHECK(co_train(a.model, a.opt, a.train, a.test, &c, &r, &err) == CO_OK, "train: %s", err.msg);
+    co_train_result_free(&r);
+    for (int e = 1; e <= 4; e++)
+        CHECK(log.switched[e] == (e >= 3), "lr=0, patience=2: switched=%g after epoch %d", log.switched[e], e);
+    double sw;
+    co_optim_diagnostic(a.opt, "switch_epoch", &sw, 1);
+    CHECK(sw == 3, "switch recorded at epoch %g, expected 3", sw);
+    rig_free(&a);
+}
+
+/* Conv layers take the same K-FAC path (im2col patches, KFC scaling): a small conv net on
+ * bar images (horizontal vs vertical) trains, and the conv layer's roots are refreshed. */
+static void test_conv_training(void)
+{
+    enum { N = 128, S = 6 };
+    co_dataset *d = co_dataset_new(N, S * S, 1, NULL);
+    d->nclasses = 2;
+    d->c = 1;
+    d->h = S;
+    d->w = S;
+    co_rng r;
+    co_rng_seed(&r, 41, 1);
+    for (int i = 0; i < N; i++) {
+        int cls = i % 2, at = (int)(co_rng_uniform(&r) * S);
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++)
+                d->x[i * S * S + y * S + x] = (float)(0.3 * co_rng_normal(&r) + ((cls ? x : y) == at));
+        d->y[i] = (float)cls;
+    }
+    co_error err;
+    co_model *m = co_model_new("in:1x6x6 conv:4:3 relu flatten fc:2", &err);
+    CHECK(m != NULL, "conv model: %s", m ? "" : err.msg);
+    if (!m) {
+        co_dataset_free(d);
+        return;
+    }
+    co_model_init(m, 3);
+    co_group groups[8];
+    co_model_groups(m, groups);
+    int ng = co_model_ngroups(m);
+    CHECK(ng == 2 && groups[0].kind == CO_GROUP_CONV2D, "expected a conv group then a linear one (%d groups)", ng);
+    co_optim *o = co_optim_new("tso-alra", groups, ng, "lr=0.05,T_int=4", 1, &err);
+    CHECK(o != NULL, "create: %s", o ? "" : err.msg);
+    double initial;
+    co_evaluate(m, d, CO_LOSS_CROSS_ENTROPY, 256, &initial, NULL, NULL);
+    co_train_config c;
+    co_train_config_default(&c);
+    c.epochs = 15;
+    c.batch = 32;
+    c.seed = 5;
+    c.loss = CO_LOSS_CROSS_ENTROPY;
+    co_train_result res;
+    CHECK(co_train(m, o, d, d, &c, &res, &err) == CO_OK, "train: %s", err.msg);
+    CHECK(res.final_train_loss < 0.5 * initial, "conv net training loss %.4f -> %.4f", initial, res.final_train_loss);
+    double refreshes;
+    co_optim_diagnostic(o, "refreshes", &refreshes, 1);
+    /* 60 steps, roots at steps 1, 5, ..., 57 for both layers: 30 (only the linear layer: 15). */
+    CHECK(refreshes == 30, "%g refreshes in 60 steps with T_int=4 and 2 layers, expected 30", refreshes);
+    co_train_result_free(&res);
+    co_optim_free(o);
+    co_model_free(m);
+    co_dataset_free(d);
+}
+
 int main(void)
 {
     test_dense_kronecker(CO_KFAC_DAMP_FACTORS);
     test_dense_kronecker(CO_KFAC_DAMP_PRODUCT);
+    test_factor_average();
     test_refresh_interval();
     test_switch();
+    test_patience_in_training();
+    test_conv_training();
     test_training_and_resume();
     return co_test_finish();
 }

@@ -11,11 +11,13 @@
  * the optimizer's seeded stream) a Frequent-Directions sketch takes u = D g_l; Q_l, mu_l
  * are its top eigenpairs, mu_l = max(sqrt(lambda_i) - delta, 0) (the excess of the gradient
  * second moment's square root over the identity base, floored at 0: "div & cut"), and the
- * rank adapts from the sketch spectrum with sigma_1 by power iteration (eq. 4). The
+ * rank adapts from the sketch spectrum with sigma_1 by power iteration (eq. 4, with
+ * hysteresis). RMSprop's part is rmsprop.c's co_rmsprop_denominator itself. The
  * symmetric D^1/2 H^-1 D^1/2 keeps every step a descent direction; with rank 0 it is D
  * exactly, so rank 0 and lambda 0 is torch's RMSprop bit for bit. Decisions and costs:
  * docs/optimizers/da-rmsprop.md. */
 #include "optim_impl.h"
+#include "rmsprop.h"
 #include "sketch.h"
 #include "torch_ops.h"
 
@@ -43,7 +45,8 @@ enum {
 };
 
 typedef struct {
-    co_slots *v, *m, *u;
+    co_slots *v, *m;
+    co_slots *den;        /* this step's sqrt(v) + eps (co_rmsprop_denominator); not state */
     int rmax;             /* allocated rank (largest rank_max over groups) */
     int maxn;             /* largest group size */
     co_fd_sketch *sketch; /* per group */
@@ -54,6 +57,7 @@ typedef struct {
     int64_t *updates;     /* per group, sketch updates done */
     float *ubuf, *wbuf;   /* maxn: a layer's whitened gradient and its solve */
     double *proj, *pwork; /* rmax; 2 * sketch rows */
+    double *layer_dots;   /* per group: g.m, g.g, m.m of this step (eq. 6 per layer) */
     double align;         /* last a_t (global) */
 } darms_state;
 
@@ -73,8 +77,8 @@ static co_status darms_init(co_optim *o, co_error *err)
     }
     s->v = co_slots_new(o, err);
     s->m = co_slots_new(o, err);
-    s->u = co_slots_new(o, err);
-    if (!s->v || !s->m || !s->u) return CO_ENOMEM;
+    s->den = co_slots_new(o, err);
+    if (!s->v || !s->m || !s->den) return CO_ENOMEM;
     int G = o->ngroups, R = s->rmax;
     s->sketch = calloc((size_t)G, sizeof *s->sketch);
     s->q = co_falloc((size_t)G * s->maxn * (R ? R : 1));
@@ -83,12 +87,13 @@ static co_status darms_init(co_optim *o, co_error *err)
     s->sigma1 = co_dalloc((size_t)G);
     s->err = co_dalloc((size_t)G);
     s->updates = calloc((size_t)G, sizeof *s->updates);
+    s->layer_dots = co_dalloc((size_t)3 * G);
     s->ubuf = co_falloc((size_t)s->maxn);
     s->wbuf = co_falloc((size_t)s->maxn);
     s->proj = co_dalloc((size_t)(R ? R : 1));
     s->pwork = co_dalloc((size_t)4 * (R ? R : 1));
-    if (!s->sketch || !s->q || !s->mu || !s->rank || !s->sigma1 || !s->err || !s->updates || !s->ubuf || !s->wbuf ||
-        !s->proj || !s->pwork)
+    if (!s->sketch || !s->q || !s->mu || !s->rank || !s->sigma1 || !s->err || !s->updates || !s->layer_dots ||
+        !s->ubuf || !s->wbuf || !s->proj || !s->pwork)
         return co_error_set(err, CO_ENOMEM, "out of memory for da-rmsprop state");
     for (int g = 0; g < G; g++) {
         int rmax = (int)co_hp(o, g, HP_RANK_MAX);
@@ -105,7 +110,7 @@ static void darms_free(co_optim *o)
     darms_state *s = o->state;
     co_slots_free(s->v);
     co_slots_free(s->m);
-    co_slots_free(s->u);
+    co_slots_free(s->den);
     if (s->sketch)
         for (int g = 0; g < o->ngroups; g++) co_fd_free(&s->sketch[g]);
     free(s->sketch);
@@ -115,6 +120,7 @@ static void darms_free(co_optim *o)
     free(s->sigma1);
     free(s->err);
     free(s->updates);
+    free(s->layer_dots);
     free(s->ubuf);
     free(s->wbuf);
     free(s->proj);
@@ -147,12 +153,17 @@ static co_status update_factors(co_optim *o, darms_state *s, int g, const float 
     /* gram_matvec needs the Gram matrix, which the last decomposition left intact. */
     double sigma1 = co_power_iteration(gram_matvec, sk, sk->rows, (int)co_hp(o, g, HP_POWER_ITERS), &o->rng, s->pwork);
     s->sigma1[g] = sigma1;
+    /* Eq. 4's rule with hysteresis: grow while the rank-r error exceeds tol_up; shrink only
+     * when the direction given up would leave the error below tol_down. Testing the rank-r
+     * error for both (the literal reading) makes an exactly rank-k stream oscillate between
+     * k and k-1: at rank k the error is ~0, so it drops, and at k-1 it is large again. */
     int r = s->rank[g];
-    double rel = sigma1 > 0 ? co_fd_tail(sk, r) / sigma1 : 0;
-    if (rel > co_hp(o, g, HP_TOL_UP) && r < rmax) r++;
-    else if (rel < co_hp(o, g, HP_TOL_DOWN) && r > rmin) r--;
+    if (sigma1 > 0) {
+        if (r < rmax && co_fd_tail(sk, r) / sigma1 > co_hp(o, g, HP_TOL_UP)) r++;
+        else if (r > rmin && co_fd_tail(sk, r - 1) / sigma1 < co_hp(o, g, HP_TOL_DOWN)) r--;
+    }
     s->rank[g] = r;
-    s->err[g] = rel;
+    s->err[g] = sigma1 > 0 ? co_fd_tail(sk, r) / sigma1 : 0;
     float *q = s->q + (size_t)g * s->maxn * (s->rmax ? s->rmax : 1);
     double *mu = s->mu + (size_t)g * (s->rmax ? s->rmax : 1);
     co_fd_top(sk, r, q, mu);
@@ -167,32 +178,38 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
 {
     (void)c;
     darms_state *s = o->state;
-    /* Pass 1: moments (eq. 5, 8), the whitened gradient u = D g, alignment sums (eq. 6). */
+    /* Pass 1: L2 into the gradient (torch's g.add(p, alpha=wd)), RMSprop's second moment and
+     * denominator sqrt(v) + eps (eq. 8, 10; rmsprop.c's own function, so the rounding is the
+     * baseline's), the gradient average (eq. 5) and the alignment sums of eq. 6 in double,
+     * per layer and over the model. */
     double dot = 0, gg = 0, mm = 0;
     for (int g = 0; g < o->ngroups; g++) {
         co_group *gr = &o->groups[g];
-        float b1 = (float)co_hp(o, g, HP_BETA1), b2 = (float)co_hp(o, g, HP_BETA2), eps = (float)co_hp(o, g, HP_EPS);
-        float wd = (float)co_hp(o, g, HP_WD);
-        const float a1 = (float)(1.0 - co_hp(o, g, HP_BETA1)), a2 = (float)(1.0 - co_hp(o, g, HP_BETA2));
+        const float b1 = (float)co_hp(o, g, HP_BETA1), a1 = (float)(1.0 - co_hp(o, g, HP_BETA1));
+        const float wd = (float)co_hp(o, g, HP_WD);
+        double d = 0, g2 = 0, m2 = 0;
         for (int k = 0; k < gr->ntensors; k++) {
             float *restrict p = gr->param[k], *restrict gp = gr->grad[k];
-            float *restrict v = co_slot(s->v, g, k), *restrict m = co_slot(s->m, g, k), *restrict u = co_slot(s->u, g, k);
-            double d = 0, g2 = 0, m2 = 0;
-            for (size_t i = 0; i < gr->size[k]; i++) {
-                float gi = co_torch_add(gp[i], p[i], wd);
-                float vi = co_torch_addcmul(v[i] * b2, gi, gi, a2);
-                v[i] = vi;
-                float mi = b1 * m[i] + a1 * gi;
+            float *restrict m = co_slot(s->m, g, k);
+            size_t n = gr->size[k];
+            if (wd != 0)
+                for (size_t i = 0; i < n; i++) gp[i] = co_torch_add(gp[i], p[i], wd);
+            co_rmsprop_denominator(co_slot(s->den, g, k), co_slot(s->v, g, k), NULL, gp, n, co_hp(o, g, HP_BETA2),
+                                   (float)co_hp(o, g, HP_EPS), 0);
+            for (size_t i = 0; i < n; i++) {
+                float mi = b1 * m[i] + a1 * gp[i];
                 m[i] = mi;
-                u[i] = gi / (sqrtf(vi) + eps);
-                d += (double)gi * mi;
-                g2 += (double)gi * gi;
+                d += (double)gp[i] * mi;
+                g2 += (double)gp[i] * gp[i];
                 m2 += (double)mi * mi;
             }
-            dot += d;
-            gg += g2;
-            mm += m2;
         }
+        s->layer_dots[3 * g] = d;
+        s->layer_dots[3 * g + 1] = g2;
+        s->layer_dots[3 * g + 2] = m2;
+        dot += d;
+        gg += g2;
+        mm += m2;
     }
     double align = gg > 0 && mm > 0 ? dot / (sqrt(gg) * sqrt(mm)) : 0;
     s->align = align;
@@ -201,26 +218,17 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
         co_group *gr = &o->groups[g];
         double a = align;
         if (co_hp(o, g, HP_ALIGN_PER_LAYER) != 0) {
-            double d = 0, g2 = 0, m2 = 0;
-            float wd = (float)co_hp(o, g, HP_WD);
-            for (int k = 0; k < gr->ntensors; k++) {
-                const float *gp = gr->grad[k], *p = gr->param[k], *m = co_slot(s->m, g, k);
-                for (size_t i = 0; i < gr->size[k]; i++) {
-                    float gi = co_torch_add(gp[i], p[i], wd);
-                    d += (double)gi * m[i];
-                    g2 += (double)gi * gi;
-                    m2 += (double)m[i] * m[i];
-                }
-            }
-            a = g2 > 0 && m2 > 0 ? d / (sqrt(g2) * sqrt(m2)) : 0;
+            const double *ld = s->layer_dots + 3 * g;
+            a = ld[1] > 0 && ld[2] > 0 ? ld[0] / (sqrt(ld[1]) * sqrt(ld[2])) : 0;
         }
         float step = (float)(co_lr(o, g) * (1.0 + co_hp(o, g, HP_LAMBDA) * a));
         int rmax = (int)co_hp(o, g, HP_RANK_MAX);
         if (rmax > 0) {
-            /* Gather the layer's u = D g into one vector: the sketch sees the whole layer. */
+            /* The layer's whitened gradient u = D g as one vector: the sketch sees the whole layer. */
             size_t off = 0;
             for (int k = 0; k < gr->ntensors; k++) {
-                memcpy(s->ubuf + off, co_slot(s->u, g, k), gr->size[k] * sizeof(float));
+                const float *gp = gr->grad[k], *den = co_slot(s->den, g, k);
+                for (size_t i = 0; i < gr->size[k]; i++) s->ubuf[off + i] = gp[i] / den[i];
                 off += gr->size[k];
             }
             if (co_rng_uniform(&o->rng) < co_hp(o, g, HP_P)) {
@@ -231,23 +239,19 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
         int r = rmax > 0 ? s->rank[g] : 0;
         if (r == 0 && co_hp(o, g, HP_DELTA) == 1.0) {
             /* H = I: the step is RMSprop's D g, rounded as rmsprop.c rounds it. */
-            float eps = (float)co_hp(o, g, HP_EPS), wd = (float)co_hp(o, g, HP_WD);
             for (int k = 0; k < gr->ntensors; k++) {
                 float *restrict p = gr->param[k];
-                const float *restrict gp = gr->grad[k], *restrict v = co_slot(s->v, g, k);
-                for (size_t i = 0; i < gr->size[k]; i++)
-                    p[i] = co_torch_addcdiv(p[i], co_torch_add(gp[i], p[i], wd), sqrtf(v[i]) + eps, -step);
+                const float *restrict gp = gr->grad[k], *restrict den = co_slot(s->den, g, k);
+                for (size_t i = 0; i < gr->size[k]; i++) p[i] = co_torch_addcdiv(p[i], gp[i], den[i], -step);
             }
             continue;
         }
-        /* w = D^1/2 H^-1 D^1/2 g, with D^1/2 g = g / sqrt(sqrt(v) + eps) computed from g itself
+        /* w = D^1/2 H^-1 D^1/2 g, with D^1/2 g = g / sqrt(sqrt(v) + eps) formed from g itself
          * (not u * sqrt(...), which is 0 * inf once g^2 overflows float). */
         size_t n = group_n(o, g), off = 0;
-        float eps = (float)co_hp(o, g, HP_EPS), wd = (float)co_hp(o, g, HP_WD);
         for (int k = 0; k < gr->ntensors; k++) {
-            const float *gp = gr->grad[k], *p = gr->param[k], *v = co_slot(s->v, g, k);
-            for (size_t i = 0; i < gr->size[k]; i++)
-                s->wbuf[off + i] = co_torch_add(gp[i], p[i], wd) / sqrtf(sqrtf(v[i]) + eps);
+            const float *gp = gr->grad[k], *den = co_slot(s->den, g, k);
+            for (size_t i = 0; i < gr->size[k]; i++) s->wbuf[off + i] = gp[i] / sqrtf(den[i]);
             off += gr->size[k];
         }
         float *q = s->q + (size_t)g * s->maxn * (s->rmax ? s->rmax : 1);
@@ -256,9 +260,8 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
         off = 0;
         for (int k = 0; k < gr->ntensors; k++) {
             float *p = gr->param[k];
-            const float *v = co_slot(s->v, g, k);
-            for (size_t i = 0; i < gr->size[k]; i++)
-                p[i] -= step * (s->wbuf[off + i] / sqrtf(sqrtf(v[i]) + eps));
+            const float *den = co_slot(s->den, g, k);
+            for (size_t i = 0; i < gr->size[k]; i++) p[i] -= step * (s->wbuf[off + i] / sqrtf(den[i]));
             off += gr->size[k];
         }
     }
@@ -313,6 +316,7 @@ static int darms_diagnostic(const co_optim *o, const char *name, double *out, in
         else if (strcmp(name, "sigma1") == 0) out[g] = s->sigma1[g];
         else if (strcmp(name, "error") == 0) out[g] = s->err[g];
         else if (strcmp(name, "updates") == 0) out[g] = (double)s->updates[g];
+        else if (strcmp(name, "mu_max") == 0) out[g] = s->rank[g] > 0 ? s->mu[(size_t)g * (s->rmax ? s->rmax : 1)] : 0;
         else return -1;
     }
     return n;
@@ -331,7 +335,7 @@ static const co_hparam darms_hp[HP_COUNT] = {
     {"delta", 1, 0, 1e6, CO_HP_MIN_OPEN, "base of H = delta I + Q diag(mu) Q^T in whitened coordinates"},
     {"sketch_decay", 0.95, 0, 1, CO_HP_MAX_OPEN, "exponential forgetting of the gradient sketch per update"},
     {"tol_up", 0.3, 0, 1e6, 0, "raise the rank when tail error / sigma_1 exceeds this (eq. 4)"},
-    {"tol_down", 0.05, 0, 1e6, 0, "lower the rank when tail error / sigma_1 is below this"},
+    {"tol_down", 0.05, 0, 1e6, 0, "lower the rank when the error without its last direction / sigma_1 is below this"},
     {"power_iters", 20, 1, 1000, CO_HP_INT, "power-iteration steps for sigma_1 (eq. 4)"},
     {"weight_decay", 0, 0, 1e3, 0, "L2 penalty added to the gradient"},
     {"align_per_layer", 0, 0, 1, CO_HP_BOOL, "cosine of eq. 6 per layer instead of over all parameters"},
