@@ -1,13 +1,28 @@
-/* Conv2d as im2col + one SGEMM over the whole batch. The patch matrix (rows = sample x
- * output position, columns = channel x ky x kx) and the per-position output gradients stay
- * in the layer after backward: they are exactly K-FAC's statistics for a convolution (KFC,
- * Grosse & Martens 2016), so TSO-ALRA reads them without copies. The output gradients are
- * those of the batch-mean loss; the optimizer scales them (docs/optimizers/tso-alra.md). */
+/* Conv2d, two ways.
+ *
+ * im2col + one SGEMM over the whole batch. The patch matrix (rows = sample x output
+ * position, columns = channel x ky x kx) and the per-position output gradients stay in the
+ * layer after backward: they are exactly K-FAC's statistics for a convolution (KFC, Grosse
+ * & Martens 2016), so TSO-ALRA reads them without copies.
+ *
+ * KFC's convention, as captured here: a = the patch matrix, one row per (sample, output
+ * position), so n = batch x positions rows of a_dim = IC k k; g = the gradient of the
+ * batch-MEAN loss at each output position (OC values per row; no rescaling by the batch
+ * size or by the number of positions T). Then the mean of a a^T over the rows is KFC's
+ * Omega = E over samples and positions of patch outer products, and
+ * N * sum over rows of g g^T = T * E over samples of the mean over positions of (N g)(N g)^T,
+ * i.e. KFC's Gamma with its factor T (the spatially summed statistic). How the optimizer
+ * combines them is docs/optimizers/tso-alra.md.
+ *
+ * Direct (conv_direct.c, the batch in the vector lanes) when nobody asked for the capture:
+ * no patch matrix at all, which for few channels is several times faster. */
 #include "layers.h"
+#include "conv_direct.h"
 #include "../core/alloc.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +35,11 @@ typedef struct {
     float *rows;   /* (batch * P) x OC: output (forward) and output gradient (backward) */
     float *dcol;   /* (batch * P) x K */
     int have_grad; /* rows holds gradients of the last backward */
+    /* The direct path: usable for this geometry, taken by the last forward, its buffers. */
+    int direct_ok, direct;
+    co_direct dir;
+    float *scratch, *partials;
+    int scratch_threads, partial_capacity;
 } conv_impl;
 
 void co_im2col(float *col, const float *x, int batch, int c, int h, int w, int k, int stride, int pad, int dil,
@@ -80,25 +100,52 @@ static int reserve(co_layer *l, conv_impl *c, int batch)
     return c->capacity ? 0 : -1;
 }
 
+static int reserve_direct(conv_impl *c, int batch)
+{
+    int threads = omp_get_max_threads();
+    if (threads > c->scratch_threads) {
+        free(c->scratch);
+        c->scratch = co_falloc(co_direct_scratch(&c->dir) * (size_t)threads);
+        c->scratch_threads = c->scratch ? threads : 0;
+    }
+    if (batch > c->partial_capacity) {
+        free(c->partials);
+        c->partials = co_falloc(co_direct_partials(&c->dir, batch));
+        c->partial_capacity = c->partials ? batch : 0;
+    }
+    return c->scratch_threads && c->partial_capacity ? 0 : -1;
+}
+
 static void conv_fwd(co_layer *l, const float *x, float *y, int batch, int train)
 {
     (void)train;
     conv_impl *c = l->impl;
+    /* Measured crossovers (docs/models.md): sixteen samples fill the vector lanes; with
+     * fewer than 32 output positions (late stages of deep nets) BLAS on im2col wins. */
+    c->direct = c->direct_ok && !l->capture && batch >= 16 && c->dir.npos >= 32;
+    c->batch = batch;
+    c->have_grad = 0;
+    if (c->direct) {
+        if (reserve_direct(c, batch)) {
+            for (size_t i = 0; i < (size_t)batch * l->out_size; i++) y[i] = NAN;
+            return;
+        }
+        co_direct_forward(&c->dir, x, l->param[0], l->ntensors > 1 ? l->param[1] : NULL, y, batch, c->scratch);
+        return;
+    }
     if (reserve(l, c, batch)) {
         /* Out of memory: a NaN output is caught by the training loop's finiteness check. */
         for (size_t i = 0; i < (size_t)batch * l->out_size; i++) y[i] = NAN;
         return;
     }
     int P = l->out_h * l->out_w, K = l->cols, OC = l->out_c;
-    c->batch = batch;
-    c->have_grad = 0;
     co_im2col(c->col, x, batch, l->in_c, l->in_h, l->in_w, c->k, c->stride, c->pad, c->dil, l->out_h, l->out_w);
     /* rows = col W^T (+ b), then NCHW. */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch * P, OC, K, 1.0f, c->col, K, l->param[0], K, 0.0f,
                 c->rows, OC);
     for (int s = 0; s < batch; s++)
         for (int o = 0; o < OC; o++) {
-            float b = l->param[1][o];
+            float b = l->ntensors > 1 ? l->param[1][o] : 0.0f;
             float *dst = y + ((size_t)s * OC + o) * P;
             const float *src = c->rows + (size_t)s * P * OC + o;
             for (int p = 0; p < P; p++) dst[p] = src[(size_t)p * OC] + b;
@@ -107,9 +154,13 @@ static void conv_fwd(co_layer *l, const float *x, float *y, int batch, int train
 
 static void conv_bwd(co_layer *l, const float *x, const float *y, const float *dy, float *dx, int batch)
 {
-    (void)x;
     (void)y;
     conv_impl *c = l->impl;
+    if (c->direct) {
+        co_direct_backward(&c->dir, x, l->param[0], dy, dx, l->grad[0], l->ntensors > 1 ? l->grad[1] : NULL, batch,
+                           c->scratch, c->partials);
+        return;
+    }
     int P = l->out_h * l->out_w, K = l->cols, OC = l->out_c;
     /* NCHW gradient to rows: the per-position output gradients K-FAC reads. */
     for (int s = 0; s < batch; s++)
@@ -121,9 +172,18 @@ static void conv_bwd(co_layer *l, const float *x, const float *y, const float *d
     c->have_grad = 1;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, K, batch * P, 1.0f, c->rows, OC, c->col, K, 0.0f,
                 l->grad[0], K);
-    for (int o = 0; o < OC; o++) l->grad[1][o] = 0.0f;
-    for (size_t r = 0; r < (size_t)batch * P; r++)
-        for (int o = 0; o < OC; o++) l->grad[1][o] += c->rows[r * OC + o];
+    if (l->ntensors > 1) {
+        /* Straight from the NCHW gradient, in double: a float running sum over batch x
+         * positions terms would lose digits. */
+        for (int o = 0; o < OC; o++) {
+            double sum = 0;
+            for (int s = 0; s < batch; s++) {
+                const float *g = dy + ((size_t)s * OC + o) * P;
+                for (int p = 0; p < P; p++) sum += g[p];
+            }
+            l->grad[1][o] = (float)sum;
+        }
+    }
     if (dx) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch * P, K, OC, 1.0f, c->rows, OC, l->param[0], K,
                     0.0f, c->dcol, K);
@@ -144,15 +204,15 @@ static int conv_capture(const co_layer *l, co_capture *out)
 static void conv_init(co_layer *l, co_rng *r)
 {
     double bound = 1.0 / sqrt((double)l->cols);
-    for (int t = 0; t < 2; t++)
+    for (int t = 0; t < l->ntensors; t++)
         for (size_t i = 0; i < l->size[t]; i++) l->param[t][i] = (float)((2.0 * co_rng_uniform(r) - 1.0) * bound);
 }
 
 static void conv_describe(const co_layer *l, char *buf, size_t len)
 {
     const conv_impl *c = l->impl;
-    snprintf(buf, len, "Conv2d(%d->%d, k%d s%d p%d d%d, %dx%d->%dx%d)", l->in_c, l->out_c, c->k, c->stride, c->pad,
-             c->dil, l->in_h, l->in_w, l->out_h, l->out_w);
+    snprintf(buf, len, "Conv2d(%d->%d, k%d s%d p%d d%d%s, %dx%d->%dx%d)", l->in_c, l->out_c, c->k, c->stride, c->pad,
+             c->dil, l->ntensors > 1 ? "" : " nobias", l->in_h, l->in_w, l->out_h, l->out_w);
 }
 
 static void conv_free(co_layer *l)
@@ -162,6 +222,9 @@ static void conv_free(co_layer *l)
         free(c->col);
         free(c->rows);
         free(c->dcol);
+        free(c->scratch);
+        free(c->partials);
+        co_direct_free(&c->dir);
         free(c);
     }
     for (int t = 0; t < 2; t++) {
@@ -174,9 +237,17 @@ static const co_layer_ops conv_ops = {"conv2d", conv_fwd, conv_bwd, conv_init, c
 
 co_layer *co_conv2d_new(int in_c, int in_h, int in_w, int out_c, int k, int stride, int pad, int dilation)
 {
+    return co_conv2d_new_ex(in_c, in_h, in_w, out_c, k, stride, pad, dilation, 1);
+}
+
+co_layer *co_conv2d_new_ex(int in_c, int in_h, int in_w, int out_c, int k, int stride, int pad, int dilation,
+                           int bias)
+{
+    if (in_c < 1 || out_c < 1 || k < 1 || stride < 1 || pad < 0 || dilation < 1) return NULL;
     int span = dilation * (k - 1) + 1;
+    /* The window must fit before dividing: C's division truncates towards zero. */
+    if (in_h + 2 * pad < span || in_w + 2 * pad < span) return NULL;
     int oh = (in_h + 2 * pad - span) / stride + 1, ow = (in_w + 2 * pad - span) / stride + 1;
-    if (in_c < 1 || out_c < 1 || k < 1 || stride < 1 || pad < 0 || dilation < 1 || oh < 1 || ow < 1) return NULL;
     co_layer *l = calloc(1, sizeof *l);
     conv_impl *c = calloc(1, sizeof *c);
     if (!l || !c) {
@@ -185,6 +256,7 @@ co_layer *co_conv2d_new(int in_c, int in_h, int in_w, int out_c, int k, int stri
         return NULL;
     }
     *c = (conv_impl){.k = k, .stride = stride, .pad = pad, .dil = dilation};
+    c->direct_ok = co_direct_init(&c->dir, in_c, in_h, in_w, out_c, k, stride, pad, dilation) == 0;
     l->ops = &conv_ops;
     l->impl = c;
     l->in_c = in_c;
@@ -198,10 +270,11 @@ co_layer *co_conv2d_new(int in_c, int in_h, int in_w, int out_c, int k, int stri
     l->rows = out_c;
     l->cols = in_c * k * k;
     l->group_kind = CO_GROUP_CONV2D;
-    l->ntensors = 2;
+    l->capture = 1;
+    l->ntensors = bias ? 2 : 1;
     l->size[0] = (size_t)l->rows * l->cols;
-    l->size[1] = (size_t)out_c;
-    for (int t = 0; t < 2; t++) {
+    l->size[1] = bias ? (size_t)out_c : 0;
+    for (int t = 0; t < l->ntensors; t++) {
         l->param[t] = co_falloc(l->size[t]);
         l->grad[t] = co_falloc(l->size[t]);
         if (!l->param[t] || !l->grad[t]) {

@@ -35,6 +35,8 @@ typedef struct co_layer_ops {
     void *(*state)(co_layer *l, size_t *bytes);
 } co_layer_ops;
 
+#define CO_LAYER_MAX_SUB 8
+
 struct co_layer {
     const co_layer_ops *ops;
     int in_size, out_size; /* per sample */
@@ -44,7 +46,15 @@ struct co_layer {
     co_group_kind group_kind;
     int rows, cols;
     co_act act; /* activation layers */
-    int in_c, in_h, in_w, out_c, out_h, out_w; /* image shapes (1 x 1 x size for flat layers) */
+    int in_c, in_h, in_w, out_c, out_h, out_w; /* image shapes (size x 1 x 1 for flat layers) */
+    /* K-FAC statistics are wanted from the next forward/backward (co_model_set_capture).
+     * Layers start with it on, so a layer used alone always captures; a model turns it off
+     * unless its optimizer needs it, which lets convolutions skip the patch matrix. */
+    int capture;
+    /* A composite layer (the residual block) owns its sub-layers and runs them itself; the
+     * model reaches their parameters, state and captures through this list. */
+    co_layer *sub[CO_LAYER_MAX_SUB];
+    int nsub;
     void *impl; /* layer-specific buffers */
 };
 
@@ -53,8 +63,32 @@ co_layer *co_linear_new(int in, int out);
 /* Conv2d over NCHW: kernel k x k, stride, zero padding, dilation; im2col + one SGEMM over
  * the whole batch. Weight OC x (IC k k), bias OC (torch's layout and default init). */
 co_layer *co_conv2d_new(int in_c, int in_h, int in_w, int out_c, int k, int stride, int pad, int dilation);
+/* The same with the bias optional (bias = 0: weight only, one tensor, as torch's bias=False
+ * before batch norm). */
+co_layer *co_conv2d_new_ex(int in_c, int in_h, int in_w, int out_c, int k, int stride, int pad, int dilation,
+                           int bias);
+/* ConvTranspose2d over NCHW as torch: weight IC x OC x k x k, bias OC, output
+ * (H-1) stride - 2 pad + dilation (k-1) + out_pad + 1 (out_pad < stride or < dilation).
+ * Runs as one GEMM over the batch and col2im; backward is im2col and two GEMMs. */
+co_layer *co_conv_transpose2d_new(int in_c, int in_h, int in_w, int out_c, int k, int stride, int pad, int out_pad,
+                                  int dilation, int bias);
+/* BatchNorm2d as torch (eps 1e-5, momentum 0.1): training normalises with the batch
+ * statistics (biased variance) and updates the running mean and the running unbiased
+ * variance; eval normalises with the running statistics. The running statistics are the
+ * layer's state (checkpoints keep them). A flat input of N features (N x 1 x 1) is
+ * BatchNorm1d. */
+co_layer *co_batchnorm2d_new(int c, int h, int w);
+/* torchvision's BasicBlock: conv3x3(stride)-BN-ReLU-conv3x3-BN, plus the input (identity)
+ * or, when the stride or the channel count changes, a 1x1 conv(stride)-BN projection of
+ * it, then ReLU. Convolutions without bias. Sub-layers, in torch's parameter order: conv1,
+ * bn1, conv2, bn2[, projection conv, projection bn]. */
+co_layer *co_residual_new(int in_c, int in_h, int in_w, int out_c, int stride);
+/* log-softmax over each sample's features. */
+co_layer *co_logsoftmax_new(int size);
 /* Max pooling k x k with the given stride (no padding), and the batch-flat identity. */
 co_layer *co_maxpool2d_new(int c, int h, int w, int k, int stride);
+/* ceil_mode as torch: a last, partial window is kept when it starts inside the map. */
+co_layer *co_maxpool2d_new_ex(int c, int h, int w, int k, int stride, int ceil_mode);
 co_layer *co_flatten_new(int c, int h, int w);
 /* Average pooling k x k with the given stride (no padding); k = h = w is the global
  * average pool. */
@@ -72,5 +106,12 @@ void co_col2im(float *dx, const float *dcol, int batch, int c, int h, int w, int
                int oh, int ow);
 co_layer *co_activation_new(co_act act, int size);
 void co_layer_free(co_layer *l);
+
+/* One layer-spec token (docs/models.md) on a c x h x w input: the layer, or NULL when the
+ * token or its geometry is invalid. */
+co_layer *co_layer_from_spec(const char *token, int c, int h, int w);
+/* The named architectures co_model_new resolves (model.c), for listings and tests. */
+int co_model_preset_count(void);
+const char *co_model_preset_name(int i);
 
 #endif

@@ -1,19 +1,65 @@
 /* Max and average pooling (k x k windows, no padding; average over the whole map is global
  * pooling) and Flatten, over NCHW. Max pooling keeps the argmax of each window for backward
- * (ties: the first in row-major order, as torch). */
+ * (ties: the first in row-major order; a NaN wins, as torch); in ceil mode its last window
+ * may hang over the edge of the map and covers what lies inside. */
 #include "layers.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct {
-    int k, stride;
+    int k, stride, ceil;
     int capacity;
     int *argmax; /* batch x out_size: input offset within the sample */
 } pool_impl;
+
+/* 2 x 2 windows with stride 2, LeNet's and VGG's pooling, eight outputs per step in vector
+ * registers (GCC/Clang vector extensions): even and odd columns of the two input rows are
+ * the four candidates, in torch's order. The tail of a row goes through a padded copy so no
+ * read leaves the row. */
+typedef float v16f __attribute__((vector_size(64), aligned(4), may_alias));
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+
+static inline void pool2x2_8(const float *r0, const float *r1, int W, int base, float *yo, int *ao)
+{
+    v16f a = *(const v16f *)r0, b = *(const v16f *)r1;
+    v8f c[4] = {__builtin_shufflevector(a, a, 0, 2, 4, 6, 8, 10, 12, 14),
+                __builtin_shufflevector(a, a, 1, 3, 5, 7, 9, 11, 13, 15),
+                __builtin_shufflevector(b, b, 0, 2, 4, 6, 8, 10, 12, 14),
+                __builtin_shufflevector(b, b, 1, 3, 5, 7, 9, 11, 13, 15)};
+    const int shift[4] = {0, 1, W, W + 1};
+    v8i even = (v8i){0, 2, 4, 6, 8, 10, 12, 14} + base;
+    v8f m = c[0];
+    v8i at = even;
+    for (int j = 1; j < 4; j++) {
+        v8i better = (c[j] > m) | (c[j] != c[j]);
+        m = (v8f)(((v8i)c[j] & better) | ((v8i)m & ~better));
+        at = ((even + shift[j]) & better) | (at & ~better);
+    }
+    memcpy(yo, &m, sizeof m);
+    memcpy(ao, &at, sizeof at);
+}
+
+static void pool2x2_row(const float *r0, int W, int OW, int base, float *yo, int *ao)
+{
+    int ox = 0;
+    for (; ox + 8 <= OW; ox += 8) pool2x2_8(r0 + 2 * ox, r0 + W + 2 * ox, W, base + 2 * ox, yo + ox, ao + ox);
+    if (ox < OW) {
+        int n = OW - ox;
+        float t0[16], t1[16], ty[8];
+        int ta[8];
+        for (int i = 0; i < 16; i++) t0[i] = t1[i] = -INFINITY;
+        memcpy(t0, r0 + 2 * ox, 2 * (size_t)n * sizeof(float));
+        memcpy(t1, r0 + W + 2 * ox, 2 * (size_t)n * sizeof(float));
+        /* Indices come out relative to t0 with row stride W: the same as in the map. */
+        pool2x2_8(t0, t1, W, base + 2 * ox, ty, ta);
+        memcpy(yo + ox, ty, (size_t)n * sizeof(float));
+        memcpy(ao + ox, ta, (size_t)n * sizeof(int));
+    }
+}
 
 static void pool_fwd(co_layer *l, const float *x, float *y, int batch, int train)
 {
@@ -28,26 +74,37 @@ static void pool_fwd(co_layer *l, const float *x, float *y, int batch, int train
             return;
         }
     }
-    int C = l->in_c, H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w;
+    int C = l->in_c, H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w, k = p->k, st = p->stride;
+    int *argmax = p->argmax;
+    /* Selects instead of branches: which element wins is data-dependent and unpredictable.
+     * A later element wins when it is larger or NaN (torch's rule). */
+#pragma omp parallel for schedule(static) if ((size_t)batch * l->in_size > 65536)
     for (int s = 0; s < batch; s++)
         for (int c = 0; c < C; c++) {
             const float *xin = x + ((size_t)s * C + c) * H * W;
-            for (int oy = 0; oy < OH; oy++)
-                for (int ox = 0; ox < OW; ox++) {
-                    float best = -FLT_MAX;
-                    int at = -1;
-                    for (int ky = 0; ky < p->k; ky++)
-                        for (int kx = 0; kx < p->k; kx++) {
-                            int i = (oy * p->stride + ky) * W + ox * p->stride + kx;
-                            if (at < 0 || xin[i] > best) {
-                                best = xin[i];
-                                at = i;
-                            }
+            size_t o = ((size_t)s * C + c) * OH * OW;
+            if (k == 2 && st == 2 && 2 * OH <= H && 2 * OW <= W) {
+                for (int oy = 0; oy < OH; oy++, o += OW)
+                    pool2x2_row(xin + 2 * oy * W, W, OW, c * H * W + 2 * oy * W, y + o, argmax + o);
+                continue;
+            }
+            for (int oy = 0; oy < OH; oy++) {
+                int y0 = oy * st, y1 = y0 + k < H ? y0 + k : H;
+                for (int ox = 0; ox < OW; ox++, o++) {
+                    int x0 = ox * st, x1 = x0 + k < W ? x0 + k : W;
+                    int at = y0 * W + x0;
+                    float best = xin[at];
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++) {
+                            float v = xin[iy * W + ix];
+                            int better = (v > best) | (v != v);
+                            best = better ? v : best;
+                            at = better ? iy * W + ix : at;
                         }
-                    size_t o = ((size_t)s * C + c) * OH * OW + (size_t)oy * OW + ox;
                     y[o] = best;
-                    p->argmax[o] = c * H * W + at;
+                    argmax[o] = c * H * W + at;
                 }
+            }
         }
 }
 
@@ -57,16 +114,21 @@ static void pool_bwd(co_layer *l, const float *x, const float *y, const float *d
     (void)y;
     if (!dx) return;
     pool_impl *p = l->impl;
-    memset(dx, 0, (size_t)batch * l->in_size * sizeof(float));
-    for (int s = 0; s < batch; s++)
-        for (int o = 0; o < l->out_size; o++)
-            dx[(size_t)s * l->in_size + p->argmax[(size_t)s * l->out_size + o]] += dy[(size_t)s * l->out_size + o];
+#pragma omp parallel for schedule(static) if ((size_t)batch * l->in_size > 65536)
+    for (int s = 0; s < batch; s++) {
+        float *d = dx + (size_t)s * l->in_size;
+        const int *am = p->argmax + (size_t)s * l->out_size;
+        const float *g = dy + (size_t)s * l->out_size;
+        memset(d, 0, (size_t)l->in_size * sizeof(float));
+        for (int o = 0; o < l->out_size; o++) d[am[o]] += g[o];
+    }
 }
 
 static void pool_describe(const co_layer *l, char *buf, size_t len)
 {
     const pool_impl *p = l->impl;
-    snprintf(buf, len, "MaxPool2d(k%d s%d, %dx%d->%dx%d)", p->k, p->stride, l->in_h, l->in_w, l->out_h, l->out_w);
+    snprintf(buf, len, "MaxPool2d(k%d s%d%s, %dx%d->%dx%d)", p->k, p->stride, p->ceil ? " ceil" : "", l->in_h, l->in_w,
+             l->out_h, l->out_w);
 }
 
 static void pool_free(co_layer *l)
@@ -78,8 +140,16 @@ static void pool_free(co_layer *l)
 
 static const co_layer_ops pool_ops = {"maxpool2d", pool_fwd, pool_bwd, NULL, pool_describe, pool_free, NULL, NULL};
 
-/* The geometry both pools share: k x k windows, no padding, channels unchanged. */
-static co_layer *pool_layer(const co_layer_ops *ops, void *impl, int c, int h, int w, int k, int stride)
+/* The geometry both pools share: k x k windows, no padding, channels unchanged. In ceil mode
+ * a last window that starts inside the map is kept (torch's rule). */
+static int pool_extent(int n, int k, int stride, int ceil_mode)
+{
+    int out = (n - k + (ceil_mode ? stride - 1 : 0)) / stride + 1;
+    if (ceil_mode && (out - 1) * stride >= n) out--;
+    return out;
+}
+
+static co_layer *pool_layer(const co_layer_ops *ops, void *impl, int c, int h, int w, int k, int stride, int ceil_mode)
 {
     if (c < 1 || k < 1 || stride < 1 || h < k || w < k) return NULL;
     co_layer *l = calloc(1, sizeof *l);
@@ -89,23 +159,26 @@ static co_layer *pool_layer(const co_layer_ops *ops, void *impl, int c, int h, i
     l->in_c = l->out_c = c;
     l->in_h = h;
     l->in_w = w;
-    l->out_h = (h - k) / stride + 1;
-    l->out_w = (w - k) / stride + 1;
+    l->out_h = pool_extent(h, k, stride, ceil_mode);
+    l->out_w = pool_extent(w, k, stride, ceil_mode);
     l->in_size = c * h * w;
     l->out_size = c * l->out_h * l->out_w;
     return l;
 }
 
-co_layer *co_maxpool2d_new(int c, int h, int w, int k, int stride)
+co_layer *co_maxpool2d_new(int c, int h, int w, int k, int stride) { return co_maxpool2d_new_ex(c, h, w, k, stride, 0); }
+
+co_layer *co_maxpool2d_new_ex(int c, int h, int w, int k, int stride, int ceil_mode)
 {
     pool_impl *p = calloc(1, sizeof *p);
-    co_layer *l = p ? pool_layer(&pool_ops, p, c, h, w, k, stride) : NULL;
+    co_layer *l = p ? pool_layer(&pool_ops, p, c, h, w, k, stride, ceil_mode != 0) : NULL;
     if (!l) {
         free(p);
         return NULL;
     }
     p->k = k;
     p->stride = stride;
+    p->ceil = ceil_mode != 0;
     return l;
 }
 
@@ -167,7 +240,7 @@ static const co_layer_ops avg_ops = {"avgpool2d", avg_fwd, avg_bwd, NULL, avg_de
 co_layer *co_avgpool2d_new(int c, int h, int w, int k, int stride)
 {
     avg_impl *a = calloc(1, sizeof *a);
-    co_layer *l = a ? pool_layer(&avg_ops, a, c, h, w, k, stride) : NULL;
+    co_layer *l = a ? pool_layer(&avg_ops, a, c, h, w, k, stride, 0) : NULL;
     if (!l) {
         free(a);
         return NULL;
