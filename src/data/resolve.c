@@ -42,11 +42,11 @@ static const dataset_kind kinds[] = {
      "train-images-idx3-ubyte[.gz] and the other IDX files",
      "run scripts/fetch-data.sh (Debian package dataset-fashion-mnist)", co_idx_dir_has, co_idx_load_dir},
     {"cifar10", "CIFAR-10", {"cifar-10-batches-bin", "cifar10"}, "data_batch_1..5.bin and test_batch.bin",
-     "no package ships it: extract the CIFAR-10 binary version there", cifar10_has, cifar10_load},
+     "no Debian or npm package ships it: extract the CIFAR-10 binary version (cifar-10-binary.tar.gz) into a folder", cifar10_has, cifar10_load},
     {"cifar100", "CIFAR-100", {"cifar-100-binary", "cifar100"}, "train.bin and test.bin",
-     "no package ships it: extract the CIFAR-100 binary version there", cifar100_has, cifar100_load},
+     "no Debian or npm package ships it: extract the CIFAR-100 binary version (cifar-100-binary.tar.gz) into a folder", cifar100_has, cifar100_load},
     {"svhn", "SVHN", {"svhn", "SVHN"}, "train_32x32.mat and test_32x32.mat",
-     "no package ships it: put the cropped-digit .mat files there", co_svhn_dir_has, co_svhn_load_dir},
+     "no Debian or npm package ships it: put the cropped-digit files of SVHN format 2 into a folder", co_svhn_dir_has, co_svhn_load_dir},
 };
 
 /* Where scripts/fetch-data.sh puts the packaged datasets. */
@@ -96,9 +96,9 @@ co_status co_dataset_load(const char *name, const char *data_dir, int train, co_
         if (used < sizeof tried)
             used += (size_t)snprintf(tried + used, sizeof tried - used, "%s%s", used ? ", " : "", bases[i]);
     }
-    return co_error_set(err, CO_ENOTFOUND, "%s %s split not found in %s; %s, or point --data-dir or CURVOPT_DATA_DIR at a folder with %s",
-                        k->title, train ? "training" : "test", used ? tried : "(no directory given)", k->install,
-                        k->files);
+    return co_error_set(err, CO_ENOTFOUND, "%s %s split not found%s%s; %s (--data-dir or CURVOPT_DATA_DIR may name a folder holding %s)",
+                        k->title, train ? "training" : "test", used ? " in " : " (no --data-dir, no CURVOPT_DATA_DIR)",
+                        used ? tried : "", k->install, k->files);
 }
 
 co_status co_dataset_normalize(co_dataset *d, const double *mean, const double *std, co_error *err)
