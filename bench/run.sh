@@ -13,7 +13,8 @@ OUT=${OUT:-$BUILD_DIR/bench-results}
 PY=/usr/bin/python3
 
 cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD_DIR" -j2 --target bench_mlp_step bench_optim_bandwidth bench_methods >/dev/null
+cmake --build "$BUILD_DIR" -j2 --target bench_mlp_step bench_optim_bandwidth bench_methods bench_mnist_train \
+    bench_tso_cost >/dev/null
 mkdir -p "$OUT"
 RES=$OUT/results.txt
 : >"$RES"
@@ -27,6 +28,8 @@ echo "== C benches" >&2
 OMP_NUM_THREADS=1 run "$B/bench_mlp_step" 1
 for t in $THREADS; do OMP_NUM_THREADS=$t run "$B/bench_optim_bandwidth" "$t"; done
 OMP_NUM_THREADS=1 run "$B/bench_methods" 1
+for t in $THREADS; do OMP_NUM_THREADS=$t run "$B/bench_mnist_train" "$t"; done
+for t in $THREADS; do OMP_NUM_THREADS=$t run "$B/bench_tso_cost" "$t"; done
 
 HAVE_TORCH=0
 if [ -x "$PY" ] && "$PY" -c 'import torch' 2>/dev/null; then
@@ -34,6 +37,7 @@ if [ -x "$PY" ] && "$PY" -c 'import torch' 2>/dev/null; then
     echo "== PyTorch benches ($("$PY" -c 'import torch; print(torch.__version__)'))" >&2
     OMP_NUM_THREADS=1 run "$PY" "$ROOT/bench/torch_bench.py" mlp
     for t in $THREADS; do OMP_NUM_THREADS=$t run "$PY" "$ROOT/bench/torch_bench.py" optim "$t"; done
+    for t in $THREADS; do OMP_NUM_THREADS=$t run "$PY" "$ROOT/bench/torch_bench.py" mnist "$t"; done
 else
     echo "== /usr/bin/python3 cannot import torch: PyTorch columns left empty" >&2
 fi
@@ -51,6 +55,12 @@ $2 == "optim_bw" { t = kv($0, "threads"); k = $3 SUBSEP t; ms[k] = kv($0, "ms");
                    pref[k] = kv($0, "pct_ref"); pst[k] = kv($0, "pct_stream"); pup[k] = kv($0, "pct_update")
                    if (!(t in seen_t)) { seen_t[t] = 1; tl[++nt] = t } }
 $2 == "optim_torch" { t = kv($0, "threads"); k = $3 SUBSEP t SUBSEP kv($0, "foreach"); tms[k] = kv($0, "ms") }
+$2 == "sgemm_peak" { peak[kv($0, "threads")] = kv($0, "gflops") }
+$2 == "mnist_train" { t = kv($0, "threads"); k = $3 SUBSEP t; ips[k] = kv($0, "images_s"); gfl[k] = kv($0, "gflops")
+                      if ($3 == "curvopt") { mt[++nmt] = t } }
+$2 == "tso_cost" { k = ++ntso; tm[k] = $3; tt[k] = kv($0, "threads"); sgdms[k] = kv($0, "sgd_ms"); tsoms[k] = kv($0, "tso_ms")
+                   ratio[k] = kv($0, "ratio"); sgdcpu[k] = kv($0, "sgd_cpu_ms"); tsocpu[k] = kv($0, "tso_cpu_ms")
+                   cratio[k] = kv($0, "cpu_ratio"); refr[k] = kv($0, "tso_refresh_opt_ms"); oth[k] = kv($0, "tso_other_opt_ms") }
 $2 == "methods" { m = kv($0, "model"); if (!(m in seen_m)) { seen_m[m] = 1; ml[++nm] = m }
                   k = m SUBSEP (++cnt[m]); meth[k] = $3; ovs[k] = kv($0, "opt_vs_adam"); svs[k] = kv($0, "step_vs_adam")
                   ous[k] = kv($0, "opt_us"); sus[k] = kv($0, "step_us"); ev[k] = kv($0, "extra_evals") }
@@ -80,6 +90,20 @@ END {
             printf "| %s | %s | %.2f | %.1f | %.0f%% | %.0f%% | %.0f%% | %s | %s |\n", t, names[j], ms[k], gbs[k], pref[k], pst[k], pup[k], tor, sp
         }
     }
+    printf "\n## quasi-adam-mnist training throughput, batch 256, Adam (target >= 2x torch)\n"
+    printf "| threads | curvopt images/s | torch images/s | speed-up | curvopt GFLOP/s | sgemm peak GFLOP/s | %% of peak |\n"
+    printf "|---:|---:|---:|---:|---:|---:|---:|\n"
+    for (i = 1; i <= nmt; i++) {
+        t = mt[i]; c = "curvopt" SUBSEP t; tk = "torch" SUBSEP t
+        tor = have_torch && (tk in ips) ? sprintf("%.0f", ips[tk]) : ""
+        sp = have_torch && (tk in ips) ? sprintf("%.2fx", ips[c] / ips[tk]) : ""
+        printf "| %s | %.0f | %s | %s | %.1f | %.1f | %.0f%% |\n", t, ips[c], tor, sp, gfl[c], peak[t], 100 * gfl[c] / peak[t]
+    }
+    printf "\n## TSO-ALRA step relative to SGD, batch 128, T_int 10 (wall time, and CPU time of the process)\n"
+    printf "| threads | model | sgd ms | tso-alra ms | ratio | sgd CPU ms | tso-alra CPU ms | CPU ratio | tso opt ms at refresh / other steps |\n"
+    printf "|---:|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    for (k = 1; k <= ntso; k++)
+        printf "| %s | %s | %.2f | %.2f | %.2fx | %.2f | %.2f | %.2fx | %.1f / %.1f |\n", tt[k], tm[k], sgdms[k], tsoms[k], ratio[k], sgdcpu[k], tsocpu[k], cratio[k], refr[k], oth[k]
     for (i = 1; i <= nm; i++) {
         m = ml[i]
         printf "\n## Every optimizer relative to Adam, %s, 1 thread\n", m

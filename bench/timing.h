@@ -7,6 +7,9 @@
 #include <stddef.h>
 
 double bench_now(void); /* seconds, monotonic */
+/* CPU seconds used by the whole process (all threads): on a shared machine, a
+ * one-thread run's CPU time is its busy time whatever else is running. */
+double bench_cpu(void);
 /* Sorts v in place and returns its median. */
 double bench_median(double *v, size_t n);
 double bench_min(const double *v, size_t n);

@@ -6,6 +6,7 @@ measurement in the C benches' format:
 
 usage: torch_bench.py mlp              one MLP training step, 1 thread
        torch_bench.py optim THREADS    optimizer steps over 16M parameters
+       torch_bench.py mnist THREADS    quasi-adam-mnist (LeNet-5) training steps, batch 256
 """
 import math
 import statistics
@@ -88,11 +89,53 @@ def bench_optim(threads, warmup=3, reps=15):
             del opt, p
 
 
+def bench_mnist(threads, batch=256, nbatch=16, warmup=30, steps=300):
+    """bench_mnist_train.c's step: the quasi-adam-mnist preset (conv-pool-ReLU twice, three
+    linear layers, 61,706 parameters), cross-entropy, backward, Adam, on 16 fixed random
+    batches (uniform pixels, random labels); median step over `steps` after `warmup`."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.MaxPool2d(2), nn.ReLU(),
+                          nn.Conv2d(6, 16, 5), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    assert sum(p.numel() for p in model.parameters()) == 61706
+    loss_fn = nn.CrossEntropyLoss()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(1)
+    xs = torch.rand(nbatch, batch, 1, 28, 28, generator=gen)
+    ys = torch.randint(0, 10, (nbatch, batch), generator=gen)
+    times = []
+    clock = time.perf_counter
+    cpu0 = 0.0
+    for s in range(warmup + steps):
+        if s == warmup:
+            cpu0 = time.process_time()
+        xb, yb = xs[s % nbatch], ys[s % nbatch]
+        t0 = clock()
+        opt.zero_grad()
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        opt.step()
+        t1 = clock()
+        if s >= warmup:
+            times.append(t1 - t0)
+    cpu_ms = (time.process_time() - cpu0) / steps * 1e3
+    med, mn = statistics.median(times), min(times)
+    print(f"torch {torch.__version__}: quasi-adam-mnist batch {batch}, adam, {threads} thread(s): "
+          f"median step {med * 1e3:.3f} ms (min {mn * 1e3:.3f}), {batch / med:.0f} images/s "
+          f"(CPU time {cpu_ms:.3f} ms per step)", file=sys.stderr)
+    print(f"RESULT mnist_train torch threads={threads} batch={batch} step_ms={med * 1e3:.4f} "
+          f"step_ms_min={mn * 1e3:.4f} images_s={batch / med:.1f} cpu_ms={cpu_ms:.4f}")
+
+
 def main():
     if len(sys.argv) >= 2 and sys.argv[1] == "mlp":
         bench_mlp()
     elif len(sys.argv) >= 3 and sys.argv[1] == "optim":
         bench_optim(int(sys.argv[2]))
+    elif len(sys.argv) >= 3 and sys.argv[1] == "mnist":
+        bench_mnist(int(sys.argv[2]))
     else:
         sys.exit(__doc__)
 

@@ -130,7 +130,8 @@ static void note(double w)
     if (w > worst_seen) worst_seen = w;
 }
 
-/* capture on: convolutions run as im2col + GEMM; off: the direct path where the batch and
+/* capture on: layers run alone compute convolutions as im2col + GEMM, models on the
+ * direct path with the capture; off: the direct path where the batch and
  * the map allow it. */
 static void run_layer(golden_case *c, int capture)
 {
@@ -141,7 +142,7 @@ static void run_layer(golden_case *c, int capture)
     int nl = leaves(l, leaf, 0), t = 0;
     size_t soff = 0;
     for (int i = 0; i < nl; i++) {
-        leaf[i]->capture = capture;
+        leaf[i]->capture = leaf[i]->gemm_only = capture;
         for (int k = 0; k < leaf[i]->ntensors; k++, t++) {
             CHECK(t < c->np && leaf[i]->size[k] == c->p[t].n, "%s: tensor %d has %zu values, torch %zu", c->token, t,
                   leaf[i]->size[k], t < c->np ? c->p[t].n : 0);

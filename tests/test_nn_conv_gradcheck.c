@@ -213,7 +213,7 @@ static void check_case(const gc_case *c, uint64_t seed)
     double state[256];
     int ns = 0;
     for (int i = 0; i < nl; i++) {
-        leaf[i]->capture = !c->direct;
+        leaf[i]->capture = leaf[i]->gemm_only = !c->direct;
         if (leaf[i]->ops->init) leaf[i]->ops->init(leaf[i], &g);
         int is_bn = !strcmp(leaf[i]->ops->kind, "batchnorm2d");
         for (int k = 0; k < leaf[i]->ntensors; k++, nt++) {
@@ -330,7 +330,8 @@ static void test_layers(void)
 }
 
 /* The direct path against the im2col + GEMM path on the same data, over geometries and
- * batch sizes around the 16-sample blocks. */
+ * batch sizes around the 16-sample blocks; and the direct path with the K-FAC capture:
+ * the same results bit for bit as without it, the same capture as the GEMM path's. */
 static void test_paths(void)
 {
     static const struct {
@@ -354,8 +355,34 @@ static void test_paths(void)
             float *x = malloc(nx * sizeof(float)), *dy = malloc(ny * sizeof(float)), *y[2], *dx[2], *dw[2], *db[2];
             for (size_t i = 0; i < nx; i++) x[i] = (float)rnd(&g);
             for (size_t i = 0; i < ny; i++) dy[i] = (float)rnd(&g);
-            for (int path = 0; path < 2; path++) {
-                l->capture = path; /* 0: direct, 1: im2col + GEMM */
+            co_capture dcap;
+            float *da = NULL, *dg = NULL;
+            for (int path = 0; path < 3; path++) {
+                /* 0: direct, 1: im2col + GEMM, 2: direct with the capture */
+                l->capture = path > 0;
+                l->gemm_only = path == 1;
+                if (path == 2) {
+                    float *y2 = malloc(ny * sizeof(float)), *dx2 = malloc(nx * sizeof(float));
+                    l->ops->forward(l, x, y2, B, 1);
+                    l->ops->backward(l, x, y2, dy, dx2, B);
+                    CHECK(!memcmp(y2, y[0], ny * sizeof(float)) && !memcmp(dx2, dx[0], nx * sizeof(float)) &&
+                              !memcmp(l->grad[0], dw[0], l->size[0] * sizeof(float)) &&
+                              (l->ntensors < 2 || !memcmp(l->grad[1], db[0], l->out_c * sizeof(float))),
+                          "%s batch %d: the capture changed the direct path's results", cases[k].token, B);
+                    CHECK(l->ops->capture(l, &dcap) == 1, "%s: the direct path did not capture", cases[k].token);
+                    size_t na = (size_t)dcap.n * dcap.a_dim, ng = (size_t)dcap.n * dcap.g_dim;
+                    da = malloc(na * sizeof(float));
+                    dg = malloc(ng * sizeof(float));
+                    memcpy(da, dcap.a, na * sizeof(float));
+                    memcpy(dg, dcap.g, ng * sizeof(float));
+                    free(y2);
+                    free(dx2);
+                    /* Back on the GEMM path for the capture compared below. */
+                    l->gemm_only = 1;
+                    l->ops->forward(l, x, y[1], B, 1);
+                    l->ops->backward(l, x, y[1], dy, dx[1], B);
+                    break;
+                }
                 y[path] = malloc(ny * sizeof(float));
                 dx[path] = malloc(nx * sizeof(float));
                 l->ops->forward(l, x, y[path], B, 1);
@@ -367,6 +394,12 @@ static void test_paths(void)
             }
             co_capture cap;
             CHECK(l->ops->capture(l, &cap) == 1, "%s: the GEMM path did not capture", cases[k].token);
+            CHECK(da && cap.n == dcap.n && cap.a_dim == dcap.a_dim && cap.g_dim == dcap.g_dim &&
+                      !memcmp(cap.a, da, (size_t)cap.n * cap.a_dim * sizeof(float)) &&
+                      !memcmp(cap.g, dg, (size_t)cap.n * cap.g_dim * sizeof(float)),
+                  "%s batch %d: the direct path's capture differs from the GEMM path's", cases[k].token, B);
+            free(da);
+            free(dg);
             const float *a[4][2] = {{y[0], y[1]}, {dx[0], dx[1]}, {dw[0], dw[1]}, {db[0], db[1]}};
             size_t n[4] = {ny, nx, l->size[0], (size_t)l->out_c};
             const char *what[4] = {"output", "input gradient", "weight gradient", "bias gradient"};

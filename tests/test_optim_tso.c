@@ -6,6 +6,7 @@
 
 #include <curvopt.h>
 #include <lapacke.h>
+#include <omp.h>
 #include <unistd.h>
 
 /* (M + damping I)^-1/2 x for a dense symmetric PSD M (n x n). */
@@ -139,6 +140,104 @@ static void test_factor_average(void)
     CHECK(worst < 1e-5, "factor averages vs eq. 17-18 in double: relative error %.3g", worst);
     CHECK(k.updates == 2, "%lld factor updates, expected 2", (long long)k.updates);
     co_kfac_free(&k);
+}
+
+/* (M + damping I)^-1/2 of a dense symmetric PSD M (n x n), in double. */
+static void dense_inv_sqrt(const double *m, int n, double damping, double *r)
+{
+    double *u = malloc(sizeof(double) * n * n), *l = malloc(sizeof(double) * n);
+    memcpy(u, m, sizeof(double) * n * n);
+    LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'V', 'U', n, u, n, l);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0;
+            for (int e = 0; e < n; e++) s += u[i * n + e] * u[j * n + e] / sqrt(fmax(l[e], 0) + damping);
+            r[i * n + j] = s;
+        }
+    free(u);
+    free(l);
+}
+
+/* A factor shaped like a layer's: ReLU-like inputs with dead units and fewer samples than
+ * inputs (A singular but for the bias), so the damping decides the largest root values.
+ * The roots come from single-precision eigendecompositions: against the double
+ * computation their relative (Frobenius) error is about 1e-4 here (6e-4 to 1e-3 on
+ * LeNet's 151- and 401-wide factors after ten batches); the bound leaves room for LAPACK
+ * builds. */
+static void test_single_precision_roots(void)
+{
+    enum { ROWS = 24, COLS = 150, M = COLS + 1, N = 96 };
+    co_rng r;
+    co_rng_seed(&r, 41, 1);
+    float *a = malloc(sizeof(float) * N * COLS), *g = malloc(sizeof(float) * N * ROWS);
+    for (int i = 0; i < N * COLS; i++) {
+        double v = co_rng_normal(&r) + (i % COLS < 20 ? -9 : 0.3); /* 20 units never fire */
+        a[i] = (float)(v > 0 ? v : 0);
+    }
+    for (int i = 0; i < N * ROWS; i++) g[i] = (float)(co_rng_normal(&r) * (1 + i % ROWS) / N);
+    co_kfac k;
+    CHECK(co_kfac_init(&k, ROWS, COLS, 1, NULL) == CO_OK, "init");
+    co_capture cap = {a, g, N, COLS, ROWS, N};
+    co_kfac_update(&k, &cap, 0.05);
+    const double damping = 1e-3;
+    CHECK(co_kfac_refresh(&k, damping, CO_KFAC_DAMP_FACTORS, NULL) == CO_OK, "refresh");
+    const double *f[2] = {k.A, k.B};
+    const float *root[2] = {k.ra, k.rb};
+    const int n[2] = {M, ROWS};
+    for (int t = 0; t < 2; t++) {
+        double *want = malloc(sizeof(double) * n[t] * n[t]), num = 0, den = 0;
+        dense_inv_sqrt(f[t], n[t], damping, want);
+        for (int i = 0; i < n[t] * n[t]; i++) {
+            num += pow(root[t][i] - want[i], 2);
+            den += want[i] * want[i];
+        }
+        CHECK(sqrt(num / den) < 5e-3, "%s^-1/2 (%d x %d) from float eigenpairs vs double: relative error %.3g",
+              t ? "B" : "A", n[t], n[t], sqrt(num / den));
+        free(want);
+    }
+    co_kfac_free(&k);
+    free(a);
+    free(g);
+}
+
+/* Refreshing several layers' factors at once, in parallel over OpenMP threads, gives the
+ * roots bit for bit as one layer at a time on one thread. */
+static void test_parallel_refresh(void)
+{
+    enum { L = 3 };
+    const int rows[L] = {7, 40, 3}, cols[L] = {30, 9, 61};
+    co_kfac k[2][L];
+    co_rng r;
+    co_rng_seed(&r, 43, 1);
+    for (int l = 0; l < L; l++) {
+        int nr = 50;
+        float *a = malloc(sizeof(float) * nr * cols[l]), *g = malloc(sizeof(float) * nr * rows[l]);
+        for (int i = 0; i < nr * cols[l]; i++) a[i] = (float)co_rng_normal(&r);
+        for (int i = 0; i < nr * rows[l]; i++) g[i] = (float)(co_rng_normal(&r) / nr);
+        co_capture cap = {a, g, nr, cols[l], rows[l], nr};
+        for (int v = 0; v < 2; v++) {
+            CHECK(co_kfac_init(&k[v][l], rows[l], cols[l], 1, NULL) == CO_OK, "init");
+            co_kfac_update(&k[v][l], &cap, 0.05);
+        }
+        free(a);
+        free(g);
+    }
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    for (int l = 0; l < L; l++) CHECK(co_kfac_refresh(&k[0][l], 1e-3, CO_KFAC_DAMP_FACTORS, NULL) == CO_OK, "refresh");
+    omp_set_num_threads(2);
+    co_kfac_job jobs[2 * L];
+    for (int l = 0; l < L; l++)
+        for (int w = 0; w < 2; w++) jobs[2 * l + w] = (co_kfac_job){&k[1][l], w, 1e-3, CO_KFAC_DAMP_FACTORS, CO_OK};
+    CHECK(co_kfac_refresh_jobs(jobs, 2 * L, NULL) == CO_OK, "refresh jobs");
+    omp_set_num_threads(threads);
+    for (int l = 0; l < L; l++) {
+        size_t m = (size_t)k[0][l].m, n = (size_t)rows[l];
+        CHECK(k[1][l].have_roots && !memcmp(k[0][l].ra, k[1][l].ra, m * m * sizeof(float)) &&
+                  !memcmp(k[0][l].rb, k[1][l].rb, n * n * sizeof(float)),
+              "layer %d: parallel refresh differs from one at a time", l);
+        for (int v = 0; v < 2; v++) co_kfac_free(&k[v][l]);
+    }
 }
 
 typedef struct {
@@ -417,6 +516,8 @@ int main(void)
     test_dense_kronecker(CO_KFAC_DAMP_FACTORS);
     test_dense_kronecker(CO_KFAC_DAMP_PRODUCT);
     test_factor_average();
+    test_single_precision_roots();
+    test_parallel_refresh();
     test_refresh_interval();
     test_switch();
     test_patience_in_training();

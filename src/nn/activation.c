@@ -16,17 +16,24 @@ const char *co_act_name(co_act act)
     return "?";
 }
 
+/* Elementwise, so the threads change no result; below the threshold a parallel region
+ * costs more than the pass. */
+#define ACT_PAR_MIN 65536
+
 void co_act_forward(co_act act, float *y, const float *x, size_t n)
 {
     switch (act) {
     case CO_ACT_NONE:
+#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
         for (size_t i = 0; i < n; i++) y[i] = x[i];
         break;
     case CO_ACT_RELU:
+#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
         for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
         break;
     case CO_ACT_SIGMOID:
         /* Split by sign so exp never overflows. */
+#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
         for (size_t i = 0; i < n; i++) {
             if (x[i] >= 0) {
                 y[i] = 1.0f / (1.0f + expf(-x[i]));
@@ -37,6 +44,7 @@ void co_act_forward(co_act act, float *y, const float *x, size_t n)
         }
         break;
     case CO_ACT_TANH:
+#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
         for (size_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
         break;
     }
@@ -46,15 +54,19 @@ void co_act_backward(co_act act, float *dx, const float *dy, const float *y, siz
 {
     switch (act) {
     case CO_ACT_NONE:
+#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
         for (size_t i = 0; i < n; i++) dx[i] = dy[i];
         break;
     case CO_ACT_RELU:
+#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
         for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
         break;
     case CO_ACT_SIGMOID:
+#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
         for (size_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
         break;
     case CO_ACT_TANH:
+#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
         for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
         break;
     }

@@ -14,8 +14,11 @@
  * i.e. KFC's Gamma with its factor T (the spatially summed statistic). How the optimizer
  * combines them is docs/optimizers/tso-alra.md.
  *
- * Direct (conv_direct.c, the batch in the vector lanes) when nobody asked for the capture:
- * no patch matrix at all, which for few channels is several times faster. */
+ * Direct (conv_direct.c, the batch in the vector lanes) where the map and the batch are
+ * large enough: for few channels several times faster than the GEMMs. When the capture
+ * is wanted too, the patch matrix is still built (im2col, for K-FAC) and the output
+ * gradients transposed into rows, but neither feeds a GEMM; the layer's results are then
+ * the same with and without the capture. */
 #include "layers.h"
 #include "conv_direct.h"
 #include "../core/alloc.h"
@@ -29,7 +32,8 @@
 
 typedef struct {
     int k, stride, pad, dil;
-    int capacity;  /* batch rows the buffers hold */
+    int capacity;  /* batch rows col and rows hold */
+    int dcol_capacity;
     int batch;     /* of the last forward */
     float *col;    /* (batch * P) x K patches */
     float *rows;   /* (batch * P) x OC: output (forward) and output gradient (backward) */
@@ -42,26 +46,57 @@ typedef struct {
     int scratch_threads, partial_capacity;
 } conv_impl;
 
+/* One sample's patch rows for output row oy: per (channel, ky), k values per output
+ * position, a straight copy where the window lies inside the row (the common case), the
+ * bounds checked only at the edges. k (and, when unit, stride = dilation = 1) are
+ * compile-time constants at the calls below for the usual kernels, so the copies unroll. */
+static inline __attribute__((always_inline)) void im2col_row(float *col, const float *x, int c, int h, int w, int k,
+                                                             int stride, int pad, int dil, int oy, int ow, int unit)
+{
+    if (unit) { /* stride 1, dilation 1, known to the compiler: contiguous runs */
+        stride = 1;
+        dil = 1;
+    }
+    int K = c * k * k;
+    for (int ch = 0; ch < c; ch++)
+        for (int ky = 0; ky < k; ky++) {
+            int iy = oy * stride - pad + ky * dil;
+            float *dst = col + (size_t)(ch * k + ky) * k;
+            if (iy < 0 || iy >= h) {
+                for (int ox = 0; ox < ow; ox++)
+                    for (int kx = 0; kx < k; kx++) dst[(size_t)ox * K + kx] = 0.0f;
+                continue;
+            }
+            const float *src = x + ((size_t)ch * h + iy) * w;
+            for (int ox = 0; ox < ow; ox++, dst += K) {
+                int ix = ox * stride - pad;
+                if (ix >= 0 && ix + (k - 1) * dil < w)
+                    for (int kx = 0; kx < k; kx++) dst[kx] = src[ix + kx * dil];
+                else
+                    for (int kx = 0; kx < k; kx++, ix += dil) dst[kx] = ix >= 0 && ix < w ? src[ix] : 0.0f;
+            }
+        }
+}
+
 void co_im2col(float *col, const float *x, int batch, int c, int h, int w, int k, int stride, int pad, int dil,
                int oh, int ow)
 {
     int K = c * k * k, P = oh * ow;
 #pragma omp parallel for schedule(static) if (batch * P * K > 65536)
     for (int s = 0; s < batch; s++)
-        for (int oy = 0; oy < oh; oy++)
-            for (int ox = 0; ox < ow; ox++) {
-                float *row = col + ((size_t)s * P + (size_t)oy * ow + ox) * K;
-                for (int ch = 0; ch < c; ch++)
-                    for (int ky = 0; ky < k; ky++) {
-                        int iy = oy * stride - pad + ky * dil;
-                        for (int kx = 0; kx < k; kx++) {
-                            int ix = ox * stride - pad + kx * dil;
-                            *row++ = (iy >= 0 && iy < h && ix >= 0 && ix < w)
-                                         ? x[(((size_t)s * c + ch) * h + iy) * w + ix]
-                                         : 0.0f;
-                        }
-                    }
-            }
+        for (int oy = 0; oy < oh; oy++) {
+            float *row = col + ((size_t)s * P + (size_t)oy * ow) * K;
+            const float *xs = x + (size_t)s * c * h * w;
+            if (stride == 1 && dil == 1) switch (k) {
+                case 1: im2col_row(row, xs, c, h, w, 1, stride, pad, dil, oy, ow, 1); break;
+                case 3: im2col_row(row, xs, c, h, w, 3, stride, pad, dil, oy, ow, 1); break;
+                case 5: im2col_row(row, xs, c, h, w, 5, stride, pad, dil, oy, ow, 1); break;
+                case 7: im2col_row(row, xs, c, h, w, 7, stride, pad, dil, oy, ow, 1); break;
+                default: im2col_row(row, xs, c, h, w, k, stride, pad, dil, oy, ow, 1); break;
+                }
+            else
+                im2col_row(row, xs, c, h, w, k, stride, pad, dil, oy, ow, 0);
+        }
 }
 
 void co_col2im(float *dx, const float *dcol, int batch, int c, int h, int w, int k, int stride, int pad, int dil,
@@ -86,18 +121,28 @@ void co_col2im(float *dx, const float *dcol, int batch, int c, int h, int w, int
             }
 }
 
-static int reserve(co_layer *l, conv_impl *c, int batch)
+/* The patch matrix and the rows; the patch gradients only for the GEMM path (dcol). */
+static int reserve(co_layer *l, conv_impl *c, int batch, int with_dcol)
 {
-    if (batch <= c->capacity) return 0;
     size_t P = (size_t)l->out_h * l->out_w, K = (size_t)l->cols;
-    free(c->col);
-    free(c->rows);
-    free(c->dcol);
-    c->col = co_falloc((size_t)batch * P * K);
-    c->rows = co_falloc((size_t)batch * P * l->out_c);
-    c->dcol = co_falloc((size_t)batch * P * K);
-    c->capacity = (c->col && c->rows && c->dcol) ? batch : 0;
-    return c->capacity ? 0 : -1;
+    if (batch > c->capacity) {
+        free(c->col);
+        free(c->rows);
+        free(c->dcol);
+        c->dcol = NULL;
+        c->dcol_capacity = 0;
+        c->col = co_falloc((size_t)batch * P * K);
+        c->rows = co_falloc((size_t)batch * P * l->out_c);
+        c->capacity = (c->col && c->rows) ? batch : 0;
+        if (!c->capacity) return -1;
+    }
+    if (with_dcol && batch > c->dcol_capacity) {
+        free(c->dcol);
+        c->dcol = co_falloc((size_t)batch * P * K);
+        c->dcol_capacity = c->dcol ? batch : 0;
+        if (!c->dcol) return -1;
+    }
+    return 0;
 }
 
 static int reserve_direct(conv_impl *c, int batch)
@@ -122,24 +167,21 @@ static void conv_fwd(co_layer *l, const float *x, float *y, int batch, int train
     conv_impl *c = l->impl;
     /* Measured crossovers (docs/models.md): sixteen samples fill the vector lanes; with
      * fewer than 32 output positions (late stages of deep nets) BLAS on im2col wins. */
-    c->direct = c->direct_ok && !l->capture && batch >= 16 && c->dir.npos >= 32;
+    c->direct = c->direct_ok && !l->gemm_only && batch >= 16 && c->dir.npos >= 32;
     c->batch = batch;
     c->have_grad = 0;
-    if (c->direct) {
-        if (reserve_direct(c, batch)) {
-            for (size_t i = 0; i < (size_t)batch * l->out_size; i++) y[i] = NAN;
-            return;
-        }
-        co_direct_forward(&c->dir, x, l->param[0], l->ntensors > 1 ? l->param[1] : NULL, y, batch, c->scratch);
-        return;
-    }
-    if (reserve(l, c, batch)) {
+    if ((c->direct && reserve_direct(c, batch)) || ((l->capture || !c->direct) && reserve(l, c, batch, !c->direct))) {
         /* Out of memory: a NaN output is caught by the training loop's finiteness check. */
         for (size_t i = 0; i < (size_t)batch * l->out_size; i++) y[i] = NAN;
         return;
     }
+    if (l->capture || !c->direct)
+        co_im2col(c->col, x, batch, l->in_c, l->in_h, l->in_w, c->k, c->stride, c->pad, c->dil, l->out_h, l->out_w);
+    if (c->direct) {
+        co_direct_forward(&c->dir, x, l->param[0], l->ntensors > 1 ? l->param[1] : NULL, y, batch, c->scratch);
+        return;
+    }
     int P = l->out_h * l->out_w, K = l->cols, OC = l->out_c;
-    co_im2col(c->col, x, batch, l->in_c, l->in_h, l->in_w, c->k, c->stride, c->pad, c->dil, l->out_h, l->out_w);
     /* rows = col W^T (+ b), then NCHW. */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch * P, OC, K, 1.0f, c->col, K, l->param[0], K, 0.0f,
                 c->rows, OC);
@@ -156,12 +198,12 @@ static void conv_bwd(co_layer *l, const float *x, const float *y, const float *d
 {
     (void)y;
     conv_impl *c = l->impl;
+    int P = l->out_h * l->out_w, K = l->cols, OC = l->out_c;
     if (c->direct) {
         co_direct_backward(&c->dir, x, l->param[0], dy, dx, l->grad[0], l->ntensors > 1 ? l->grad[1] : NULL, batch,
                            c->scratch, c->partials);
-        return;
+        if (!l->capture) return;
     }
-    int P = l->out_h * l->out_w, K = l->cols, OC = l->out_c;
     /* NCHW gradient to rows: the per-position output gradients K-FAC reads. */
     for (int s = 0; s < batch; s++)
         for (int o = 0; o < OC; o++) {
@@ -170,6 +212,7 @@ static void conv_bwd(co_layer *l, const float *x, const float *y, const float *d
             for (int p = 0; p < P; p++) dst[(size_t)p * OC] = src[p];
         }
     c->have_grad = 1;
+    if (c->direct) return;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, K, batch * P, 1.0f, c->rows, OC, c->col, K, 0.0f,
                 l->grad[0], K);
     if (l->ntensors > 1) {

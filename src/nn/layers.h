@@ -51,6 +51,9 @@ struct co_layer {
      * Layers start with it on, so a layer used alone always captures; a model turns it off
      * unless its optimizer needs it, which lets convolutions skip the patch matrix. */
     int capture;
+    /* Convolutions: compute on im2col + GEMM even where the direct path applies (tests
+     * compare the two paths; 0 everywhere else). */
+    int gemm_only;
     /* A composite layer (the residual block) owns its sub-layers and runs them itself; the
      * model reaches their parameters, state and captures through this list. */
     co_layer *sub[CO_LAYER_MAX_SUB];

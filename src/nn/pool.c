@@ -4,6 +4,9 @@
  * may hang over the edge of the map and covers what lies inside. */
 #include "layers.h"
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,15 +20,35 @@ typedef struct {
 
 /* 2 x 2 windows with stride 2, LeNet's and VGG's pooling, eight outputs per step in vector
  * registers (GCC/Clang vector extensions): even and odd columns of the two input rows are
- * the four candidates, in torch's order. The tail of a row goes through a padded copy so no
- * read leaves the row. */
+ * the four candidates, in torch's order. The tail of a row (and a whole row of LeNet's
+ * 10 x 10 map) goes through masked loads and stores where the target has AVX-512, so no
+ * read leaves the row; elsewhere through copies. */
 typedef float v16f __attribute__((vector_size(64), aligned(4), may_alias));
 typedef float v8f __attribute__((vector_size(32)));
 typedef int v8i __attribute__((vector_size(32)));
 
-static inline void pool2x2_8(const float *r0, const float *r1, int W, int base, float *yo, int *ao)
+/* The first n floats at p (n <= 16), zeros after them. */
+static inline void load16(v16f *out, const float *p, int n)
 {
-    v16f a = *(const v16f *)r0, b = *(const v16f *)r1;
+    if (n == 16) {
+        *out = *(const v16f *)p;
+        return;
+    }
+#if defined(__AVX512F__)
+    *out = (v16f)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+#else
+    float t[16] = {0};
+    memcpy(t, p, (size_t)n * sizeof(float));
+    memcpy(out, t, sizeof t);
+#endif
+}
+
+/* n (<= 8) outputs of one row pair from r0 and r1 = r0 + W. */
+static inline void pool2x2_8(const float *r0, const float *r1, int W, int base, float *yo, int *ao, int n)
+{
+    v16f a, b;
+    load16(&a, r0, 2 * n);
+    load16(&b, r1, 2 * n);
     v8f c[4] = {__builtin_shufflevector(a, a, 0, 2, 4, 6, 8, 10, 12, 14),
                 __builtin_shufflevector(a, a, 1, 3, 5, 7, 9, 11, 13, 15),
                 __builtin_shufflevector(b, b, 0, 2, 4, 6, 8, 10, 12, 14),
@@ -39,25 +62,61 @@ static inline void pool2x2_8(const float *r0, const float *r1, int W, int base, 
         m = (v8f)(((v8i)c[j] & better) | ((v8i)m & ~better));
         at = ((even + shift[j]) & better) | (at & ~better);
     }
-    memcpy(yo, &m, sizeof m);
-    memcpy(ao, &at, sizeof at);
+    if (n == 8) {
+        memcpy(yo, &m, sizeof m);
+        memcpy(ao, &at, sizeof at);
+        return;
+    }
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+    _mm256_mask_storeu_ps(yo, (__mmask8)((1u << n) - 1), (__m256)m);
+    _mm256_mask_storeu_epi32(ao, (__mmask8)((1u << n) - 1), (__m256i)at);
+#else
+    memcpy(yo, &m, (size_t)n * sizeof(float));
+    memcpy(ao, &at, (size_t)n * sizeof(int));
+#endif
 }
 
 static void pool2x2_row(const float *r0, int W, int OW, int base, float *yo, int *ao)
 {
-    int ox = 0;
-    for (; ox + 8 <= OW; ox += 8) pool2x2_8(r0 + 2 * ox, r0 + W + 2 * ox, W, base + 2 * ox, yo + ox, ao + ox);
-    if (ox < OW) {
-        int n = OW - ox;
-        float t0[16], t1[16], ty[8];
-        int ta[8];
-        for (int i = 0; i < 16; i++) t0[i] = t1[i] = -INFINITY;
-        memcpy(t0, r0 + 2 * ox, 2 * (size_t)n * sizeof(float));
-        memcpy(t1, r0 + W + 2 * ox, 2 * (size_t)n * sizeof(float));
-        /* Indices come out relative to t0 with row stride W: the same as in the map. */
-        pool2x2_8(t0, t1, W, base + 2 * ox, ty, ta);
-        memcpy(yo + ox, ty, (size_t)n * sizeof(float));
-        memcpy(ao + ox, ta, (size_t)n * sizeof(int));
+    for (int ox = 0; ox < OW; ox += 8)
+        pool2x2_8(r0 + 2 * ox, r0 + W + 2 * ox, W, base + 2 * ox, yo + ox, ao + ox, OW - ox < 8 ? OW - ox : 8);
+}
+
+/* Backward of one row pair: every input of the two rows gets its window's gradient if it
+ * was the window's maximum, else 0 (written, not accumulated: the windows do not overlap),
+ * eight windows per step. */
+static void unpool2x2_row(float *d0, int W, int OW, int base, const float *g, const int *am)
+{
+    for (int ox = 0; ox < OW; ox += 8) {
+        int n = OW - ox < 8 ? OW - ox : 8;
+        v8f gv = {0};
+        v8i av = {0};
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+        gv = (v8f)_mm256_maskz_loadu_ps((__mmask8)((1u << n) - 1), g + ox);
+        av = (v8i)_mm256_maskz_loadu_epi32((__mmask8)((1u << n) - 1), am + ox);
+#else
+        memcpy(&gv, g + ox, (size_t)n * sizeof(float));
+        memcpy(&av, am + ox, (size_t)n * sizeof(int));
+#endif
+        v8i even = (v8i){0, 2, 4, 6, 8, 10, 12, 14} + base + 2 * ox;
+        v8f q[4];
+        const int shift[4] = {0, 1, W, W + 1};
+        /* + 0: a -0 gradient lands as 0 + -0 = +0, as the accumulating form gave it. */
+        for (int j = 0; j < 4; j++) q[j] = (v8f)((v8i)gv & (av == even + shift[j])) + 0.0f;
+        v16f r0 = __builtin_shufflevector(q[0], q[1], 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+        v16f r1 = __builtin_shufflevector(q[2], q[3], 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+        if (n == 8) {
+            *(v16f *)(d0 + 2 * ox) = r0;
+            *(v16f *)(d0 + W + 2 * ox) = r1;
+            continue;
+        }
+#if defined(__AVX512F__)
+        _mm512_mask_storeu_ps(d0 + 2 * ox, (__mmask16)((1u << 2 * n) - 1), (__m512)r0);
+        _mm512_mask_storeu_ps(d0 + W + 2 * ox, (__mmask16)((1u << 2 * n) - 1), (__m512)r1);
+#else
+        memcpy(d0 + 2 * ox, &r0, 2 * (size_t)n * sizeof(float));
+        memcpy(d0 + W + 2 * ox, &r1, 2 * (size_t)n * sizeof(float));
+#endif
     }
 }
 
@@ -114,13 +173,25 @@ static void pool_bwd(co_layer *l, const float *x, const float *y, const float *d
     (void)y;
     if (!dx) return;
     pool_impl *p = l->impl;
+    int C = l->in_c, H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w;
+    int fast = p->k == 2 && p->stride == 2 && 2 * OH <= H && 2 * OW <= W;
 #pragma omp parallel for schedule(static) if ((size_t)batch * l->in_size > 65536)
     for (int s = 0; s < batch; s++) {
         float *d = dx + (size_t)s * l->in_size;
         const int *am = p->argmax + (size_t)s * l->out_size;
         const float *g = dy + (size_t)s * l->out_size;
-        memset(d, 0, (size_t)l->in_size * sizeof(float));
-        for (int o = 0; o < l->out_size; o++) d[am[o]] += g[o];
+        if (!fast) {
+            memset(d, 0, (size_t)l->in_size * sizeof(float));
+            for (int o = 0; o < l->out_size; o++) d[am[o]] += g[o];
+            continue;
+        }
+        /* An odd last row or column is in no window. */
+        if (2 * OH < H || 2 * OW < W) memset(d, 0, (size_t)l->in_size * sizeof(float));
+        for (int c = 0; c < C; c++)
+            for (int oy = 0; oy < OH; oy++) {
+                size_t o = ((size_t)c * OH + oy) * OW;
+                unpool2x2_row(d + (size_t)c * H * W + 2 * oy * W, W, OW, c * H * W + 2 * oy * W, g + o, am + o);
+            }
     }
 }
 

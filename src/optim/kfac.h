@@ -13,22 +13,28 @@
 
 typedef enum { CO_KFAC_DAMP_FACTORS = 0, CO_KFAC_DAMP_PRODUCT = 1 } co_kfac_damping;
 
+/* One factor's eigendecomposition workspace: the factor in float (eigenvectors on return),
+ * its eigenvalues, LAPACK's workspaces sized by formula in co_kfac_init. */
+typedef struct co_kfac_eig {
+    int n;
+    float *x, *w, *work;
+    lapack_int *iwork;
+    lapack_int nwork, niwork;
+} co_kfac_eig;
+
 typedef struct co_kfac {
     int rows, cols, m;  /* m = cols + 1 (bias column) */
     int has_bias;
     int64_t updates;    /* factor updates so far */
     int64_t skipped;    /* batches left out for non-finite statistics */
     double *A, *B;      /* running factors */
-    double *ua, *ub;    /* eigenvectors (column-major, as LAPACK returns them; scaled in place by the roots) */
+    double *ua, *ub;    /* eigenvectors (column-major, as LAPACK returns them; scaled by the roots in mode 0) */
     double *la, *lb;    /* eigenvalues, clamped >= 0 */
     float *ra, *rb;     /* cached A^-1/2, B^-1/2 (per-factor damping), row-major */
     float *batch_a, *batch_b; /* one batch's statistics */
     float *g, *t;       /* rows x m: gathered gradient and a temporary */
-    double *lwork;
-    int nlwork;
-    lapack_int *liwork; /* LAPACK integer workspace */
-    int nliwork;
-    double *scratch; /* max(m, rows)^2: the roots' DSYRK output */
+    double *colsum;     /* cols: the patch column sums (the bias row of A) */
+    co_kfac_eig ea, eb; /* A's and B's, so both (and other layers') can run at once */
     int have_roots;
 } co_kfac;
 
@@ -41,6 +47,18 @@ void co_kfac_free(co_kfac *k);
 void co_kfac_update(co_kfac *k, const co_capture *cap, double gamma);
 /* Eigendecomposes A and B (eigenvalues clamped >= 0) and caches the damped roots. */
 co_status co_kfac_refresh(co_kfac *k, double damping, co_kfac_damping mode, co_error *err);
+/* One factor to refresh: k's A (which = 0) or B (which = 1). */
+typedef struct co_kfac_job {
+    co_kfac *k;
+    int which;
+    double damping;
+    co_kfac_damping mode;
+    co_status st; /* out */
+} co_kfac_job;
+/* Runs the jobs (reordered: largest factor first), in parallel over OpenMP threads when
+ * more than one is available; each job's result is the same as alone. Layers whose jobs
+ * all succeed get their roots (have_roots); the first failure is reported. */
+co_status co_kfac_refresh_jobs(co_kfac_job *jobs, int njobs, co_error *err);
 /* out = B^-1/2 G A^-1/2 for G = [dw | db] (db may be NULL), written back split into
  * out_w (rows x cols) and out_b (rows). */
 void co_kfac_apply(co_kfac *k, const float *dw, const float *db, float *out_w, float *out_b, double damping,

@@ -22,6 +22,8 @@ typedef struct {
     int32_t bad_epochs;
     int64_t refreshes;
     float *dir_w, *dir_b; /* the largest layer's preconditioned gradient */
+    co_kfac_job *jobs;    /* 2 x ngroups: the factors a step refreshes */
+    uint8_t *precond;     /* per group: this step preconditions it */
 } tso_state;
 
 static int kfac_group(const co_group *g) { return g->kind != CO_GROUP_DENSE && g->rows > 0 && g->cols > 0; }
@@ -45,7 +47,9 @@ static co_status tso_init(co_optim *o, co_error *err)
     }
     s->dir_w = co_falloc(maxw);
     s->dir_b = co_falloc(maxb);
-    if (!s->dir_w || !s->dir_b) return co_error_set(err, CO_ENOMEM, "out of memory");
+    s->jobs = calloc((size_t)o->ngroups * 2, sizeof *s->jobs);
+    s->precond = calloc((size_t)o->ngroups, 1);
+    if (!s->dir_w || !s->dir_b || !s->jobs || !s->precond) return co_error_set(err, CO_ENOMEM, "out of memory");
     return CO_OK;
 }
 
@@ -57,6 +61,8 @@ static void tso_free(co_optim *o)
     free(s->kfac);
     free(s->dir_w);
     free(s->dir_b);
+    free(s->jobs);
+    free(s->precond);
     free(s);
 }
 
@@ -70,14 +76,19 @@ static void sgd_update(co_group *gr, double lr, double wd)
     }
 }
 
+/* In three passes over the groups, each group's arithmetic as if it ran alone: the factor
+ * updates (and SGD steps), then every due eigendecomposition at once (so the factors of
+ * different layers can run in parallel), then the preconditioned steps. */
 static co_status tso_step(co_optim *o, const co_closure *c, co_error *err)
 {
     tso_state *s = o->state;
+    int njobs = 0;
     for (int g = 0; g < o->ngroups; g++) {
         co_group *gr = &o->groups[g];
         double lr = co_lr(o, g), wd = co_hp(o, g, HP_WD);
         co_kfac *k = &s->kfac[g];
         co_capture cap;
+        s->precond[g] = 0;
         int have = !s->switched && k->rows > 0 && c && c->capture && c->capture(c->ctx, g, &cap) &&
                    cap.a_dim == k->cols && cap.g_dim == k->rows && cap.n > 0;
         if (!have) {
@@ -92,17 +103,28 @@ static co_status tso_step(co_optim *o, const co_closure *c, co_error *err)
             sgd_update(gr, lr, 0);
             continue;
         }
-        co_kfac_damping mode = (co_kfac_damping)(int)co_hp(o, g, HP_DAMP_MODE);
-        double damping = co_hp(o, g, HP_DAMPING);
+        s->precond[g] = 1;
         uint64_t tint = (uint64_t)co_hp(o, g, HP_T_INT);
         /* Roots are recomputed every T_int steps and cached in between (first step included). */
         if (!k->have_roots || (o->t - 1) % tint == 0) {
-            co_status st = co_kfac_refresh(k, damping, mode, err);
-            if (st) return st;
+            co_kfac_damping mode = (co_kfac_damping)(int)co_hp(o, g, HP_DAMP_MODE);
+            double damping = co_hp(o, g, HP_DAMPING);
+            for (int which = 0; which < 2; which++) s->jobs[njobs++] = (co_kfac_job){k, which, damping, mode, CO_OK};
             s->refreshes++;
         }
-        co_kfac_apply(k, gr->grad[0], gr->ntensors > 1 ? gr->grad[1] : NULL, s->dir_w, s->dir_b, damping, mode);
-        float l = (float)lr;
+    }
+    if (njobs) {
+        co_status st = co_kfac_refresh_jobs(s->jobs, njobs, err);
+        if (st) return st;
+    }
+    for (int g = 0; g < o->ngroups; g++) {
+        if (!s->precond[g]) continue;
+        co_group *gr = &o->groups[g];
+        co_kfac *k = &s->kfac[g];
+        co_kfac_damping mode = (co_kfac_damping)(int)co_hp(o, g, HP_DAMP_MODE);
+        co_kfac_apply(k, gr->grad[0], gr->ntensors > 1 ? gr->grad[1] : NULL, s->dir_w, s->dir_b,
+                      co_hp(o, g, HP_DAMPING), mode);
+        float l = (float)co_lr(o, g);
         float *p = gr->param[0];
         for (size_t i = 0; i < gr->size[0]; i++) p[i] -= l * s->dir_w[i];
         if (gr->ntensors > 1)
