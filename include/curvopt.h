@@ -293,6 +293,10 @@ co_dataset *co_make_moons(int n, double noise, uint64_t seed, co_error *err);
 co_status co_dataset_split(const co_dataset *d, double test_frac, uint64_t seed,
                            co_dataset **train, co_dataset **test, co_error *err);
 co_dataset *co_dataset_subset(const co_dataset *d, const int *idx, int n, co_error *err);
+/* The same samples as (x, x) pairs for an autoencoder: y is a copy of x (y_dim = x_dim),
+ * nclasses 0, the image shape kept. Train with an MSE (or BCE) loss on a model whose output
+ * has x_dim values; co_evaluate then reports a loss and no accuracy. */
+co_dataset *co_dataset_reconstruction(const co_dataset *d, co_error *err);
 /* Image datasets by name: "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn"; train
  * selects the training or the test split. Looked for in data_dir (may be NULL), then
  * $CURVOPT_DATA_DIR, then where scripts/fetch-data.sh installs the packaged ones (MNIST:
@@ -418,7 +422,8 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train,
                    const co_dataset *test, const co_train_config *cfg,
                    co_train_result *res, co_error *err);
 void co_train_result_free(co_train_result *r);
-/* Mean loss and accuracy over a dataset in eval mode. */
+/* Mean loss and accuracy over a dataset in eval mode. The accuracy is NaN where the task
+ * has none: an MSE loss, or targets of more than one value (reconstruction). */
 co_status co_evaluate(co_model *m, const co_dataset *d, co_loss_kind loss, int batch,
                       double *mean_loss, double *accuracy, co_error *err);
 

@@ -39,6 +39,8 @@ expect_usage_error "bce without sigmoid" train --opt adam --loss bce
 expect_usage_error "unknown dataset" train --opt adam --data imagenet
 expect_usage_error "compare unknown optimizer" compare --opts adam,nosuch
 expect_usage_error "nesterov without momentum" train --opt sgd --hp nesterov=1
+expect_usage_error "outputs do not match the targets" train --opt adam --loss mse --model mlp:2-8-2
+expect_usage_error "reconstruction with one output" train --opt adam --loss mse --reconstruct --model mlp:2-8-1
 
 # Unknown command and --help.
 "$bin" frobnicate >/dev/null 2>"$tmp/stderr"

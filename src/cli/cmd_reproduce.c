@@ -28,9 +28,12 @@ int cmd_reproduce(int argc, char **argv)
         {"quiet", ARG_FLAG, &quiet, "", "no progress lines", 1, 0},
         {"checkpoint-every", ARG_INT, &o.checkpoint_every, "N", "checkpoint every run every N steps (and at epoch ends)", 1, 1e9},
         {"resume", ARG_FLAG, &o.resume, "", "continue an interrupted reproduction in --out from its checkpoints", 1, 0},
+        {"data-dir", ARG_STR, &o.data_dir, "DIR", "look for dataset files here first (also $CURVOPT_DATA_DIR)", 1, 0},
+        {"full", ARG_FLAG, &o.full, "", "the paper's whole schedule and data (protocols with a shorter default)", 1, 0},
+        {"tune", ARG_FLAG, &o.tune, "", "run the paper's hyperparameter grids on a validation split", 1, 0},
     };
-    int rc = args_parse("reproduce", "NAME [--out DIR] [--seeds N] [--quick] [--checkpoint-every N] [--resume]", specs,
-                        6, argc - 1, argv + 1);
+    int rc = args_parse("reproduce", "NAME [--out DIR] [--seeds N] [--quick] [--checkpoint-every N] [--resume] [--data-dir DIR] [--full] [--tune]",
+                        specs, (int)(sizeof specs / sizeof specs[0]), argc - 1, argv + 1);
     if (rc) return rc == 1 ? 0 : rc;
     if ((rc = cli_check_out_dir("reproduce", out))) return rc;
     o.verbose = !quiet;

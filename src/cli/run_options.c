@@ -22,6 +22,7 @@ void run_options_specs(run_options *o, arg_spec *s)
         {"test-frac", ARG_DOUBLE, &p->test_frac, "F", "test fraction (default 0.2)", 0.001, 0.999},
         {"val-frac", ARG_DOUBLE, &p->val_frac, "F", "validation fraction of the training split (default 0)", 0, 0.999},
         {"standardize", ARG_FLAG, &p->standardize, "", "StandardScaler fitted on the training split", 1, 0},
+        {"reconstruct", ARG_FLAG, &p->reconstruct, "", "targets = inputs (autoencoder; use --loss mse)", 1, 0},
         {"data-seed", ARG_U64, &p->data_seed, "S", "seed of data generation and splits (default 0)", 1, 0},
         {"model", ARG_STR, &p->model, "SPEC", "mlp:IN-H1-...-OUT (default mlp:2-64-1), a layer list, or a preset (docs/models.md)", 1, 0},
         {"act", ARG_STR, &o->act, "A", "hidden activation: relu, tanh, sigmoid, none (default relu)", 1, 0},

@@ -1,4 +1,5 @@
-/* Datasets as owned float arrays, with subsets and the seeded train/test split. */
+/* Datasets as owned float arrays, with subsets, reconstruction pairs and the seeded train/test
+ * split. */
 #include "curvopt.h"
 
 #include <math.h>
@@ -55,6 +56,18 @@ co_dataset *co_dataset_subset(const co_dataset *d, const int *idx, int n, co_err
         memcpy(s->y + (size_t)i * d->y_dim, d->y + (size_t)idx[i] * d->y_dim, (size_t)d->y_dim * sizeof(float));
     }
     return s;
+}
+
+co_dataset *co_dataset_reconstruction(const co_dataset *d, co_error *err)
+{
+    co_dataset *r = co_dataset_new(d->n, d->x_dim, d->x_dim, err);
+    if (!r) return NULL;
+    r->c = d->c;
+    r->h = d->h;
+    r->w = d->w;
+    memcpy(r->x, d->x, (size_t)d->n * d->x_dim * sizeof(float));
+    memcpy(r->y, d->x, (size_t)d->n * d->x_dim * sizeof(float));
+    return r;
 }
 
 co_status co_dataset_split(const co_dataset *d, double test_frac, uint64_t seed, co_dataset **train,

@@ -12,6 +12,9 @@ typedef struct co_reproduce_options {
      * ends); with resume, finished runs are read back and interrupted ones continue. */
     int checkpoint_every;
     int resume;
+    const char *data_dir; /* dataset files looked for here first (NULL: $CURVOPT_DATA_DIR, defaults) */
+    int full; /* the paper's whole schedule and data where a protocol defaults to a shorter one */
+    int tune; /* run the paper's hyperparameter grids on a validation split instead of its chosen values */
 } co_reproduce_options;
 
 typedef struct co_experiment {
@@ -28,5 +31,6 @@ co_status co_reproduce_da_rmsprop(const char *dir, const co_reproduce_options *o
 co_status co_reproduce_lama_adam(const char *dir, const co_reproduce_options *o, co_error *err);
 co_status co_reproduce_moons_all(const char *dir, const co_reproduce_options *o, co_error *err);
 co_status co_reproduce_quasi_adam(const char *dir, const co_reproduce_options *o, co_error *err);
+co_status co_reproduce_tso_alra(const char *dir, const co_reproduce_options *o, co_error *err);
 
 #endif

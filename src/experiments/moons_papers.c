@@ -111,14 +111,6 @@ static void write_results_json(FILE *f, const study *s, const study_result *r)
     fprintf(f, "\n  ]");
 }
 
-/* "a > b" with the difference beyond two standard errors (Welch). */
-static int clearly_greater(const double *a, int na, const double *b, int nb)
-{
-    double ma = study_mean(a, na), mb = study_mean(b, nb), sa = study_std(a, na), sb = study_std(b, nb);
-    double se = sqrt(sa * sa / na + sb * sb / nb);
-    return ma - mb > 2 * se && ma > mb;
-}
-
 static int find_entry(const study *s, const char *opt)
 {
     for (int i = 0; i < s->nentries; i++)
@@ -271,7 +263,8 @@ co_status co_reproduce_da_rmsprop(const char *dir, const co_reproduce_options *o
         double md_ = study_mean(D->acc, D->nseeds), ma = study_mean(A->acc, A->nseeds), mr = study_mean(R->acc, R->nseeds);
         snprintf(meas, sizeof meas, "DA-RMSprop %.4f, AdamW %.4f, RMSprop %.4f", md_, ma, mr);
         claim(&c, "DA-RMSprop has the highest test accuracy (beyond 2 standard errors)", "0.885 vs 0.770 / 0.752", meas,
-              clearly_greater(D->acc, D->nseeds, A->acc, A->nseeds) && clearly_greater(D->acc, D->nseeds, R->acc, R->nseeds));
+              study_clearly_greater(D->acc, D->nseeds, A->acc, A->nseeds) &&
+                  study_clearly_greater(D->acc, D->nseeds, R->acc, R->nseeds));
         double gain = md_ / ma - 1, se = sqrt(pow(study_std(D->acc, D->nseeds), 2) / D->nseeds +
                                               pow(study_std(A->acc, A->nseeds), 2) / A->nseeds) / ma;
         snprintf(meas, sizeof meas, "%+.1f%% ± %.1f%% (2 s.e.)", 100 * gain, 200 * se);
@@ -435,7 +428,7 @@ co_status co_reproduce_lama_adam(const char *dir, const co_reproduce_options *o,
         snprintf(meas, sizeof meas, "Adam %.4f ± %.4f, LAMA-Adam %.4f ± %.4f (mean ± std)", study_mean(rn[0].acc, rn[0].nseeds),
                  study_std(rn[0].acc, rn[0].nseeds), study_mean(rn[1].acc, rn[1].nseeds), study_std(rn[1].acc, rn[1].nseeds));
         claim(&c, "over seeds: LAMA-Adam test accuracy above Adam's beyond 2 s.e.", "+1.34 points (one run)", meas,
-              clearly_greater(rn[1].acc, rn[1].nseeds, rn[0].acc, rn[0].nseeds));
+              study_clearly_greater(rn[1].acc, rn[1].nseeds, rn[0].acc, rn[0].nseeds));
         snprintf(meas, sizeof meas, "Adam %.4f, LAMA-Adam %.4f", r1[0].loss_at[0], r1[1].loss_at[0]);
         char text[160];
         /* The paper's gap is about 5%; a difference in the fifth digit is not that claim. */
@@ -451,7 +444,7 @@ co_status co_reproduce_lama_adam(const char *dir, const co_reproduce_options *o,
                  -study_mean(l, rn[1].nseeds));
         snprintf(text, sizeof text, "over seeds: training loss at epoch %d lower with LAMA-Adam beyond 2 s.e.",
                  many.report_epoch);
-        claim(&c, text, "~0.39 vs ~0.37 (one run)", meas, clearly_greater(l, rn[1].nseeds, a, rn[0].nseeds));
+        claim(&c, text, "~0.39 vs ~0.37 (one run)", meas, study_clearly_greater(l, rn[1].nseeds, a, rn[0].nseeds));
         if (tr->have) {
             int higher = 0;
             double m1 = 0, m2 = 0;

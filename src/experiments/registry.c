@@ -7,7 +7,9 @@ static const co_experiment experiments[] = {
     {"da-rmsprop", "DA-RMSprop vs RMSprop vs AdamW on make_moons (paper 000, §4)", co_reproduce_da_rmsprop},
     {"lama-adam", "LAMA-Adam vs Adam on make_moons (paper 002, §3-4)", co_reproduce_lama_adam},
     {"moons-all", "every optimizer on the DA-RMSprop protocol, same tuning budget", co_reproduce_moons_all},
-    {"quasi-adam", "Quasi-Adam vs Adam, MNIST / Fashion-MNIST classifier (paper 003, Exp. I-II)", co_reproduce_quasi_adam},
+    {"quasi-adam", "Quasi-Adam vs Adam: classifiers, ResNet34/SVHN if present, autoencoders (paper 003, Exp. I-V)",
+     co_reproduce_quasi_adam},
+    {"tso-alra", "TSO-ALRA vs SGD, Adam, AMSGrad: test loss per epoch, AlexNet/VGG (paper 004, §V)", co_reproduce_tso_alra},
 };
 
 int co_experiment_count(void) { return (int)(sizeof experiments / sizeof experiments[0]); }

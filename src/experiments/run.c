@@ -97,6 +97,39 @@ static co_status build_data(const co_run_spec *s, co_run *run, co_error *err)
         if (run->val) co_scaler_apply(&sc, run->val);
         co_scaler_free(&sc);
     }
+    /* Last, so that the targets are the inputs exactly as the model sees them. */
+    if (s->reconstruct) {
+        co_dataset **parts[3] = {&run->train, &run->test, &run->val};
+        for (int i = 0; i < 3; i++) {
+            if (!*parts[i]) continue;
+            co_dataset *r = co_dataset_reconstruction(*parts[i], err);
+            if (!r) return err->code;
+            co_dataset_free(*parts[i]);
+            *parts[i] = r;
+        }
+    }
+    return CO_OK;
+}
+
+/* The loss reads batch x out values of y (one class index for cross-entropy): a model whose
+ * output does not match the targets would read past them. */
+static co_status check_targets(const co_run_spec *s, const co_model *m, const co_dataset *d, co_error *err)
+{
+    int out = co_model_out_size(m);
+    const char *kind = s->reconstruct ? " (reconstruction)" : "";
+    if (s->loss == CO_LOSS_CROSS_ENTROPY) {
+        if (d->y_dim != 1)
+            return co_error_set(err, CO_EINVAL,
+                                "loss cross-entropy takes one class index per sample, dataset %s%s has %d targets",
+                                s->data, kind, d->y_dim);
+        if (d->nclasses > out)
+            return co_error_set(err, CO_EINVAL, "model %s has %d outputs, dataset %s has %d classes", s->model, out,
+                                s->data, d->nclasses);
+    } else if (out != d->y_dim) {
+        return co_error_set(err, CO_EINVAL,
+                            "model %s has %d outputs, loss %s needs one per target: dataset %s%s has %d", s->model, out,
+                            co_loss_name(s->loss), s->data, kind, d->y_dim);
+    }
     return CO_OK;
 }
 
@@ -121,15 +154,17 @@ co_status co_run_prepare(const co_run_spec *s, co_run *run, co_error *err)
                           co_model_in_size(run->model), s->data, run->train->x_dim);
         goto fail;
     }
+    if ((st = check_targets(s, run->model, run->train, err))) goto fail;
     co_model_init(run->model, s->seed);
     int ng = co_model_ngroups(run->model);
-    co_group groups[64];
-    if (ng > 64) {
-        st = co_error_set(err, CO_EINVAL, "model has %d parameter groups (max 64)", ng);
+    co_group *groups = calloc((size_t)ng, sizeof *groups); /* ResNet34 has 73 */
+    if (!groups) {
+        st = co_error_set(err, CO_ENOMEM, "out of memory");
         goto fail;
     }
     co_model_groups(run->model, groups);
     run->opt = co_optim_new(s->opt, groups, ng, s->hparams, s->seed, err);
+    free(groups);
     if (!run->opt) {
         st = err->code;
         goto fail;
@@ -174,9 +209,9 @@ static co_status write_json(const co_run *run, const co_train_result *res, const
     }
     fprintf(f, "},\n  \"clip_norm\": %g,\n  \"schedule\": \"%s\",\n", s->clip, s->schedule);
     fprintf(f, "  \"data\": {\"name\": \"%s\", \"n\": %d, \"noise\": %g, \"test_frac\": %g, \"val_frac\": %g, "
-               "\"standardize\": %d, \"seed\": %llu, \"train\": %d, \"test\": %d},\n",
-            s->data, s->n, s->noise, s->test_frac, s->val_frac, s->standardize, (unsigned long long)s->data_seed,
-            run->train->n, run->test->n);
+               "\"standardize\": %d, \"reconstruct\": %d, \"seed\": %llu, \"train\": %d, \"test\": %d},\n",
+            s->data, s->n, s->noise, s->test_frac, s->val_frac, s->standardize, s->reconstruct,
+            (unsigned long long)s->data_seed, run->train->n, run->test->n);
     fprintf(f, "  \"model\": {\"spec\": \"%s\", \"layers\": \"%s\", \"params\": %zu, \"loss\": \"%s\"},\n", s->model,
             desc, co_model_param_count(run->model), co_loss_name(s->loss));
     fprintf(f, "  \"epochs\": %d, \"batch\": %d, \"seed\": %llu, \"steps\": %llu,\n", s->epochs, s->batch,

@@ -15,6 +15,7 @@ typedef struct co_run_spec {
     double test_frac;
     double val_frac; /* carved from the training split; 0: none */
     int standardize; /* StandardScaler fitted on the training split */
+    int reconstruct; /* targets = inputs (autoencoders): every split becomes (x, x), nclasses 0 */
     uint64_t data_seed; /* data generation and splits: the same for every optimizer */
     const char *model;  /* "mlp:2-64-1" */
     co_act hidden, output;

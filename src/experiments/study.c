@@ -23,6 +23,18 @@ double study_std(const double *x, int n)
     return sqrt(s / (n - 1));
 }
 
+double study_diff_se(const double *a, int na, const double *b, int nb)
+{
+    double sa = study_std(a, na), sb = study_std(b, nb);
+    return sqrt(sa * sa / na + sb * sb / nb);
+}
+
+int study_clearly_greater(const double *a, int na, const double *b, int nb)
+{
+    double ma = study_mean(a, na), mb = study_mean(b, nb);
+    return ma - mb > 2 * study_diff_se(a, na, b, nb) && ma > mb;
+}
+
 double study_e80_mean(const study_result *r, int *reached)
 {
     double s = 0;
@@ -61,14 +73,14 @@ static void on_epoch(const co_epoch_stats *st, void *ctx)
     if (h->s->hook) h->s->hook(h->opt, st, h->entry, h->seed_index, h->s->hook_ctx);
 }
 
-/* Mean validation accuracy and loss of one learning rate over the tuning seeds. */
-static co_status tune_point(const study *s, const study_entry *e, double lr, double *acc, double *loss, co_error *err)
+co_status study_validate(const study *s, const char *opt, double lr, const char *hparams, double *acc, double *loss,
+                         co_error *err)
 {
     double a = 0, l = 0;
     for (int t = 0; t < s->tune_seeds; t++) {
         co_run_spec spec = s->base;
-        spec.opt = e->opt;
-        spec.hparams = e->hparams;
+        spec.opt = opt;
+        spec.hparams = hparams;
         spec.lr = lr;
         spec.val_frac = s->val_frac;
         spec.seed = s->seed0 + 1000 + (uint64_t)t;
@@ -177,7 +189,8 @@ static co_status run_entry(const study *s, int ei, const char *dir, study_result
     if (!(e->fixed_lr > 0)) {
         int best = -1;
         for (int g = 0; g < s->ngrid; g++) {
-            if ((st = tune_point(s, e, s->grid[g], &r->grid_val_acc[g], &r->grid_val_loss[g], err))) return st;
+            st = study_validate(s, e->opt, s->grid[g], e->hparams, &r->grid_val_acc[g], &r->grid_val_loss[g], err);
+            if (st) return st;
             if (best < 0 || r->grid_val_acc[g] > r->grid_val_acc[best] ||
                 (r->grid_val_acc[g] == r->grid_val_acc[best] && r->grid_val_loss[g] < r->grid_val_loss[best]))
                 best = g;
@@ -204,7 +217,7 @@ static co_status run_entry(const study *s, int ei, const char *dir, study_result
         co_train_result res;
         if ((st = co_run_prepare(&spec, &run, err))) goto done;
         hook_ctx hc = {s, run.opt, ei, k};
-        run.cfg.eval_train_acc = 1;
+        run.cfg.eval_train_acc = !s->no_train_acc;
         char ckpt[4300];
         if (s->checkpoint) {
             snprintf(ckpt, sizeof ckpt, "%s/checkpoint.ckpt", rdir);
@@ -231,21 +244,41 @@ static co_status run_entry(const study *s, int ei, const char *dir, study_result
                             : NAN;
         r->seconds += res.seconds;
         hist[k] = res.history; /* kept for the curves */
+        r->history_epochs[k] = res.epochs_run;
         co_run_free(&run);
     }
     st = write_curves(dir, e->opt, hist, s->seeds, epochs, err);
-    if (verbose)
-        fprintf(stderr, "  %-12s lr %-8g test acc %.4f ± %.4f  (%.1f s)\n", e->opt, r->lr, study_mean(r->acc, r->nseeds),
-                study_std(r->acc, r->nseeds), r->seconds);
+    if (st == CO_OK && s->keep_history)
+        for (int k = 0; k < s->seeds; k++) {
+            r->history[k] = hist[k];
+            hist[k] = NULL;
+        }
+    if (verbose) {
+        int acc = !isnan(study_mean(r->acc, r->nseeds));
+        const double *v = acc ? r->acc : r->test_loss;
+        fprintf(stderr, "  %-12s lr %-8g test %s %.4f ± %.4f  (%.1f s)\n", e->opt, r->lr, acc ? "acc" : "loss",
+                study_mean(v, r->nseeds), study_std(v, r->nseeds), r->seconds);
+    }
 done:
     for (int k = 0; k < s->seeds; k++) free(hist[k]);
     return st;
+}
+
+void study_result_free(study_result *r, int n)
+{
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < STUDY_MAX_SEEDS; k++) {
+            free(r[i].history[k]);
+            r[i].history[k] = NULL;
+        }
 }
 
 co_status study_run(const study *s, const char *dir, study_result *results, int verbose, co_error *err)
 {
     if (s->seeds < 1 || s->seeds > STUDY_MAX_SEEDS)
         return co_error_set(err, CO_EINVAL, "%d seeds (expected 1..%d)", s->seeds, STUDY_MAX_SEEDS);
+    /* Zeroed first so that study_result_free is safe after an early return. */
+    memset(results, 0, (size_t)s->nentries * sizeof *results);
     if (make_dir(dir) != 0) return co_error_set(err, CO_EIO, "%s: cannot create: %s", dir, strerror(errno));
     for (int i = 0; i < s->nentries; i++) {
         co_status st = run_entry(s, i, dir, &results[i], verbose, err);

@@ -27,6 +27,10 @@ typedef struct study_result {
     double loss_at[STUDY_MAX_SEEDS]; /* training loss at the study's report_epoch */
     double seconds;
     char failure[600]; /* non-empty when a run failed */
+    /* With study.keep_history: each seed's per-epoch statistics (owned, study_result_free),
+     * restored ones included when a run resumed from its checkpoint. */
+    co_epoch_stats *history[STUDY_MAX_SEEDS];
+    int history_epochs[STUDY_MAX_SEEDS];
 } study_result;
 
 typedef void (*study_epoch_hook)(co_optim *opt, const co_epoch_stats *s, int entry, int seed_index, void *ctx);
@@ -45,6 +49,8 @@ typedef struct study {
     int checkpoint;       /* keep a checkpoint in each seed's run folder */
     int checkpoint_every; /* and write it every N steps too */
     int resume;           /* continue from those checkpoints */
+    int no_train_acc;     /* skip the per-epoch training-accuracy pass (a forward pass over the training split) */
+    int keep_history;     /* keep every seed's per-epoch statistics in study_result.history */
     study_entry entries[STUDY_MAX_ENTRIES];
     int nentries;
     study_epoch_hook hook;
@@ -55,8 +61,21 @@ typedef struct study {
  * DIR/curves_<opt>.csv (per-epoch mean and mean±std over seeds) and boundary files. */
 co_status study_run(const study *s, const char *dir, study_result *results, int verbose, co_error *err);
 
+void study_result_free(study_result *r, int n);
+
+/* Mean validation accuracy and loss over s->tune_seeds of one configuration trained on the
+ * training split less s->val_frac (a diverging run scores accuracy 0, loss +inf): the lr grid
+ * uses it, and protocols that tune more than the learning rate call it themselves. */
+co_status study_validate(const study *s, const char *opt, double lr, const char *hparams, double *acc, double *loss,
+                         co_error *err);
+
 double study_mean(const double *x, int n);
 double study_std(const double *x, int n); /* sample standard deviation (n-1) */
+/* Standard error of mean(a) - mean(b) (Welch); 0 with one value on each side. */
+double study_diff_se(const double *a, int na, const double *b, int nb);
+/* mean(a) > mean(b) by more than two standard errors of the difference (any margin when
+ * there is one value on each side: nothing to estimate the noise from). */
+int study_clearly_greater(const double *a, int na, const double *b, int nb);
 /* Mean over the seeds that reached 80%, and how many did. */
 double study_e80_mean(const study_result *r, int *reached);
 

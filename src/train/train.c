@@ -76,8 +76,10 @@ static void write_csv_row(FILE *csv, const co_epoch_stats *s)
 static void progress(int epoch, int epochs, const co_epoch_stats *s)
 {
     int width = 30, done = epochs ? epoch * width / epochs : width;
-    fprintf(stderr, "\r[%.*s%*s] %d/%d loss %.4f acc %.4f", done, "##############################", width - done, "",
-            epoch, epochs, s->train_loss, s->test_acc);
+    fprintf(stderr, "\r[%.*s%*s] %d/%d loss %.4f", done, "##############################", width - done, "", epoch,
+            epochs, s->train_loss);
+    if (isnan(s->test_acc)) fprintf(stderr, " test loss %.4f", s->test_loss);
+    else fprintf(stderr, " acc %.4f", s->test_acc);
     if (epoch == epochs) fputc('\n', stderr);
     fflush(stderr);
 }
@@ -187,7 +189,10 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
         s->train_acc = NAN;
         if ((st = co_evaluate(m, test, cfg->loss, 256, &s->test_loss, &s->test_acc, err))) goto done;
         if (cfg->val && (st = co_evaluate(m, cfg->val, cfg->loss, 256, &s->val_loss, NULL, err))) goto done;
-        if (cfg->eval_train_acc && (st = co_evaluate(m, train, cfg->loss, 256, NULL, &s->train_acc, err))) goto done;
+        /* A task without a test accuracy (reconstruction, regression) has no training one either. */
+        if (cfg->eval_train_acc && !isnan(s->test_acc) &&
+            (st = co_evaluate(m, train, cfg->loss, 256, NULL, &s->train_acc, err)))
+            goto done;
         s->lr_scale = co_optim_lr_scale(opt);
         s->seconds = now_seconds() - te;
         if ((st = co_optim_epoch_end(opt, epoch + 1, s->val_loss, err))) goto done;
