@@ -167,14 +167,11 @@ co_layer *co_batchnorm2d_new(int c, int h, int w)
     b->running = co_falloc(2 * (size_t)c);
     b->mean = co_dalloc((size_t)c);
     b->invstd = co_dalloc((size_t)c);
-    for (int t = 0; t < 2; t++) {
-        l->param[t] = co_falloc(l->size[t]);
-        l->grad[t] = co_falloc(l->size[t]);
-    }
-    if (!b->running || !b->mean || !b->invstd || !l->param[0] || !l->param[1] || !l->grad[0] || !l->grad[1]) {
+    if (!b->running || !b->mean || !b->invstd) {
         co_layer_free(l);
         return NULL;
     }
+    if (!co_layer_alloc_params(l)) return NULL;
     bn_init(l, NULL);
     return l;
 }

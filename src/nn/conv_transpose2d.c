@@ -161,13 +161,5 @@ co_layer *co_conv_transpose2d_new(int in_c, int in_h, int in_w, int out_c, int k
     l->ntensors = bias ? 2 : 1;
     l->size[0] = (size_t)l->rows * l->cols;
     l->size[1] = bias ? (size_t)out_c : 0;
-    for (int t = 0; t < l->ntensors; t++) {
-        l->param[t] = co_falloc(l->size[t]);
-        l->grad[t] = co_falloc(l->size[t]);
-        if (!l->param[t] || !l->grad[t]) {
-            co_layer_free(l);
-            return NULL;
-        }
-    }
-    return l;
+    return co_layer_alloc_params(l);
 }

@@ -109,6 +109,9 @@ void co_col2im(float *dx, const float *dcol, int batch, int c, int h, int w, int
                int oh, int ow);
 co_layer *co_activation_new(co_act act, int size);
 void co_layer_free(co_layer *l);
+/* Allocates param[t] and grad[t] of size[t] floats for every tensor: l, or NULL after
+ * freeing l when memory runs out (the end of every constructor). */
+co_layer *co_layer_alloc_params(co_layer *l);
 
 /* One layer-spec token (docs/models.md) on a c x h x w input: the layer, or NULL when the
  * token or its geometry is invalid. */

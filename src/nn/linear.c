@@ -76,10 +76,15 @@ co_layer *co_linear_new(int in, int out)
     l->group_kind = CO_GROUP_LINEAR;
     l->rows = out;
     l->cols = in;
-    for (int k = 0; k < 2; k++) {
-        l->param[k] = co_falloc(l->size[k]);
-        l->grad[k] = co_falloc(l->size[k]);
-        if (!l->param[k] || !l->grad[k]) {
+    return co_layer_alloc_params(l);
+}
+
+co_layer *co_layer_alloc_params(co_layer *l)
+{
+    for (int t = 0; t < l->ntensors; t++) {
+        l->param[t] = co_falloc(l->size[t]);
+        l->grad[t] = co_falloc(l->size[t]);
+        if (!l->param[t] || !l->grad[t]) {
             co_layer_free(l);
             return NULL;
         }
