@@ -334,6 +334,9 @@ static void test_switch(void)
         co_optim_epoch_end(a.opt, e, NAN, NULL);
         co_optim_diagnostic(a.opt, "switched", &sw, 1);
         CHECK(sw == (e >= 3), "switch_epoch=3: switched=%g after epoch %d", sw, e);
+        /* Stage 2 is plain SGD: the training loop may stop capturing. */
+        int needs = co_optim_needs(a.opt);
+        CHECK(!!(needs & CO_NEEDS_CAPTURE) == (e < 3) && (needs & CO_NEEDS_EPOCH), "needs %d after epoch %d", needs, e);
     }
     rig_free(&a);
     /* Patience 2: losses 1.0, 0.9, 0.95, 0.96 -> two epochs without improvement after epoch 4. */

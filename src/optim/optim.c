@@ -104,7 +104,11 @@ double co_optim_get(const co_optim *o, int group, const char *name)
 }
 
 const co_optim_info *co_optim_info_of(const co_optim *o) { return o->info; }
-int co_optim_needs(const co_optim *o) { return o->info->ops->needs; }
+int co_optim_needs(const co_optim *o)
+{
+    const co_optim_ops *ops = o->info->ops;
+    return ops->needs_now ? ops->needs_now(o) & ops->needs : ops->needs;
+}
 uint64_t co_optim_steps(const co_optim *o) { return o->t; }
 void co_optim_set_lr_scale(co_optim *o, double s) { o->lr_scale = s; }
 double co_optim_lr_scale(const co_optim *o) { return o->lr_scale; }

@@ -27,6 +27,9 @@ struct co_optim_ops {
     /* Optional (CO_NEEDS_EPOCH). */
     co_status (*epoch_end)(co_optim *o, int epoch, double val_loss, co_error *err);
     int needs;
+    /* Optional: what the current state still needs (a subset of needs); TSO-ALRA's second
+     * stage is plain SGD and no longer reads captures. */
+    int (*needs_now)(const co_optim *o);
     /* Optional: named diagnostics (e.g. LAMA-Adam's "layer_trace"); returns the count
      * written to out (at most max), or -1 if the name is unknown. */
     int (*diagnostic)(const co_optim *o, const char *name, double *out, int max);

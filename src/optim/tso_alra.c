@@ -192,6 +192,12 @@ static void tso_visit(co_optim *o, co_state_visitor *v)
     v->blob(v, "refreshes", &s->refreshes, sizeof s->refreshes);
 }
 
+static int tso_needs_now(const co_optim *o)
+{
+    const tso_state *s = o->state;
+    return s->switched ? CO_NEEDS_EPOCH : CO_NEEDS_CAPTURE | CO_NEEDS_EPOCH;
+}
+
 static int tso_diagnostic(const co_optim *o, const char *name, double *out, int max)
 {
     const tso_state *s = o->state;
@@ -221,6 +227,7 @@ static const co_optim_ops tso_ops = {.init = tso_init,
                                      .free = tso_free,
                                      .epoch_end = tso_epoch_end,
                                      .needs = CO_NEEDS_CAPTURE | CO_NEEDS_EPOCH,
+                                     .needs_now = tso_needs_now,
                                      .diagnostic = tso_diagnostic};
 
 const co_optim_info co_info_tso_alra = {"tso-alra", "K-FAC Fisher^-1/2 preconditioning, then plain SGD (two stages)",

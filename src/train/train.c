@@ -106,7 +106,6 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
     }
     co_model_groups(m, groups);
     if ((st = co_loader_init(&loader, train, cfg->batch, 1, cfg->seed, err))) goto done;
-    co_model_set_capture(m, (co_optim_needs(opt) & CO_NEEDS_CAPTURE) != 0);
     if (cfg->csv_path) {
         csv = fopen(cfg->csv_path, "w");
         if (!csv) {
@@ -131,6 +130,9 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
         for (int e = 0; e < res->epochs_run; e++) write_csv_row(csv, &res->history[e]);
     double t0 = now_seconds();
     for (int epoch = pos.epoch; epoch < cfg->epochs; epoch++) {
+        /* Per epoch: a two-stage optimizer stops needing captures after a switch, and a
+         * convolution that is not asked for one skips the patch matrix. */
+        co_model_set_capture(m, (co_optim_needs(opt) & CO_NEEDS_CAPTURE) != 0);
         double te = now_seconds();
         /* The epoch's order is drawn from the shuffle stream as it stood before it, which is
          * what a checkpoint keeps; a resumed epoch re-draws the same order and skips ahead. */
