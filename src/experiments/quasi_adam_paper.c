@@ -178,14 +178,31 @@ static co_status one_run(const co_run_spec *spec, int eval_n, int every, curve *
     return st;
 }
 
+/* The table's fixed iteration counts (the figures' early phase, where the paper says the
+ * difference shows); a count the curve did not reach is left blank. */
+static const int table_iters[] = {25, 50, 100};
+#define NTABLE ((int)(sizeof table_iters / sizeof table_iters[0]))
+
+/* The accuracy evaluated at exactly iteration `it`, or NAN. */
+static double acc_at(const curve *c, int it)
+{
+    for (int i = 0; i < c->n; i++)
+        if (c->step[i] == (uint64_t)it) return c->acc[i];
+    return NAN;
+}
+
 static void acc_section(report *R, const acc_protocol *P)
 {
     fprintf(R->md,
             "%s\n\nModel %s, cross-entropy (the NLL of log-softmax), lr 1e-2 for both (the paper's), %d epoch(s), "
             "%d seed(s); test accuracy on the first %d test images every %d batch iterations.\n\n",
             P->heading, P->model_text, P->epochs, P->seeds, P->eval_n, P->every);
-    fprintf(R->md, "| setting | batch | optimizer | mean test accuracy over the curve | accuracy at the last "
-                   "iteration | final test accuracy (full test set) |\n|---|---|---|---|---|---|\n");
+    fprintf(R->md, "| setting | batch | optimizer |");
+    for (int i = 0; i < NTABLE; i++) fprintf(R->md, " accuracy at iteration %d |", table_iters[i]);
+    fprintf(R->md, " mean test accuracy over the curve | accuracy at the last iteration | final test accuracy (full "
+                   "test set) |\n|---|---|---|");
+    for (int i = 0; i < NTABLE; i++) fprintf(R->md, "---|");
+    fprintf(R->md, "---|---|---|\n");
 }
 
 /* Mean and band over seeds at each evaluated iteration, one CSV per optimizer. */
@@ -214,7 +231,7 @@ static co_status acc_experiment(report *R, const acc_protocol *P, co_error *err)
     co_status st;
     for (int si = 0; si < P->nsettings; si++) {
         const acc_setting *S = &P->settings[si];
-        double auc[2][MAX_SEEDS], last[2][MAX_SEEDS], final[2][MAX_SEEDS];
+        double auc[2][MAX_SEEDS], last[2][MAX_SEEDS], final[2][MAX_SEEDS], at[2][NTABLE][MAX_SEEDS];
         for (int oi = 0; oi < 2; oi++)
             for (int k = 0; k < seeds; k++) {
                 co_run_spec spec;
@@ -251,6 +268,7 @@ static co_status acc_experiment(report *R, const acc_protocol *P, co_error *err)
                 for (int i = 0; i < c->n; i++) s += c->acc[i];
                 auc[oi][k] = c->n ? s / c->n : NAN;
                 last[oi][k] = c->n ? c->acc[c->n - 1] : NAN;
+                for (int i = 0; i < NTABLE; i++) at[oi][i][k] = acc_at(c, table_iters[i]);
                 if (R->o->verbose)
                     fprintf(stderr, "  %s batch %d %-10s seed %d: curve mean %.4f, final %.4f\n", S->data, S->batch,
                             optims[oi], k, auc[oi][k], final[oi][k]);
@@ -262,14 +280,23 @@ static co_status acc_experiment(report *R, const acc_protocol *P, co_error *err)
             snprintf(csv[oi], sizeof csv[oi], "%s/%s_b%d_%s.csv", R->dir, S->data, S->batch, optims[oi]);
             if ((st = write_acc_csv(csv[oi], curves[oi], seeds, err))) return st;
             ser[oi] = (co_plot_series){csv[oi], 1, 2, optims[oi], 3, 4};
-            fprintf(R->md, "| %s | %d | %s | %.4f ± %.4f | %.4f ± %.4f | %.4f ± %.4f |\n", S->title, S->batch,
-                    optims[oi], study_mean(auc[oi], seeds), study_std(auc[oi], seeds), study_mean(last[oi], seeds),
+            fprintf(R->md, "| %s | %d | %s |", S->title, S->batch, optims[oi]);
+            for (int i = 0; i < NTABLE; i++) {
+                double m = study_mean(at[oi][i], seeds);
+                if (isnan(m)) fprintf(R->md, " |");
+                else fprintf(R->md, " %.4f ± %.4f |", m, study_std(at[oi][i], seeds));
+            }
+            fprintf(R->md, " %.4f ± %.4f | %.4f ± %.4f | %.4f ± %.4f |\n", study_mean(auc[oi], seeds), study_std(auc[oi], seeds), study_mean(last[oi], seeds),
                     study_std(last[oi], seeds), study_mean(final[oi], seeds), study_std(final[oi], seeds));
             fprintf(R->js,
                     "%s\n    {\"data\": \"%s\", \"model\": \"%s\", \"batch\": %d, \"optimizer\": \"%s\", "
                     "\"curve_mean\": ",
                     R->njson++ ? "," : "", S->data, P->model, S->batch, optims[oi]);
             co_json_array(R->js, auc[oi], seeds);
+            for (int i = 0; i < NTABLE; i++) {
+                fprintf(R->js, ", \"at_iteration_%d\": ", table_iters[i]);
+                co_json_array(R->js, at[oi][i], seeds);
+            }
             fprintf(R->js, ", \"last\": ");
             co_json_array(R->js, last[oi], seeds);
             fprintf(R->js, ", \"final_test_acc\": ");
