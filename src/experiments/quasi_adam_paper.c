@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #define MAX_POINTS 4096
-#define MAX_SEEDS 16
+#define MAX_SEEDS STUDY_MAX_SEEDS /* the CLI accepts up to this many */
 #define MAX_CLAIMS 16
 #define MAX_FIGURES 16
 #define AE_MAX_EPOCHS 64
@@ -86,7 +86,7 @@ static void plot_or_warn(co_status st, const co_error *err)
 static int seeds_of(const co_reproduce_options *o, int protocol)
 {
     int s = o->seeds > 0 ? o->seeds : o->quick ? 1 : protocol;
-    return s < MAX_SEEDS ? s : MAX_SEEDS;
+    return s < MAX_SEEDS ? s : MAX_SEEDS; /* only a library caller can ask for more */
 }
 
 /* Quasi-Adam's values q against Adam's a over n seeds; higher is better when sign > 0. */
