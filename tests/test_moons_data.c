@@ -263,7 +263,8 @@ static void test_schedules(void)
     const char *bad[] = {"wiggle",          "step:",     "step:10,x",     "step:10:2",          "step:0",
                          "step:10:0",       "step:10:",  "step:-3",       "cosine:2",           "cosine:-0.1",
                          "cosine:",         "cosinex",   "invsqrtx",      "constant+warmup:-1", "constant+foo",
-                         "constant+warmup:", "constant+warmup:3x", "constant:1"};
+                         "constant+warmup:", "constant+warmup:3x", "constant:1", "step:10,", "step:10,,20",
+                         "step: 10",        "step:+10",  "step:10,+20"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         co_error err = {0};
         CHECK(co_schedule_parse(&s, bad[i], 10, &err) == CO_EINVAL && err.msg[0], "'%s' accepted", bad[i]);

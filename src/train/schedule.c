@@ -2,6 +2,7 @@
  * set from them before each step, so resuming needs only the position. */
 #include "curvopt.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -63,7 +64,8 @@ co_status co_schedule_parse(co_schedule *s, const char *text, int total_epochs, 
             char *end;
             errno = 0;
             long e = strtol(p, &end, 10);
-            if (end == p || errno || e < 1 || e > 1000000)
+            /* strtol would also take a sign or spaces; a milestone is digits only. */
+            if (!isdigit((unsigned char)*p) || end == p || errno || e < 1 || e > 1000000)
                 return co_error_set(err, CO_EINVAL, "schedule '%s': milestones are epochs >= 1 joined by commas",
                                     text);
             if (s->nmilestones == CO_SCHED_MAX_MILESTONES)
@@ -71,7 +73,7 @@ co_status co_schedule_parse(co_schedule *s, const char *text, int total_epochs, 
                                     CO_SCHED_MAX_MILESTONES);
             s->milestones[s->nmilestones++] = (int)e;
             p = end;
-            if (*p == ',') p++;
+            if (*p == ',' && p[1]) p++;
             else if (*p) return co_error_set(err, CO_EINVAL, "schedule '%s': unexpected '%c'", text, *p);
         }
         if (s->nmilestones == 0) return co_error_set(err, CO_EINVAL, "schedule '%s': no milestones", text);
