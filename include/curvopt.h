@@ -223,7 +223,8 @@ typedef enum co_loss_kind {
     CO_LOSS_BCE_LOGITS = 0, /* sigmoid + binary cross-entropy on logits (stable form) */
     CO_LOSS_BCE,            /* binary cross-entropy on probabilities (torch.nn.BCELoss) */
     CO_LOSS_CROSS_ENTROPY,  /* softmax + cross-entropy; targets are class indices */
-    CO_LOSS_MSE
+    CO_LOSS_MSE,
+    CO_LOSS_NLL /* torch.nn.NLLLoss: the outputs are log-probabilities (a logsoftmax layer) */
 } co_loss_kind;
 
 typedef struct co_model co_model;

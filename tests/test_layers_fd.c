@@ -408,8 +408,41 @@ static void test_init(void)
     co_model_free(m);
 }
 
+/* torch's LogSoftmax + NLLLoss: the loss is minus the mean log-probability of the labels,
+ * its gradient -1/B at the label; through the log-softmax backward the gradient at the
+ * logits equals cross-entropy's on the logits, and so does the loss. */
+static void test_nll_after_logsoftmax(void)
+{
+    enum { B = 5, D = 7 };
+    co_rng g;
+    co_rng_seed(&g, 31, CO_STREAM_INIT);
+    float z[B * D], y[B], lp[B * D], d_nll[B * D], d_lp[B * D], d_ce[B * D];
+    for (int i = 0; i < B * D; i++) z[i] = (float)(4 * co_rng_uniform(&g) - 2);
+    for (int b = 0; b < B; b++) y[b] = (float)co_rng_below(&g, D);
+    co_layer *l = co_logsoftmax_new(D);
+    CHECK(l != NULL, "logsoftmax layer");
+    l->ops->forward(l, z, lp, B, 1);
+    double nll = co_loss(CO_LOSS_NLL, lp, y, B, D, d_nll);
+    double by_hand = 0;
+    for (int b = 0; b < B; b++) by_hand -= (double)lp[b * D + (int)y[b]] / B;
+    CHECK(fabs(nll - by_hand) < 1e-12, "NLL %.9g vs %.9g", nll, by_hand);
+    int bad = 0;
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < D; j++) bad += d_nll[b * D + j] != (j == (int)y[b] ? -1.0f / B : 0.0f);
+    CHECK(bad == 0, "NLL gradient off at %d places", bad);
+    l->ops->backward(l, z, lp, d_nll, d_lp, B);
+    double ce = co_loss(CO_LOSS_CROSS_ENTROPY, z, y, B, D, d_ce);
+    CHECK(fabs(nll - ce) < 1e-6, "logsoftmax + NLL %.9g vs cross-entropy %.9g", nll, ce);
+    double worst = 0;
+    for (int i = 0; i < B * D; i++) worst = fmax(worst, fabs((double)d_lp[i] - d_ce[i]));
+    CHECK(worst < 1e-7, "gradients at the logits differ by %.3g", worst);
+    CHECK(co_correct(CO_LOSS_NLL, lp, y, B, D) == co_correct(CO_LOSS_CROSS_ENTROPY, z, y, B, D), "accuracy");
+    co_layer_free(l);
+}
+
 int main(void)
 {
+    test_nll_after_logsoftmax();
     test_linear();
     test_activations();
     test_losses();

@@ -27,7 +27,7 @@ void run_options_specs(run_options *o, arg_spec *s)
         {"model", ARG_STR, &p->model, "SPEC", "mlp:IN-H1-...-OUT (default mlp:2-64-1), a layer list, or a preset (docs/models.md)", 1, 0},
         {"act", ARG_STR, &o->act, "A", "hidden activation: relu, tanh, sigmoid, none (default relu)", 1, 0},
         {"out-act", ARG_STR, &o->out_act, "A", "output activation (default none: logits)", 1, 0},
-        {"loss", ARG_STR, &o->loss, "L", "bce-logits, bce, cross-entropy, mse (default bce-logits)", 1, 0},
+        {"loss", ARG_STR, &o->loss, "L", "bce-logits, bce, cross-entropy, mse, nll (after logsoftmax) (default bce-logits)", 1, 0},
         {"opt", ARG_STR, &p->opt, "NAME", "optimizer (see curvopt list)", 1, 0},
         {"lr", ARG_DOUBLE, &p->lr, "LR", "learning rate (default: the optimizer's)", 0, 1e3},
         {"hp", ARG_STR, &p->hparams, "K=V,...", "optimizer hyperparameters (see curvopt list)", 1, 0},

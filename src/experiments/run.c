@@ -35,19 +35,20 @@ co_status co_parse_act(const char *s, co_act *out, co_error *err)
     return co_error_set(err, CO_EINVAL, "unknown activation '%s' (none, relu, sigmoid, tanh)", s);
 }
 
-static const char *loss_names[] = {"bce-logits", "bce", "cross-entropy", "mse"};
+static const char *loss_names[] = {"bce-logits", "bce", "cross-entropy", "mse", "nll"};
+#define NLOSSES ((int)(sizeof loss_names / sizeof loss_names[0]))
 
 co_status co_parse_loss(const char *s, co_loss_kind *out, co_error *err)
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < NLOSSES; i++)
         if (strcmp(s, loss_names[i]) == 0) {
             *out = (co_loss_kind)i;
             return CO_OK;
         }
-    return co_error_set(err, CO_EINVAL, "unknown loss '%s' (bce-logits, bce, cross-entropy, mse)", s);
+    return co_error_set(err, CO_EINVAL, "unknown loss '%s' (bce-logits, bce, cross-entropy, mse, nll)", s);
 }
 
-const char *co_loss_name(co_loss_kind k) { return (unsigned)k < 4 ? loss_names[k] : "?"; }
+const char *co_loss_name(co_loss_kind k) { return (int)k >= 0 && (int)k < NLOSSES ? loss_names[k] : "?"; }
 
 /* Keeps the first n samples (a prefix: the files' own order). */
 static co_status truncate_to(co_dataset **d, int n, co_error *err)
@@ -117,11 +118,10 @@ static co_status check_targets(const co_run_spec *s, const co_model *m, const co
 {
     int out = co_model_out_size(m);
     const char *kind = s->reconstruct ? " (reconstruction)" : "";
-    if (s->loss == CO_LOSS_CROSS_ENTROPY) {
+    if (s->loss == CO_LOSS_CROSS_ENTROPY || s->loss == CO_LOSS_NLL) {
         if (d->y_dim != 1)
-            return co_error_set(err, CO_EINVAL,
-                                "loss cross-entropy takes one class index per sample, dataset %s%s has %d targets",
-                                s->data, kind, d->y_dim);
+            return co_error_set(err, CO_EINVAL, "loss %s takes one class index per sample, dataset %s%s has %d targets",
+                                co_loss_name(s->loss), s->data, kind, d->y_dim);
         if (d->nclasses > out)
             return co_error_set(err, CO_EINVAL, "model %s has %d outputs, dataset %s has %d classes", s->model, out,
                                 s->data, d->nclasses);

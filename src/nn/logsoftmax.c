@@ -1,6 +1,6 @@
-/* log-softmax over each sample's features. Followed by the cross-entropy loss it is the
- * negative log-likelihood: log-softmax is idempotent, so CO_LOSS_CROSS_ENTROPY on these
- * outputs is torch's NLLLoss on them, value and gradient. */
+/* log-softmax over each sample's features, for CO_LOSS_NLL (torch's LogSoftmax + NLLLoss).
+ * Cross-entropy on these outputs gives the same loss and the same gradient at the logits
+ * (log-softmax is idempotent), though not at the layer's output. */
 #include "layers.h"
 
 #include <math.h>

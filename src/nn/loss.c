@@ -47,6 +47,15 @@ double co_loss(co_loss_kind kind, const float *out, const float *y, int batch, i
                     dout[(size_t)b * dim + j] = (float)((exp(z[j] - lse) - (j == label)) / (double)batch);
         }
         return total / (double)batch;
+    case CO_LOSS_NLL:
+        for (int b = 0; b < batch; b++) {
+            int label = (int)y[b];
+            int ok = label >= 0 && label < dim;
+            total -= ok ? out[(size_t)b * dim + label] : 0.0;
+            if (dout)
+                for (int j = 0; j < dim; j++) dout[(size_t)b * dim + j] = j == label ? (float)(-1.0 / batch) : 0.0f;
+        }
+        return total / (double)batch;
     case CO_LOSS_MSE:
         for (size_t i = 0; i < n; i++) {
             double d = (double)out[i] - y[i];
@@ -66,6 +75,7 @@ int co_correct(co_loss_kind kind, const float *out, const float *y, int batch, i
         switch (kind) {
         case CO_LOSS_BCE_LOGITS: c += (z[0] > 0.0f) == (y[b] > 0.5f); break;
         case CO_LOSS_BCE: c += (z[0] > 0.5f) == (y[b] > 0.5f); break;
+        case CO_LOSS_NLL:
         case CO_LOSS_CROSS_ENTROPY: {
             int best = 0;
             for (int j = 1; j < dim; j++)
