@@ -113,16 +113,6 @@ static double compare(const char *what, const golden_case *c, const float *a, co
     return worst;
 }
 
-static int leaves(co_layer *l, co_layer **out, int n)
-{
-    if (l->nsub == 0) {
-        out[n++] = l;
-        return n;
-    }
-    for (int i = 0; i < l->nsub; i++) n = leaves(l->sub[i], out, n);
-    return n;
-}
-
 static double worst_seen;
 
 static void note(double w)
@@ -139,7 +129,8 @@ static void run_layer(golden_case *c, int capture)
     CHECK(l != NULL, "%s on %dx%dx%d not built", c->token, c->c, c->h, c->w);
     if (!l) return;
     co_layer *leaf[64];
-    int nl = leaves(l, leaf, 0), t = 0;
+    int nl = co_layer_leaves(l, leaf, 64), t = 0;
+    CHECK(nl > 0, "%s: leaves", c->token);
     size_t soff = 0;
     for (int i = 0; i < nl; i++) {
         leaf[i]->capture = leaf[i]->gemm_only = capture;

@@ -179,16 +179,6 @@ static void ref_res(const gc_case *c, const double *x, double *const *p, const d
     for (int i = 0; i < n; i++) y[i] = fmax(t3[i] + t2[i], 0);
 }
 
-static int leaves(co_layer *l, co_layer **out, int n)
-{
-    if (l->nsub == 0) {
-        out[n++] = l;
-        return n;
-    }
-    for (int i = 0; i < l->nsub; i++) n = leaves(l->sub[i], out, n);
-    return n;
-}
-
 static double objective(const gc_case *c, const double *x, double *const *p, const double *st, const double *r, double *y,
                         int ny)
 {
@@ -206,7 +196,8 @@ static void check_case(const gc_case *c, uint64_t seed)
     co_rng g;
     co_rng_seed(&g, seed, 1);
     co_layer *leaf[16];
-    int nl = leaves(l, leaf, 0), nt = 0;
+    int nl = co_layer_leaves(l, leaf, 16), nt = 0;
+    CHECK(nl > 0, "%s: leaves", c->token);
     double *p[MAXT];
     float *grad[MAXT];
     size_t psize[MAXT];

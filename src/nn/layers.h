@@ -112,6 +112,9 @@ void co_layer_free(co_layer *l);
 /* Allocates param[t] and grad[t] of size[t] floats for every tensor: l, or NULL after
  * freeing l when memory runs out (the end of every constructor). */
 co_layer *co_layer_alloc_params(co_layer *l);
+/* The layers that hold parameters and state, in order: l itself, or a composite layer's
+ * sub-layers flattened. Writes them to out and returns the count, or -1 past max. */
+int co_layer_leaves(co_layer *l, co_layer **out, int max);
 
 /* One layer-spec token (docs/models.md) on a c x h x w input: the layer, or NULL when the
  * token or its geometry is invalid. */

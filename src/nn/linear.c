@@ -92,6 +92,22 @@ co_layer *co_layer_alloc_params(co_layer *l)
     return l;
 }
 
+int co_layer_leaves(co_layer *l, co_layer **out, int max)
+{
+    if (l->nsub == 0) {
+        if (max < 1) return -1;
+        out[0] = l;
+        return 1;
+    }
+    int n = 0;
+    for (int i = 0; i < l->nsub; i++) {
+        int k = co_layer_leaves(l->sub[i], out + n, max - n);
+        if (k < 0) return -1;
+        n += k;
+    }
+    return n;
+}
+
 void co_layer_free(co_layer *l)
 {
     if (!l) return;

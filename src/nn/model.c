@@ -27,30 +27,20 @@ struct co_model {
     int capture;
 };
 
-static int add_leaves(co_model *m, co_layer *l, int top)
-{
-    if (l->nsub == 0) {
-        if (m->nleaves == MAX_LEAVES) return -1;
-        l->capture = m->capture;
-        m->leaf_top[m->nleaves] = top;
-        m->leaves[m->nleaves++] = l;
-        return 0;
-    }
-    for (int i = 0; i < l->nsub; i++)
-        if (add_leaves(m, l->sub[i], -1)) return -1;
-    return 0;
-}
-
 static co_status model_add(co_model *m, co_layer *l, co_error *err)
 {
     if (!l) return co_error_set(err, CO_ENOMEM, "out of memory building the model");
-    int leaves = m->nleaves;
-    if (m->nlayers == MAX_LAYERS || add_leaves(m, l, m->nlayers)) {
-        m->nleaves = leaves;
+    int n = m->nlayers == MAX_LAYERS ? -1 : co_layer_leaves(l, m->leaves + m->nleaves, MAX_LEAVES - m->nleaves);
+    if (n < 0) {
         co_layer_free(l);
         return co_error_set(err, CO_EINVAL, "model has more than %d layers or %d leaf layers", MAX_LAYERS,
                             MAX_LEAVES);
     }
+    for (int i = m->nleaves; i < m->nleaves + n; i++) {
+        m->leaves[i]->capture = m->capture;
+        m->leaf_top[i] = l->nsub ? -1 : m->nlayers;
+    }
+    m->nleaves += n;
     m->layers[m->nlayers++] = l;
     return CO_OK;
 }
