@@ -31,6 +31,27 @@ def moons(n, noise, gen):
     return x, y[perm].unsqueeze(1)
 
 
+def timed_steps(model, loss_fn, opt, batch_at, warmup, steps):
+    """Training steps on batch_at(s): wall seconds of each step after `warmup`, and the
+    process's CPU seconds per step over those steps."""
+    times = []
+    clock = time.perf_counter
+    cpu0 = 0.0
+    for s in range(warmup + steps):
+        if s == warmup:
+            cpu0 = time.process_time()
+        xb, yb = batch_at(s)
+        t0 = clock()
+        opt.zero_grad()
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        opt.step()
+        t1 = clock()
+        if s >= warmup:
+            times.append(t1 - t0)
+    return times, (time.process_time() - cpu0) / steps
+
+
 def bench_mlp(warmup=2000, steps=20000, batch=32):
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)
@@ -41,18 +62,8 @@ def bench_mlp(warmup=2000, steps=20000, batch=32):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     nb = x.shape[0] // batch
     batches = [(x[b * batch:(b + 1) * batch], y[b * batch:(b + 1) * batch]) for b in range(nb)]
-    times = []
-    clock = time.perf_counter
-    for s in range(warmup + steps):
-        xb, yb = batches[s % nb]
-        t0 = clock()
-        opt.zero_grad()
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        opt.step()
-        t1 = clock()
-        if s >= warmup:
-            times.append((t1 - t0) * 1e6)
+    times, _ = timed_steps(model, loss_fn, opt, lambda s: batches[s % nb], warmup, steps)
+    times = [t * 1e6 for t in times]
     med, mn = statistics.median(times), min(times)
     print(f"torch {torch.__version__}: mlp 2-64-1 batch {batch}, adam, 1 thread: "
           f"median {med:.1f} us, min {mn:.1f} us over {steps} steps", file=sys.stderr)
@@ -105,22 +116,8 @@ def bench_mnist(threads, batch=256, nbatch=16, warmup=30, steps=300):
     gen = torch.Generator().manual_seed(1)
     xs = torch.rand(nbatch, batch, 1, 28, 28, generator=gen)
     ys = torch.randint(0, 10, (nbatch, batch), generator=gen)
-    times = []
-    clock = time.perf_counter
-    cpu0 = 0.0
-    for s in range(warmup + steps):
-        if s == warmup:
-            cpu0 = time.process_time()
-        xb, yb = xs[s % nbatch], ys[s % nbatch]
-        t0 = clock()
-        opt.zero_grad()
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        opt.step()
-        t1 = clock()
-        if s >= warmup:
-            times.append(t1 - t0)
-    cpu_ms = (time.process_time() - cpu0) / steps * 1e3
+    times, cpu_s = timed_steps(model, loss_fn, opt, lambda s: (xs[s % nbatch], ys[s % nbatch]), warmup, steps)
+    cpu_ms = cpu_s * 1e3
     med, mn = statistics.median(times), min(times)
     print(f"torch {torch.__version__}: quasi-adam-mnist batch {batch}, adam, {threads} thread(s): "
           f"median step {med * 1e3:.3f} ms (min {mn * 1e3:.3f}), {batch / med:.0f} images/s "
