@@ -70,6 +70,11 @@ double co_rng_normal(co_rng *r);           /* standard normal (Box-Muller, one d
 uint64_t co_rng_below(co_rng *r, uint64_t n); /* uniform integer in [0, n), unbiased */
 void co_rng_shuffle(co_rng *r, int *idx, int n); /* Fisher-Yates */
 
+/* The BLAS curvopt computes with, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Zen
+ * MAX_THREADS=64, core Haswell": a run is bit-identical at any thread count for one value of
+ * this string on one machine (README, Determinism). */
+void co_blas_describe(char *buf, size_t len);
+
 /* ------------------------------------------------------------------ parameter groups */
 
 /* A group is one layer's tensors. Per-layer methods (DA-RMSprop, LAMA-Adam, TSO-ALRA)

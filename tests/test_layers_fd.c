@@ -26,7 +26,7 @@ static void ref_linear(double *y, const double *x, const double *w, const double
 /* L = sum(y * r) for a fixed random r, so dL/dy = r. */
 static double lin_objective(const double *x, const double *w, const double *b, const double *r, int B, int I, int O)
 {
-    double y[256], L = 0;
+    double y[512], L = 0;
     ref_linear(y, x, w, b, B, I, O);
     for (int k = 0; k < B * O; k++) L += y[k] * r[k];
     return L;
@@ -34,7 +34,7 @@ static double lin_objective(const double *x, const double *w, const double *b, c
 
 static void test_linear(void)
 {
-    enum { B = 5, I = 6, O = 4 };
+    enum { B = 70, I = 6, O = 4 }; /* three batch blocks, the last one partial */
     co_rng g;
     co_rng_seed(&g, 1, 1);
     double x[B * I], w[O * I], b[O], r[B * O];
@@ -51,7 +51,8 @@ static void test_linear(void)
     double y[B * O];
     ref_linear(y, x, w, b, B, I, O);
     for (int k = 0; k < B * O; k++) CHECK_CLOSE(yf[k], y[k], 1e-5, "linear forward");
-    co_linear_backward(dx, dw, db, rf, xf, wf, B, I, O);
+    float *work = malloc(co_linear_work(B, I, O) * sizeof(float) + 1);
+    co_linear_backward(dx, dw, db, rf, xf, wf, B, I, O, work);
     double *vars[3] = {x, w, b};
     float *grads[3] = {dx, dw, db};
     int sizes[3] = {B * I, O * I, O};
@@ -68,8 +69,9 @@ static void test_linear(void)
         }
     /* dx may be skipped (the first layer): the parameter gradients are unchanged. */
     float dw2[O * I], db2[O];
-    co_linear_backward(NULL, dw2, db2, rf, xf, wf, B, I, O);
+    co_linear_backward(NULL, dw2, db2, rf, xf, wf, B, I, O, work);
     CHECK(memcmp(dw, dw2, sizeof dw) == 0 && memcmp(db, db2, sizeof db) == 0, "dx=NULL changed dW/db");
+    free(work);
 }
 
 /* ---------------------------------------------------------------- activations */

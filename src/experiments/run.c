@@ -2,6 +2,7 @@
 #include "json.h"
 
 #include <errno.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -216,6 +217,9 @@ static co_status write_json(const co_run *run, const co_train_result *res, const
             desc, co_model_param_count(run->model), co_loss_name(s->loss));
     fprintf(f, "  \"epochs\": %d, \"batch\": %d, \"seed\": %llu, \"steps\": %llu,\n", s->epochs, s->batch,
             (unsigned long long)s->seed, (unsigned long long)co_optim_steps(run->opt));
+    char blas[256];
+    co_blas_describe(blas, sizeof blas);
+    fprintf(f, "  \"blas\": \"%s\", \"threads\": %d,\n", blas, omp_get_max_threads());
     fprintf(f, "  \"final_test_acc\": ");
     co_json_number(f, res->final_test_acc);
     fprintf(f, ", \"final_test_loss\": ");

@@ -1,6 +1,6 @@
 /* Conv2d, two ways.
  *
- * im2col + one SGEMM over the whole batch. The patch matrix (rows = sample x output
+ * im2col + SGEMM by batch blocks (core/blas.h). The patch matrix (rows = sample x output
  * position, columns = channel x ky x kx) and the per-position output gradients stay in the
  * layer after backward: they are exactly K-FAC's statistics for a convolution (KFC, Grosse
  * & Martens 2016), so TSO-ALRA reads them without copies.
@@ -22,8 +22,8 @@
 #include "layers.h"
 #include "conv_direct.h"
 #include "../core/alloc.h"
+#include "../core/blas.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -183,8 +183,7 @@ static void conv_fwd(co_layer *l, const float *x, float *y, int batch, int train
     }
     int P = l->out_h * l->out_w, K = l->cols, OC = l->out_c;
     /* rows = col W^T (+ b), then NCHW. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch * P, OC, K, 1.0f, c->col, K, l->param[0], K, 0.0f,
-                c->rows, OC);
+    co_gemm(0, 1, batch * P, OC, K, 1.0f, c->col, K, l->param[0], K, 0.0f, c->rows, OC, CO_BATCH_BLOCK * P);
     for (int s = 0; s < batch; s++)
         for (int o = 0; o < OC; o++) {
             float b = l->ntensors > 1 ? l->param[1][o] : 0.0f;
@@ -213,23 +212,18 @@ static void conv_bwd(co_layer *l, const float *x, const float *y, const float *d
         }
     c->have_grad = 1;
     if (c->direct) return;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, K, batch * P, 1.0f, c->rows, OC, c->col, K, 0.0f,
-                l->grad[0], K);
-    if (l->ntensors > 1) {
-        /* Straight from the NCHW gradient, in double: a float running sum over batch x
-         * positions terms would lose digits. */
-        for (int o = 0; o < OC; o++) {
-            double sum = 0;
-            for (int s = 0; s < batch; s++) {
-                const float *g = dy + ((size_t)s * OC + o) * P;
-                for (int p = 0; p < P; p++) sum += g[p];
-            }
-            l->grad[1][o] = (float)sum;
-        }
+    size_t wwork = co_gemm_ksum_work(OC, K, batch * P, CO_BATCH_BLOCK * P);
+    float *work = co_layer_work(l, wwork + co_bias_grad_work(batch, OC));
+    if (!work) { /* out of memory: the training loop's finiteness check stops the run */
+        for (int t = 0; t < l->ntensors; t++)
+            for (size_t i = 0; i < l->size[t]; i++) l->grad[t][i] = NAN;
+        return;
     }
+    co_gemm_ksum(1, 0, OC, K, batch * P, CO_BATCH_BLOCK * P, 1.0f, c->rows, OC, c->col, K, l->grad[0], work);
+    /* Straight from the NCHW gradient, each block in double. */
+    if (l->ntensors > 1) co_bias_grad(l->grad[1], dy, batch, OC, P, work + wwork);
     if (dx) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch * P, K, OC, 1.0f, c->rows, OC, l->param[0], K,
-                    0.0f, c->dcol, K);
+        co_gemm(0, 0, batch * P, K, OC, 1.0f, c->rows, OC, l->param[0], K, 0.0f, c->dcol, K, CO_BATCH_BLOCK * P);
         co_col2im(dx, c->dcol, batch, l->in_c, l->in_h, l->in_w, c->k, c->stride, c->pad, c->dil, l->out_h, l->out_w);
     }
 }

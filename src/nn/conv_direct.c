@@ -9,6 +9,7 @@
  * compile-time constant at its call (the switch statements), so the compiler unrolls the
  * loops over them. */
 #include "conv_direct.h"
+#include "../core/blas.h"
 
 /* The build is ISO C, where GCC does not contract a * b + c into one FMA; these kernels are
  * nothing but such sums, so they allow it (the same results whatever the thread count). */
@@ -26,6 +27,8 @@
 #include <string.h>
 
 #define L 16 /* samples per block: the vector width */
+_Static_assert(CO_BATCH_BLOCK % L == 0 && ((CO_BATCH_BLOCK / L) & (CO_BATCH_BLOCK / L - 1)) == 0,
+               "a batch block must be a power-of-two number of lane blocks for the trees to agree");
 /* GCC/Clang vector extensions: one AVX-512 register where the target has them, split by
  * the compiler otherwise. Block buffers are 64-byte aligned. */
 typedef float vec __attribute__((vector_size(L * sizeof(float))));
@@ -427,12 +430,9 @@ void co_direct_backward(const co_direct *d, const float *x, const float *w, cons
                 }
             }
     }
-    /* Blocks in order: the same sums whatever the number of threads. */
-#pragma omp parallel for schedule(static) if (stride * nblocks > 65536)
-    for (size_t j = 0; j < stride; j++) {
-        float s = 0;
-        for (int t = 0; t < nblocks; t++) s += partials[stride * t + j];
-        if (j < nw) dw[j] = s;
-        else if (db) db[j - nw] = s;
-    }
+    /* Blocks by the canonical tree (core/blas.h): two sixteen-sample blocks make one batch
+     * block, so the sums are those of any split of the batch into whole batch blocks. */
+    co_tree_sum(partials, partials + stride, stride, nblocks, stride);
+    memcpy(dw, partials, nw * sizeof(float));
+    if (db) memcpy(db, partials + nw, (size_t)d->OC * sizeof(float));
 }

@@ -4,9 +4,9 @@
  * then GEMMs). The weight keeps torch's IC x (OC k k) layout, which is exactly the matrix
  * those GEMMs need. */
 #include "layers.h"
+#include "../core/blas.h"
 #include "../core/alloc.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,8 +47,7 @@ static void convt_fwd(co_layer *l, const float *x, float *y, int batch, int trai
             float *dst = c->xrows + (size_t)s * P * IC + ch;
             for (int p = 0; p < P; p++) dst[(size_t)p * IC] = src[p];
         }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch * P, K, IC, 1.0f, c->xrows, IC, l->param[0], K, 0.0f,
-                c->col, K);
+    co_gemm(0, 0, batch * P, K, IC, 1.0f, c->xrows, IC, l->param[0], K, 0.0f, c->col, K, CO_BATCH_BLOCK * P);
     /* The output map plays the convolution's input, the input map its output. */
     co_col2im(y, c->col, batch, OC, l->out_h, l->out_w, c->k, c->stride, c->pad, c->dil, l->in_h, l->in_w);
     if (l->ntensors > 1)
@@ -67,23 +66,18 @@ static void convt_bwd(co_layer *l, const float *x, const float *y, const float *
     convt_impl *c = l->impl;
     int IC = l->in_c, P = l->in_h * l->in_w, OC = l->out_c, OP = l->out_h * l->out_w, K = l->cols;
     co_im2col(c->col, dy, batch, OC, l->out_h, l->out_w, c->k, c->stride, c->pad, c->dil, l->in_h, l->in_w);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IC, K, batch * P, 1.0f, c->xrows, IC, c->col, K, 0.0f,
-                l->grad[0], K);
-    if (l->ntensors > 1) {
-        float *db = l->grad[1];
-        for (int o = 0; o < OC; o++) {
-            double sum = 0;
-            for (int s = 0; s < batch; s++) {
-                const float *g = dy + ((size_t)s * OC + o) * OP;
-                for (int p = 0; p < OP; p++) sum += g[p];
-            }
-            db[o] = (float)sum;
-        }
+    size_t wwork = co_gemm_ksum_work(IC, K, batch * P, CO_BATCH_BLOCK * P);
+    float *work = co_layer_work(l, wwork + co_bias_grad_work(batch, OC));
+    if (!work) { /* out of memory: the training loop's finiteness check stops the run */
+        for (int t = 0; t < l->ntensors; t++)
+            for (size_t i = 0; i < l->size[t]; i++) l->grad[t][i] = NAN;
+        return;
     }
+    co_gemm_ksum(1, 0, IC, K, batch * P, CO_BATCH_BLOCK * P, 1.0f, c->xrows, IC, c->col, K, l->grad[0], work);
+    if (l->ntensors > 1) co_bias_grad(l->grad[1], dy, batch, OC, OP, work + wwork);
     if (!dx) return;
     /* Pixel-row gradients into the no longer needed input rows, then back to NCHW. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch * P, IC, K, 1.0f, c->col, K, l->param[0], K, 0.0f,
-                c->xrows, IC);
+    co_gemm(0, 1, batch * P, IC, K, 1.0f, c->col, K, l->param[0], K, 0.0f, c->xrows, IC, CO_BATCH_BLOCK * P);
 #pragma omp parallel for schedule(static) if ((size_t)batch * P * IC > 65536)
     for (int s = 0; s < batch; s++)
         for (int ch = 0; ch < IC; ch++) {

@@ -8,9 +8,11 @@
 
 /* y[B,OC] = x[B,IC] W[OC,IC]^T + b[OC] */
 void co_linear_forward(float *y, const float *x, const float *w, const float *b, int batch, int in, int out);
-/* dx = dy W; dW = dy^T x; db = column sums of dy */
+/* dx = dy W; dW = dy^T x; db = column sums of dy. The sums over the batch go by batch
+ * blocks (core/blas.h); work holds co_linear_work floats. */
 void co_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                        int batch, int in, int out);
+                        int batch, int in, int out, float *work);
+size_t co_linear_work(int batch, int in, int out);
 
 void co_act_forward(co_act act, float *y, const float *x, size_t n);
 /* dx from dy and the forward output y (every supported activation's derivative is a
@@ -59,6 +61,9 @@ struct co_layer {
     co_layer *sub[CO_LAYER_MAX_SUB];
     int nsub;
     void *impl; /* layer-specific buffers */
+    /* Scratch of the batch-block sums (co_layer_work), grown on demand, freed with the layer. */
+    float *work;
+    size_t work_size;
 };
 
 co_layer *co_linear_new(int in, int out);
@@ -109,6 +114,8 @@ void co_col2im(float *dx, const float *dcol, int batch, int c, int h, int w, int
                int oh, int ow);
 co_layer *co_activation_new(co_act act, int size);
 void co_layer_free(co_layer *l);
+/* l's scratch of at least n floats, or NULL when memory runs out. */
+float *co_layer_work(co_layer *l, size_t n);
 /* Allocates param[t] and grad[t] of size[t] floats for every tensor: l, or NULL after
  * freeing l when memory runs out (the end of every constructor). */
 co_layer *co_layer_alloc_params(co_layer *l);

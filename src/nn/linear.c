@@ -1,8 +1,8 @@
 /* Fully connected layer on BLAS, with PyTorch's default initialisation. */
 #include "layers.h"
 #include "../core/alloc.h"
+#include "../core/blas.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,19 +11,20 @@ void co_linear_forward(float *y, const float *x, const float *w, const float *b,
 {
     for (int i = 0; i < batch; i++)
         for (int o = 0; o < out; o++) y[(size_t)i * out + o] = b ? b[o] : 0.0f;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
+    co_gemm(0, 1, batch, out, in, 1.0f, x, in, w, in, 1.0f, y, out, CO_BATCH_BLOCK);
+}
+
+size_t co_linear_work(int batch, int in, int out)
+{
+    return co_gemm_ksum_work(out, in, batch, CO_BATCH_BLOCK) + co_bias_grad_work(batch, out);
 }
 
 void co_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                        int batch, int in, int out)
+                        int batch, int in, int out, float *work)
 {
-    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, batch, 1.0f, dy, out, x, in, 0.0f, dw, in);
-    if (db) {
-        for (int o = 0; o < out; o++) db[o] = 0.0f;
-        for (int i = 0; i < batch; i++)
-            for (int o = 0; o < out; o++) db[o] += dy[(size_t)i * out + o];
-    }
+    if (dx) co_gemm(0, 0, batch, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in, CO_BATCH_BLOCK);
+    co_gemm_ksum(1, 0, out, in, batch, CO_BATCH_BLOCK, 1.0f, dy, out, x, in, dw, work);
+    if (db) co_bias_grad(db, dy, batch, out, 1, work + co_gemm_ksum_work(out, in, batch, CO_BATCH_BLOCK));
 }
 
 static void linear_fwd(co_layer *l, const float *x, float *y, int batch, int train)
@@ -35,7 +36,13 @@ static void linear_fwd(co_layer *l, const float *x, float *y, int batch, int tra
 static void linear_bwd(co_layer *l, const float *x, const float *y, const float *dy, float *dx, int batch)
 {
     (void)y;
-    co_linear_backward(dx, l->grad[0], l->grad[1], dy, x, l->param[0], batch, l->in_size, l->out_size);
+    float *work = co_layer_work(l, co_linear_work(batch, l->in_size, l->out_size));
+    if (!work) { /* out of memory: the training loop's finiteness check stops the run */
+        for (int t = 0; t < 2; t++)
+            for (size_t i = 0; i < l->size[t]; i++) l->grad[t][i] = NAN;
+        return;
+    }
+    co_linear_backward(dx, l->grad[0], l->grad[1], dy, x, l->param[0], batch, l->in_size, l->out_size, work);
 }
 
 /* torch.nn.Linear.reset_parameters: kaiming_uniform_(a=sqrt(5)) gives
@@ -108,9 +115,20 @@ int co_layer_leaves(co_layer *l, co_layer **out, int max)
     return n;
 }
 
+float *co_layer_work(co_layer *l, size_t n)
+{
+    if (n > l->work_size || !l->work) {
+        free(l->work);
+        l->work = co_falloc(n);
+        l->work_size = l->work ? n : 0;
+    }
+    return l->work;
+}
+
 void co_layer_free(co_layer *l)
 {
     if (!l) return;
     if (l->ops && l->ops->free) l->ops->free(l);
+    free(l->work);
     free(l);
 }

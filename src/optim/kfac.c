@@ -1,4 +1,5 @@
 #include "kfac.h"
+#include "../core/blas.h"
 #include "../core/alloc.h"
 
 #include <cblas.h>
@@ -115,7 +116,7 @@ void co_kfac_update(co_kfac *k, const co_capture *cap, double gamma)
     int m = k->m, c = k->cols, n = k->rows, rows = cap->n;
     /* E[a a^T] over the captured rows, with the constant 1 appended for the bias. SSYRK
      * computes one triangle: half the FLOPs of the SGEMM that gives both. */
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, c, rows, 1.0f / (float)rows, cap->a, c, 0.0f, k->batch_a, m);
+    co_syrk_upper(c, rows, 1.0f / (float)rows, cap->a, c, k->batch_a, m);
     /* Column sums row by row (contiguous reads; each column's terms in the same order as
      * a column-wise pass). */
     double *sum = k->colsum;
@@ -127,7 +128,7 @@ void co_kfac_update(co_kfac *k, const co_capture *cap, double gamma)
     for (int j = 0; j < c; j++) k->batch_a[(size_t)j * m + c] = (float)(sum[j] / rows);
     k->batch_a[(size_t)c * m + c] = 1.0f;
     symmetrize(k->batch_a, m, m, 1);
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, rows, (float)cap->batch, cap->g, n, 0.0f, k->batch_b, n);
+    co_syrk_upper(n, rows, (float)cap->batch, cap->g, n, k->batch_b, n);
     symmetrize(k->batch_b, n, n, 1);
     /* Statistics that overflowed float (gradients near 1e20) would poison the averages for
      * good: such a batch is left out (counted), the factors keep their last finite value. */
@@ -210,11 +211,10 @@ co_status co_kfac_refresh_jobs(co_kfac_job *jobs, int njobs, co_error *err)
      * sums by the thread count, which moves float eigenvectors by rounding and would make
      * the run depend on OPENBLAS_NUM_THREADS. The threads go to separate factors instead
      * (OpenMP); OpenBLAS's own count is put back afterwards. */
-    int blas_threads = openblas_get_num_threads();
-    if (blas_threads != 1) openblas_set_num_threads(1);
+    int blas_threads = co_blas_serial_begin();
 #pragma omp parallel for schedule(dynamic, 1) if (njobs > 1 && omp_get_max_threads() > 1)
     for (int i = 0; i < njobs; i++) jobs[i].st = refresh_factor(&jobs[i]);
-    if (blas_threads != 1) openblas_set_num_threads(blas_threads);
+    co_blas_serial_end(blas_threads);
     co_status st = CO_OK;
     for (int i = 0; i < njobs; i++)
         if (jobs[i].st && !st)
@@ -242,17 +242,17 @@ void co_kfac_apply(co_kfac *k, const float *dw, const float *db, float *out_w, f
     }
     if (mode == CO_KFAC_DAMP_FACTORS) {
         /* B^-1/2 G A^-1/2 */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, m, n, 1.0f, k->rb, n, k->g, m, 0.0f, k->t, m);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, m, m, 1.0f, k->t, m, k->ra, m, 0.0f, k->g, m);
+        co_gemm(0, 0, n, m, n, 1.0f, k->rb, n, k->g, m, 0.0f, k->t, m, 0);
+        co_gemm(0, 0, n, m, m, 1.0f, k->t, m, k->ra, m, 0.0f, k->g, m, 0);
     } else {
         /* In the eigenbases: U_B^T G U_A, divided by sqrt(lb_i la_j + damping), rotated back. */
         const float *ua = k->ra, *ub = k->rb;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, m, n, 1.0f, ub, n, k->g, m, 0.0f, k->t, m);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, m, m, 1.0f, k->t, m, ua, m, 0.0f, k->g, m);
+        co_gemm(1, 0, n, m, n, 1.0f, ub, n, k->g, m, 0.0f, k->t, m, 0);
+        co_gemm(0, 0, n, m, m, 1.0f, k->t, m, ua, m, 0.0f, k->g, m, 0);
         for (int i = 0; i < n; i++)
             for (int j = 0; j < m; j++) k->g[(size_t)i * m + j] /= (float)sqrt(k->lb[i] * k->la[j] + damping);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, m, n, 1.0f, ub, n, k->g, m, 0.0f, k->t, m);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, m, 1.0f, k->t, m, ua, m, 0.0f, k->g, m);
+        co_gemm(0, 0, n, m, n, 1.0f, ub, n, k->g, m, 0.0f, k->t, m, 0);
+        co_gemm(0, 1, n, m, m, 1.0f, k->t, m, ua, m, 0.0f, k->g, m, 0);
     }
     for (int i = 0; i < n; i++) {
         memcpy(out_w + (size_t)i * c, k->g + (size_t)i * m, (size_t)c * sizeof(float));

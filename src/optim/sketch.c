@@ -1,7 +1,7 @@
 #include "sketch.h"
 #include "../core/alloc.h"
+#include "../core/blas.h"
 
-#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
@@ -51,15 +51,17 @@ static co_status decompose(co_fd_sketch *s, co_error *err)
 {
     int R = s->rows, n = s->n;
     /* One SGEMM: B B^T in float (blocked FMA accumulation), then double for LAPACK. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, R, n, 1.0f, s->b, n, s->b, n, 0.0f, s->gram_f, R);
+    co_gemm(0, 1, R, R, n, 1.0f, s->b, n, s->b, n, 0.0f, s->gram_f, R, 0);
     for (int i = 0; i < R; i++)
         for (int j = 0; j < R; j++) s->gram[(size_t)i * R + j] = 0.5 * ((double)s->gram_f[i * R + j] + s->gram_f[j * R + i]);
     memcpy(s->evec, s->gram, (size_t)R * R * sizeof(double));
     /* dsyev returns ascending eigenvalues: reverse into descending order below. */
     /* Column-major (LAPACKE's row-major path allocates a transposed copy); the Gram matrix
      * is symmetric, so only the eigenvectors need transposing back. */
-    if (LAPACKE_dsyev_work(LAPACK_COL_MAJOR, 'V', 'U', R, s->evec, R, s->work, s->lwork, s->nlwork) != 0)
-        return co_error_set(err, CO_ENUMERIC, "sketch eigendecomposition failed");
+    int blas_threads = co_blas_serial_begin();
+    int info = LAPACKE_dsyev_work(LAPACK_COL_MAJOR, 'V', 'U', R, s->evec, R, s->work, s->lwork, s->nlwork);
+    co_blas_serial_end(blas_threads);
+    if (info != 0) return co_error_set(err, CO_ENUMERIC, "sketch eigendecomposition failed");
     for (int i = 0; i < R; i++)
         for (int j = i + 1; j < R; j++) {
             double t = s->evec[(size_t)i * R + j];
@@ -136,7 +138,7 @@ void co_fd_top(const co_fd_sketch *s, int r, float *q, double *mu)
         double inv = live ? 1.0 / sqrt(s->eval[i]) : 0;
         for (int j = 0; j < R; j++) s->coef[i * R + j] = (float)(s->evec[(size_t)j * R + i] * inv);
     }
-    if (r > 0) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, n, R, 1.0f, s->coef, R, s->b, n, 0.0f, q, n);
+    if (r > 0) co_gemm(0, 0, r, n, R, 1.0f, s->coef, R, s->b, n, 0.0f, q, n, 0);
 }
 
 double co_fd_tail(const co_fd_sketch *s, int r)

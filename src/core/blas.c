@@ -1,0 +1,160 @@
+/* Fixed decompositions of BLAS work (blas.h). */
+#include "blas.h"
+
+#include "curvopt.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Pieces of a product: large enough that OpenBLAS's packing is paid rarely, small enough
+ * that two to four threads share a layer's product. Constants, never derived from the
+ * thread count: they decide the rounding. */
+enum {
+    TILE_ROWS = 256,   /* rows of c per piece when rows are not samples */
+    TILE_COLS = 256,   /* columns of c per piece */
+    TILE_SYRK = 512,   /* square tiles of a symmetric product */
+    TREE_CHUNK = 4096, /* elements per thread chunk of the tree sum */
+};
+/* Below this many multiply-adds the pieces run on the calling thread (same pieces, same bits). */
+#define PAR_MIN_MADDS 262144.0
+
+int co_blas_serial_begin(void)
+{
+    int threads = openblas_get_num_threads();
+    if (threads != 1) openblas_set_num_threads(1);
+    return threads;
+}
+
+void co_blas_serial_end(int saved)
+{
+    if (saved != 1) openblas_set_num_threads(saved);
+}
+
+void co_blas_describe(char *buf, size_t len)
+{
+    snprintf(buf, len, "%s, core %s", openblas_get_config(), openblas_get_corename());
+}
+
+static int cdiv(int a, int b) { return (a + b - 1) / b; }
+static int imin(int a, int b) { return a < b ? a : b; }
+static CBLAS_TRANSPOSE op(int trans) { return trans ? CblasTrans : CblasNoTrans; }
+
+/* Row i0 of op(a) and column j0 of op(b), at inner offset k0. */
+static const float *a_at(const float *a, int lda, int trans, int i0, int k0)
+{
+    return trans ? a + (size_t)k0 * lda + i0 : a + (size_t)i0 * lda + k0;
+}
+
+static const float *b_at(const float *b, int ldb, int trans, int k0, int j0)
+{
+    return trans ? b + (size_t)j0 * ldb + k0 : b + (size_t)k0 * ldb + j0;
+}
+
+void co_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+             int ldb, float beta, float *c, int ldc, int row_tile)
+{
+    if (m <= 0 || n <= 0) return;
+    int rt = row_tile > 0 ? row_tile : TILE_ROWS;
+    int nc = cdiv(n, TILE_COLS), pieces = cdiv(m, rt) * nc;
+    int saved = co_blas_serial_begin();
+#pragma omp parallel for schedule(dynamic, 1) if (pieces > 1 && (double)m * n * k > PAR_MIN_MADDS)
+    for (int p = 0; p < pieces; p++) {
+        int i0 = p / nc * rt, j0 = p % nc * TILE_COLS;
+        cblas_sgemm(CblasRowMajor, op(trans_a), op(trans_b), imin(rt, m - i0), imin(TILE_COLS, n - j0), k, alpha,
+                    a_at(a, lda, trans_a, i0, 0), lda, b_at(b, ldb, trans_b, 0, j0), ldb, beta, c + (size_t)i0 * ldc + j0,
+                    ldc);
+    }
+    co_blas_serial_end(saved);
+}
+
+static int blocks_of(int k, int k_block) { return k > 0 ? cdiv(k, k_block) : 1; }
+
+size_t co_gemm_ksum_work(int m, int n, int k, int k_block)
+{
+    return (size_t)(blocks_of(k, k_block) - 1) * (size_t)m * (size_t)n;
+}
+
+void co_gemm_ksum(int trans_a, int trans_b, int m, int n, int k, int k_block, float alpha, const float *a, int lda,
+                  const float *b, int ldb, float *c, float *work)
+{
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        memset(c, 0, (size_t)m * n * sizeof(float));
+        return;
+    }
+    size_t mn = (size_t)m * n;
+    int nb = blocks_of(k, k_block), nr = cdiv(m, TILE_ROWS), nc = cdiv(n, TILE_COLS), tiles = nr * nc;
+    int pieces = nb * tiles;
+    int saved = co_blas_serial_begin();
+#pragma omp parallel for schedule(dynamic, 1) if (pieces > 1 && (double)m * n * k > PAR_MIN_MADDS)
+    for (int p = 0; p < pieces; p++) {
+        int blk = p / tiles, t = p % tiles;
+        int i0 = t / nc * TILE_ROWS, j0 = t % nc * TILE_COLS, k0 = blk * k_block;
+        float *dst = blk ? work + (size_t)(blk - 1) * mn : c;
+        cblas_sgemm(CblasRowMajor, op(trans_a), op(trans_b), imin(TILE_ROWS, m - i0), imin(TILE_COLS, n - j0),
+                    imin(k_block, k - k0), alpha, a_at(a, lda, trans_a, i0, k0), lda, b_at(b, ldb, trans_b, k0, j0),
+                    ldb, 0.0f, dst + (size_t)i0 * n + j0, n);
+    }
+    co_blas_serial_end(saved);
+    co_tree_sum(c, work, mn, nb, mn);
+}
+
+void co_syrk_upper(int n, int k, float alpha, const float *a, int lda, float *c, int ldc)
+{
+    if (n <= 0) return;
+    int nt = cdiv(n, TILE_SYRK);
+    int saved = co_blas_serial_begin();
+#pragma omp parallel for schedule(dynamic, 1) if (nt > 1 && (double)n * n * k > 2 * PAR_MIN_MADDS)
+    for (int p = 0; p < nt * nt; p++) {
+        int ti = p / nt, tj = p % nt;
+        if (tj < ti) continue;
+        int i0 = ti * TILE_SYRK, j0 = tj * TILE_SYRK, ni = imin(TILE_SYRK, n - i0), nj = imin(TILE_SYRK, n - j0);
+        float *dst = c + (size_t)i0 * ldc + j0;
+        if (ti == tj)
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, ni, k, alpha, a + i0, lda, 0.0f, dst, ldc);
+        else
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ni, nj, k, alpha, a + i0, lda, a + j0, lda, 0.0f, dst,
+                        ldc);
+    }
+    co_blas_serial_end(saved);
+}
+
+void co_tree_sum(float *first, float *rest, size_t stride, int nparts, size_t n)
+{
+    if (nparts < 2) return;
+    size_t chunks = (n + TREE_CHUNK - 1) / TREE_CHUNK;
+#pragma omp parallel for schedule(static) if (chunks > 1 && n * (size_t)nparts > 65536)
+    for (size_t q = 0; q < chunks; q++) {
+        size_t j0 = q * TREE_CHUNK, len = n - j0 < TREE_CHUNK ? n - j0 : TREE_CHUNK;
+        for (int s = 1; s < nparts; s *= 2)
+            for (int i = 0; i + s < nparts; i += 2 * s) {
+                float *x = (i ? rest + (size_t)(i - 1) * stride : first) + j0;
+                const float *y = rest + (size_t)(i + s - 1) * stride + j0;
+#pragma omp simd
+                for (size_t j = 0; j < len; j++) x[j] += y[j];
+            }
+    }
+}
+
+size_t co_bias_grad_work(int batch, int channels)
+{
+    return (size_t)(blocks_of(batch, CO_BATCH_BLOCK) - 1) * (size_t)channels;
+}
+
+void co_bias_grad(float *db, const float *dy, int batch, int channels, int positions, float *work)
+{
+    int nb = blocks_of(batch, CO_BATCH_BLOCK);
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)batch * channels * positions > 262144)
+    for (int blk = 0; blk < nb; blk++)
+        for (int o = 0; o < channels; o++) {
+            double sum = 0;
+            int s1 = imin(batch, (blk + 1) * CO_BATCH_BLOCK);
+            for (int s = blk * CO_BATCH_BLOCK; s < s1; s++) {
+                const float *g = dy + ((size_t)s * channels + o) * positions;
+                for (int p = 0; p < positions; p++) sum += g[p];
+            }
+            (blk ? work + (size_t)(blk - 1) * channels : db)[o] = (float)sum;
+        }
+    co_tree_sum(db, work, (size_t)channels, nb, (size_t)channels);
+}

@@ -1,0 +1,58 @@
+/* BLAS as curvopt calls it: curvopt decides how a product is split, never OpenBLAS.
+ *
+ * Every matrix product is cut into fixed pieces that depend only on the shapes (never on
+ * the thread count), each piece is one single-threaded BLAS call, and OpenMP spreads the
+ * pieces over threads. A piece computes the same bits whichever thread runs it, so a run is
+ * bit-identical at any thread count on a given machine and OpenBLAS kernel.
+ *
+ * Sums over the batch (weight and bias gradients) are cut into blocks of CO_BATCH_BLOCK
+ * samples; each block's sum is one call and the block sums are added with the canonical
+ * pairwise tree (co_tree_sum). The same decomposition lets ranks that each hold whole
+ * blocks reproduce a one-process run: a rank's blocks form a subtree of the same tree
+ * whenever it holds a power-of-two number of them. Row pieces of products whose rows are
+ * samples (forward, input gradients) are whole batch blocks too, so a sample's outputs come
+ * from the same call shape wherever its block is computed.
+ *
+ * Row-major throughout; trans_a/trans_b are 0 or 1 as in op(X) = X or X^T. */
+#ifndef CO_CORE_BLAS_H
+#define CO_CORE_BLAS_H
+
+#include <stddef.h>
+
+/* Samples per batch block. */
+#define CO_BATCH_BLOCK 32
+
+/* OpenBLAS's own thread count is set to 1 for the duration of a curvopt call and put back
+ * afterwards (a program that also uses OpenBLAS keeps its setting). begin returns what to
+ * pass to end. */
+int co_blas_serial_begin(void);
+void co_blas_serial_end(int saved);
+
+/* c[m x n] = alpha op(a) op(b) + beta c. Pieces: rows of c in tiles of row_tile (0: a
+ * default for products whose rows are not samples), columns in fixed tiles. */
+void co_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+             int ldb, float beta, float *c, int ldc, int row_tile);
+
+/* c[m x n] (contiguous, ld n) = alpha op(a) op(b), the inner dimension k cut into blocks of
+ * k_block: one product per block (block 0 straight into c, block i > 0 into work), then the
+ * pairwise tree over blocks. work holds co_gemm_ksum_work floats (none for one block). */
+void co_gemm_ksum(int trans_a, int trans_b, int m, int n, int k, int k_block, float alpha, const float *a, int lda,
+                  const float *b, int ldb, float *c, float *work);
+size_t co_gemm_ksum_work(int m, int n, int k, int k_block);
+
+/* Upper triangle of c[n x n] = alpha a^T a for a[k x n] (row-major, ld lda), in fixed
+ * square tiles (SSYRK on the diagonal, SGEMM above it). */
+void co_syrk_upper(int n, int k, float alpha, const float *a, int lda, float *c, int ldc);
+
+/* The canonical pairwise tree over nparts vectors of n floats: level by level, part i takes
+ * part i + s for s = 1, 2, 4, ... (i a multiple of 2s), so three parts give (p0 + p1) + p2.
+ * Part 0 is first, part i > 0 is rest + (i - 1) stride; the sum lands in first. */
+void co_tree_sum(float *first, float *rest, size_t stride, int nparts, size_t n);
+
+/* Bias gradient of an NCHW output gradient dy[batch][channels][positions]: each batch
+ * block summed in double (sample by sample, positions in order) and rounded to float, then
+ * the blocks added with co_tree_sum. work holds co_bias_grad_work floats. */
+void co_bias_grad(float *db, const float *dy, int batch, int channels, int positions, float *work);
+size_t co_bias_grad_work(int batch, int channels);
+
+#endif
