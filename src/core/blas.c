@@ -51,21 +51,49 @@ static const float *b_at(const float *b, int ldb, int trans, int k0, int j0)
     return trans ? b + (size_t)j0 * ldb + k0 : b + (size_t)k0 * ldb + j0;
 }
 
+/* One product cut into pieces: piece p is rows i0.. of tile_rows and columns j0.. of
+ * TILE_COLS of c, and, for a sum over blocks of the inner dimension, block blk of k_block
+ * (written to its own buffer: block 0 to c, block b > 0 to work). */
+typedef struct {
+    int trans_a, trans_b, m, n, k, k_block, tile_rows, col_tiles, tiles;
+    float alpha, beta;
+    const float *a, *b;
+    int lda, ldb, ldc;
+    float *c, *work;
+} product;
+
+static void piece(const product *q, int p)
+{
+    int blk = p / q->tiles, t = p % q->tiles;
+    int i0 = t / q->col_tiles * q->tile_rows, j0 = t % q->col_tiles * TILE_COLS, k0 = blk * q->k_block;
+    float *dst = blk ? q->work + (size_t)(blk - 1) * q->m * q->n : q->c;
+    cblas_sgemm(CblasRowMajor, op(q->trans_a), op(q->trans_b), imin(q->tile_rows, q->m - i0), imin(TILE_COLS, q->n - j0),
+                imin(q->k_block, q->k - k0), q->alpha, a_at(q->a, q->lda, q->trans_a, i0, k0), q->lda,
+                b_at(q->b, q->ldb, q->trans_b, k0, j0), q->ldb, q->beta, dst + (size_t)i0 * q->ldc + j0, q->ldc);
+}
+
+static void run_pieces(const product *q, int pieces)
+{
+    int saved = co_blas_serial_begin();
+    /* Small products skip the parallel region (its fork costs more than they do): the same
+     * pieces either way. */
+    if (pieces > 1 && (double)q->m * q->n * q->k > PAR_MIN_MADDS) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int p = 0; p < pieces; p++) piece(q, p);
+    } else {
+        for (int p = 0; p < pieces; p++) piece(q, p);
+    }
+    co_blas_serial_end(saved);
+}
+
 void co_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
              int ldb, float beta, float *c, int ldc, int row_tile)
 {
     if (m <= 0 || n <= 0) return;
-    int rt = row_tile > 0 ? row_tile : TILE_ROWS;
-    int nc = cdiv(n, TILE_COLS), pieces = cdiv(m, rt) * nc;
-    int saved = co_blas_serial_begin();
-#pragma omp parallel for schedule(dynamic, 1) if (pieces > 1 && (double)m * n * k > PAR_MIN_MADDS)
-    for (int p = 0; p < pieces; p++) {
-        int i0 = p / nc * rt, j0 = p % nc * TILE_COLS;
-        cblas_sgemm(CblasRowMajor, op(trans_a), op(trans_b), imin(rt, m - i0), imin(TILE_COLS, n - j0), k, alpha,
-                    a_at(a, lda, trans_a, i0, 0), lda, b_at(b, ldb, trans_b, 0, j0), ldb, beta, c + (size_t)i0 * ldc + j0,
-                    ldc);
-    }
-    co_blas_serial_end(saved);
+    int rt = row_tile > 0 ? row_tile : TILE_ROWS, nc = cdiv(n, TILE_COLS);
+    product q = {trans_a, trans_b, m, n, k, k > 0 ? k : 1, rt, nc, cdiv(m, rt) * nc, alpha, beta, a, b, lda, ldb, ldc,
+                 c, NULL};
+    run_pieces(&q, q.tiles);
 }
 
 static int blocks_of(int k, int k_block) { return k > 0 ? cdiv(k, k_block) : 1; }
@@ -83,21 +111,11 @@ void co_gemm_ksum(int trans_a, int trans_b, int m, int n, int k, int k_block, fl
         memset(c, 0, (size_t)m * n * sizeof(float));
         return;
     }
-    size_t mn = (size_t)m * n;
-    int nb = blocks_of(k, k_block), nr = cdiv(m, TILE_ROWS), nc = cdiv(n, TILE_COLS), tiles = nr * nc;
-    int pieces = nb * tiles;
-    int saved = co_blas_serial_begin();
-#pragma omp parallel for schedule(dynamic, 1) if (pieces > 1 && (double)m * n * k > PAR_MIN_MADDS)
-    for (int p = 0; p < pieces; p++) {
-        int blk = p / tiles, t = p % tiles;
-        int i0 = t / nc * TILE_ROWS, j0 = t % nc * TILE_COLS, k0 = blk * k_block;
-        float *dst = blk ? work + (size_t)(blk - 1) * mn : c;
-        cblas_sgemm(CblasRowMajor, op(trans_a), op(trans_b), imin(TILE_ROWS, m - i0), imin(TILE_COLS, n - j0),
-                    imin(k_block, k - k0), alpha, a_at(a, lda, trans_a, i0, k0), lda, b_at(b, ldb, trans_b, k0, j0),
-                    ldb, 0.0f, dst + (size_t)i0 * n + j0, n);
-    }
-    co_blas_serial_end(saved);
-    co_tree_sum(c, work, mn, nb, mn);
+    int nb = blocks_of(k, k_block), nc = cdiv(n, TILE_COLS);
+    product q = {trans_a, trans_b, m, n, k, k_block, TILE_ROWS, nc, cdiv(m, TILE_ROWS) * nc, alpha, 0.0f, a, b, lda,
+                 ldb, n, c, work};
+    run_pieces(&q, nb * q.tiles);
+    co_tree_sum(c, work, (size_t)m * n, nb, (size_t)m * n);
 }
 
 void co_syrk_upper(int n, int k, float alpha, const float *a, int lda, float *c, int ldc)
@@ -142,19 +160,39 @@ size_t co_bias_grad_work(int batch, int channels)
     return (size_t)(blocks_of(batch, CO_BATCH_BLOCK) - 1) * (size_t)channels;
 }
 
+/* One block's sums, samples s0..s1 in order for every channel. */
+static void block_bias_sums(float *dst, const float *dy, int s0, int s1, int channels, int positions)
+{
+    if (positions == 1) { /* a Linear layer's: channels side by side, each in sample order */
+        enum { CH = 256 };
+        double acc[CH];
+        for (int o0 = 0; o0 < channels; o0 += CH) {
+            int no = imin(CH, channels - o0);
+            for (int o = 0; o < no; o++) acc[o] = 0;
+            for (int s = s0; s < s1; s++) {
+                const float *g = dy + (size_t)s * channels + o0;
+                for (int o = 0; o < no; o++) acc[o] += g[o];
+            }
+            for (int o = 0; o < no; o++) dst[o0 + o] = (float)acc[o];
+        }
+        return;
+    }
+    for (int o = 0; o < channels; o++) {
+        double sum = 0;
+        for (int s = s0; s < s1; s++) {
+            const float *g = dy + ((size_t)s * channels + o) * positions;
+            for (int p = 0; p < positions; p++) sum += g[p];
+        }
+        dst[o] = (float)sum;
+    }
+}
+
 void co_bias_grad(float *db, const float *dy, int batch, int channels, int positions, float *work)
 {
     int nb = blocks_of(batch, CO_BATCH_BLOCK);
-#pragma omp parallel for collapse(2) schedule(static) if ((size_t)batch * channels * positions > 262144)
+#pragma omp parallel for schedule(static) if (nb > 1 && (size_t)batch * channels * positions > 262144)
     for (int blk = 0; blk < nb; blk++)
-        for (int o = 0; o < channels; o++) {
-            double sum = 0;
-            int s1 = imin(batch, (blk + 1) * CO_BATCH_BLOCK);
-            for (int s = blk * CO_BATCH_BLOCK; s < s1; s++) {
-                const float *g = dy + ((size_t)s * channels + o) * positions;
-                for (int p = 0; p < positions; p++) sum += g[p];
-            }
-            (blk ? work + (size_t)(blk - 1) * channels : db)[o] = (float)sum;
-        }
+        block_bias_sums(blk ? work + (size_t)(blk - 1) * channels : db, dy, blk * CO_BATCH_BLOCK,
+                        imin(batch, (blk + 1) * CO_BATCH_BLOCK), channels, positions);
     co_tree_sum(db, work, (size_t)channels, nb, (size_t)channels);
 }
