@@ -155,6 +155,23 @@ void co_tree_sum(float *first, float *rest, size_t stride, int nparts, size_t n)
     }
 }
 
+double co_dot_d(const float *a, const float *b, size_t n)
+{
+    double acc[CO_DOT_LANES] = {0};
+    size_t i = 0;
+    for (; i + CO_DOT_LANES <= n; i += CO_DOT_LANES)
+        for (int j = 0; j < CO_DOT_LANES; j++) acc[j] += (double)a[i + j] * b[i + j];
+    for (int j = 0; i < n; i++, j++) acc[j] += (double)a[i] * b[i];
+    return co_lanes_sum(acc);
+}
+
+double co_lanes_sum(double *lanes)
+{
+    for (int s = CO_DOT_LANES / 2; s > 0; s /= 2)
+        for (int j = 0; j < s; j++) lanes[j] += lanes[j + s];
+    return lanes[0];
+}
+
 size_t co_bias_grad_work(int batch, int channels)
 {
     return (size_t)(blocks_of(batch, CO_BATCH_BLOCK) - 1) * (size_t)channels;

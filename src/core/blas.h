@@ -49,6 +49,15 @@ void co_syrk_upper(int n, int k, float alpha, const float *a, int lda, float *c,
  * Part 0 is first, part i > 0 is rest + (i - 1) stride; the sum lands in first. */
 void co_tree_sum(float *first, float *rest, size_t stride, int nparts, size_t n);
 
+/* a . b in double in a fixed order that vectorises: element i goes to running sum
+ * i mod CO_DOT_LANES, the sums are added by the pairwise tree at the end. The order
+ * depends on nothing but n (not the thread count, not the vector width). */
+#define CO_DOT_LANES 32
+double co_dot_d(const float *a, const float *b, size_t n);
+/* The tree at the end of co_dot_d, for loops that keep their own lanes (several sums in
+ * one pass): sums the CO_DOT_LANES running sums (overwriting them). */
+double co_lanes_sum(double *lanes);
+
 /* Bias gradient of an NCHW output gradient dy[batch][channels][positions]: each batch
  * block summed in double (sample by sample, positions in order) and rounded to float, then
  * the blocks added with co_tree_sum. work holds co_bias_grad_work floats. */

@@ -17,6 +17,7 @@
  * exactly, so rank 0 and lambda 0 is torch's RMSprop bit for bit. Decisions and costs:
  * docs/optimizers/da-rmsprop.md. */
 #include "optim_impl.h"
+#include "../core/blas.h"
 #include "rmsprop.h"
 #include "sketch.h"
 #include "torch_ops.h"
@@ -196,13 +197,27 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
                 for (size_t i = 0; i < n; i++) gp[i] = co_torch_add(gp[i], p[i], wd);
             co_rmsprop_denominator(co_slot(s->den, g, k), co_slot(s->v, g, k), NULL, gp, n, co_hp(o, g, HP_BETA2),
                                    (float)co_hp(o, g, HP_EPS), 0);
-            for (size_t i = 0; i < n; i++) {
-                float mi = b1 * m[i] + a1 * gp[i];
+            /* The three sums in co_dot_d's fixed lane order (vectorised, thread-independent). */
+            double ld[CO_DOT_LANES] = {0}, lg[CO_DOT_LANES] = {0}, lm[CO_DOT_LANES] = {0};
+            size_t i = 0;
+            for (; i + CO_DOT_LANES <= n; i += CO_DOT_LANES)
+                for (int j = 0; j < CO_DOT_LANES; j++) {
+                    float gi = gp[i + j], mi = b1 * m[i + j] + a1 * gi;
+                    m[i + j] = mi;
+                    ld[j] += (double)gi * mi;
+                    lg[j] += (double)gi * gi;
+                    lm[j] += (double)mi * mi;
+                }
+            for (int j = 0; i < n; i++, j++) {
+                float gi = gp[i], mi = b1 * m[i] + a1 * gi;
                 m[i] = mi;
-                d += (double)gp[i] * mi;
-                g2 += (double)gp[i] * gp[i];
-                m2 += (double)mi * mi;
+                ld[j] += (double)gi * mi;
+                lg[j] += (double)gi * gi;
+                lm[j] += (double)mi * mi;
             }
+            d += co_lanes_sum(ld);
+            g2 += co_lanes_sum(lg);
+            m2 += co_lanes_sum(lm);
         }
         s->layer_dots[3 * g] = d;
         s->layer_dots[3 * g + 1] = g2;

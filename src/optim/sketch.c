@@ -13,6 +13,7 @@ co_status co_fd_init(co_fd_sketch *s, int n, int rows, co_error *err)
     s->n = n;
     s->rows = rows;
     if (rows <= 0) return CO_OK;
+    if (rows > CO_SKETCH_MAX_ROWS) return co_error_set(err, CO_EINVAL, "a sketch of %d rows (at most %d)", rows, CO_SKETCH_MAX_ROWS);
     s->b = co_falloc((size_t)rows * n);
     s->gram = co_dalloc((size_t)rows * rows);
     s->evec = co_dalloc((size_t)rows * rows);
@@ -98,13 +99,24 @@ static void rebuild(co_fd_sketch *s, double shift)
         for (int j = 0; j < R; j++) c[(size_t)j * R + kept] = s->evec[(size_t)j * R + i] * scale;
         kept++;
     }
-    for (int k = 0; k < n; k++) {
-        for (int j = 0; j < R; j++) s->work[j] = s->b[(size_t)j * n + k];
-        for (int i = 0; i < R; i++) {
-            double v = 0;
-            for (int j = 0; j < R; j++) v += c[(size_t)j * R + i] * s->work[j];
-            s->b[(size_t)i * n + k] = (float)v;
+    /* A chunk of columns at a time, each new entry's terms in j order as a scalar loop
+     * would add them, along the rows so that the loops vectorise; a chunk is read whole
+     * before it is overwritten. */
+    enum { CHUNK = 32 };
+    double out[CO_SKETCH_MAX_ROWS * CHUNK];
+    for (int k0 = 0; k0 < n; k0 += CHUNK) {
+        int len = n - k0 < CHUNK ? n - k0 : CHUNK;
+        for (int i = 0; i < kept; i++) {
+            double *o = out + (size_t)i * CHUNK;
+            for (int k = 0; k < len; k++) o[k] = 0;
+            for (int j = 0; j < R; j++) {
+                double cji = c[(size_t)j * R + i];
+                const float *bj = s->b + (size_t)j * n + k0;
+                for (int k = 0; k < len; k++) o[k] += cji * bj[k];
+            }
         }
+        for (int i = 0; i < R; i++)
+            for (int k = 0; k < len; k++) s->b[(size_t)i * n + k0 + k] = i < kept ? (float)out[(size_t)i * CHUNK + k] : 0.0f;
     }
     s->used = kept;
 }
@@ -176,16 +188,20 @@ double co_power_iteration(void (*matvec)(const double *x, double *y, void *ctx),
 void co_woodbury_apply(float *y, const float *x, const float *q, const double *mu, int n, int r, double delta,
                        double *proj)
 {
-    for (int i = 0; i < r; i++) {
-        const float *qi = q + (size_t)i * n;
-        double d = 0;
-        for (int k = 0; k < n; k++) d += (double)qi[k] * x[k];
-        proj[i] = d * (mu[i] / (delta + mu[i]));
-    }
+    for (int i = 0; i < r; i++) proj[i] = co_dot_d(q + (size_t)i * n, x, (size_t)n) * (mu[i] / (delta + mu[i]));
+    /* y = (x - Q^T proj) / delta, each element's terms in direction order as one scalar loop
+     * would add them, a chunk of elements at a time so the loops run along the vectors. */
     double inv = 1.0 / delta;
-    for (int k = 0; k < n; k++) {
-        double c = 0;
-        for (int i = 0; i < r; i++) c += proj[i] * q[(size_t)i * n + k];
-        y[k] = (float)((x[k] - c) * inv);
+    enum { CHUNK = 512 };
+    double c[CHUNK];
+    for (int k0 = 0; k0 < n; k0 += CHUNK) {
+        int len = n - k0 < CHUNK ? n - k0 : CHUNK;
+        for (int k = 0; k < len; k++) c[k] = 0;
+        for (int i = 0; i < r; i++) {
+            const float *qi = q + (size_t)i * n + k0;
+            double pi = proj[i];
+            for (int k = 0; k < len; k++) c[k] += pi * qi[k];
+        }
+        for (int k = 0; k < len; k++) y[k0 + k] = (float)((x[k0 + k] - c[k]) * inv);
     }
 }

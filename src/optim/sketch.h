@@ -24,6 +24,8 @@ typedef struct co_fd_sketch {
     int nlwork;
 } co_fd_sketch;
 
+/* Sketch rows at most: twice DA-RMSprop's largest rank_max. */
+#define CO_SKETCH_MAX_ROWS 128
 co_status co_fd_init(co_fd_sketch *s, int n, int rows, co_error *err);
 void co_fd_free(co_fd_sketch *s);
 /* B <- sqrt(decay) B, then u (scaled by sqrt(1 - decay)) is added as a row; a full sketch
