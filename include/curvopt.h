@@ -381,6 +381,22 @@ typedef struct co_epoch_stats {
 
 typedef void (*co_epoch_cb)(const co_epoch_stats *s, void *ctx);
 
+/* Where a run stands, for a caller that shows progress (the CLI's terminal line): reported
+ * from inside each epoch at most about five times a second (the clock is read only every
+ * few steps), when an epoch's evaluation starts, and once the epoch is finished. The
+ * library draws nothing itself. */
+typedef struct co_train_progress {
+    int epoch, epochs; /* the epoch in progress (1-based) and the run's total */
+    long step, steps;  /* minibatches done in this epoch, and per epoch */
+    long steps_run;    /* minibatches taken since co_train was called (a resumed run starts part-way) */
+    double seconds;    /* wall time since co_train was called */
+    double loss;       /* mean minibatch loss of this epoch so far (NaN before its first step) */
+    int evaluating;    /* the epoch's steps are done, its evaluation is running */
+    const co_epoch_stats *finished; /* the epoch just finished (set on that report only) */
+} co_train_progress;
+
+typedef void (*co_progress_cb)(const co_train_progress *p, void *ctx);
+
 typedef struct co_train_config {
     int epochs;
     int batch;
@@ -388,7 +404,6 @@ typedef struct co_train_config {
     co_loss_kind loss;
     co_schedule schedule;
     const char *csv_path;  /* per-epoch CSV, NULL: none */
-    int progress;          /* draw a progress bar (caller checks isatty) */
     int eval_train_acc;    /* also compute train accuracy each epoch */
     const co_dataset *val; /* optional validation set (patience rules) */
     co_epoch_cb on_epoch;
@@ -409,6 +424,9 @@ typedef struct co_train_config {
     int eval_every;
     const co_dataset *eval_set;
     void (*on_eval)(uint64_t step, double loss, double acc, void *ctx);
+    /* Progress reports (co_train_progress); NULL: none. */
+    co_progress_cb on_progress;
+    void *progress_ctx;
 } co_train_config;
 
 typedef struct co_train_result {

@@ -2,26 +2,22 @@
 # End to end: `curvopt reproduce NAME --quick` writes a report with the paper's numbers beside
 # ours, machine-readable results, per-run CSVs and figures; every optimizer beats chance.
 # Structure and sanity only: specific accuracies are never asserted.
-set -u
-bin=${CURVOPT_BIN:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL $*"; }
+. "$(dirname "$0")/lib.bash"
 
 for exp in da-rmsprop lama-adam moons-all; do
     out="$tmp/$exp"
     if ! "$bin" reproduce "$exp" --quick --quiet --out "$out" >/dev/null 2>"$tmp/err"; then
         bad "$exp: exit code"; cat "$tmp/err"; continue
     fi
+    if command -v gnuplot >/dev/null; then
+        ! grep -q "figure skipped" "$tmp/err" && ok || { bad "$exp: a figure failed"; cat "$tmp/err"; }
+    fi
     [ -s "$out/report.md" ] && ok || bad "$exp: no report.md"
     [ -s "$out/results.json" ] && ok || bad "$exp: no results.json"
     grep -q "^| optimizer |" "$out/report.md" && ok || bad "$exp: no results table"
     ls "$out"/runs/*/seed0/epochs.csv >/dev/null 2>&1 && ok || bad "$exp: no per-run CSVs"
-    if command -v gnuplot >/dev/null; then
-        [ "$(ls "$out"/*.png 2>/dev/null | wc -l)" -ge 1 ] && ok || bad "$exp: no figures"
-    fi
+    check_figures "$out" "$exp" && ok || bad "$exp: figures"
+    if [ "$exp" = lama-adam ]; then check_figures "$out/seeds" "$exp (seeds)" && ok || bad "$exp: figures of seeds/"; fi
     if command -v python3 >/dev/null; then
         python3 - "$out/results.json" "$exp" <<'PY' && ok || bad "$exp: results.json check"
 import json, sys
@@ -50,15 +46,17 @@ done
 # generated SVHN files).
 mkdir -p "$tmp/nodata"
 if CURVOPT_DATA_DIR="$tmp/nodata" "$bin" reproduce quasi-adam --quick --quiet --out "$tmp/qa" >/dev/null 2>"$tmp/err"; then
-    grep -q "^## Claims" "$tmp/qa/report.md" && ls "$tmp"/qa/*.csv >/dev/null 2>&1 && ok || bad "quasi-adam report incomplete"
+    grep -q "^## Claims" "$tmp/qa/report.md" && ls "$tmp"/qa/plots/*.csv >/dev/null 2>&1 && ok || bad "quasi-adam report incomplete"
     grep -q "^## Exp. IV-V" "$tmp/qa/report.md" && grep -q "^\*\*Not run\*\*: SVHN" "$tmp/qa/report.md" && ok ||
         bad "quasi-adam report: no Exp. IV-V section or no not-run line for Exp. III"
+    check_figures "$tmp/qa" quasi-adam && ok || bad "quasi-adam: figures"
     for d in mnist fashion-mnist; do
-        [ -s "$tmp/qa/ae-$d/curves_quasi-adam.csv" ] && [ -s "$tmp/qa/ae-$d/runs/adam/seed0/epochs.csv" ] && ok ||
+        [ -s "$tmp/qa/ae-$d/plots/curves_quasi-adam.csv" ] && [ -s "$tmp/qa/ae-$d/runs/adam/seed0/epochs.csv" ] && ok ||
             bad "quasi-adam: no reconstruction CSVs for $d"
         if command -v gnuplot >/dev/null; then
             [ -s "$tmp/qa/ae-$d/train_loss.png" ] && [ -s "$tmp/qa/ae-$d/test_loss.png" ] && ok ||
                 bad "quasi-adam: no reconstruction figures for $d"
+            check_figures "$tmp/qa/ae-$d" "quasi-adam ae-$d" && ok || bad "quasi-adam: ae-$d figures"
         fi
     done
     if command -v python3 >/dev/null; then
@@ -109,5 +107,4 @@ PY
 fi
 grep -q "paper" "$tmp/da-rmsprop/report.md" && grep -q "0.8850" "$tmp/da-rmsprop/report.md" && ok || bad "paper numbers missing"
 "$bin" reproduce nosuch --out "$tmp/x" 2>/dev/null; [ $? -eq 2 ] && [ ! -e "$tmp/x" ] && ok || bad "unknown experiment"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

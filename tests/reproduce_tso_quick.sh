@@ -9,13 +9,7 @@
 # Loading the whole of Fashion-MNIST (60,000 images) for each of the ~70 runs would dominate
 # the test (and take minutes under ASan), so the runs read a 512/256-image copy in IDX format
 # from a temporary folder through CURVOPT_DATA_DIR.
-set -u
-bin=${CURVOPT_BIN:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL $*"; }
+. "$(dirname "$0")/lib.bash"
 
 src=/usr/share/datasets/fashion-mnist
 if [ ! -s "$src/train-images-idx3-ubyte.gz" ]; then
@@ -124,11 +118,12 @@ if "$bin" reproduce tso-alra --quick --quiet --out "$out" >/dev/null 2>"$tmp/err
             for k in 0 1; do
                 [ -s "$out/$s/runs/$o/seed$k/epochs.csv" ] && ok || bad "$s/$o/seed$k: no epochs.csv"
             done
-            [ -s "$out/$s/curves_$o.csv" ] && ok || bad "$s: no curves_$o.csv"
+            [ -s "$out/$s/plots/curves_$o.csv" ] && ok || bad "$s: no plots/curves_$o.csv"
         done
         if command -v gnuplot >/dev/null; then
             [ -s "$out/$s/test_loss.png" ] && ok || bad "$s: no test_loss.png"
         fi
+        check_figures "$out/$s" "tso-alra $s" && ok || bad "$s: figures"
     done
     check_json "$out" 0 && ok || bad "results.json check"
 else
@@ -146,5 +141,4 @@ fi
 
 # Bad usage is refused before anything is written.
 "$bin" reproduce tso-alra --seeds 0 --out "$tmp/x" 2>/dev/null; [ $? -eq 2 ] && [ ! -e "$tmp/x" ] && ok || bad "--seeds 0 accepted"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

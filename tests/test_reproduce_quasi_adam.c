@@ -80,7 +80,7 @@ int main(void)
     const char *nr = md ? strstr(md, "Not run") : NULL;
     CHECK(!nr, "report says %.300s", nr);
     for (int b = 128; b <= 256; b *= 2) {
-        snprintf(path, sizeof path, "%s/svhn_b%d_quasi-adam.csv", out, b);
+        snprintf(path, sizeof path, "%s/plots/svhn_b%d_quasi-adam.csv", out, b);
         /* Three training images: one batch iteration, one point (and the header). */
         CHECK(lines_of(path) == 2, "%s: %d lines", path, lines_of(path));
     }

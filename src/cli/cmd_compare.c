@@ -1,21 +1,27 @@
-/* The default job: every chosen optimizer on the same make_moons data and initialisation,
- * a table on stdout and in DIR/table.md, figures of test accuracy and training loss. */
+/* The default job: every chosen optimizer on the same make_moons data, over a few seeds of
+ * initialisation and minibatch order: a ranked table on stdout and in DIR/table.md, and
+ * figures that say at a glance which method is best, how fast it gets there and how stable
+ * it is (summary.png), with the curves behind them (test_accuracy.png, train_loss.png). */
 #include "commands.h"
+#include "experiments/study.h"
 #include "run_options.h"
 #include "train/plot.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_OPTS 64
+/* Five seeds keep the default job at about ten seconds on a 2-core machine (README). */
+#define COMPARE_SEEDS 5
 
 static int split_names(const char *list, char names[][64], int max)
 {
     int n = 0;
     const char *p = list;
-    while (*p && n < max) {
+    while (*p) {
+        if (n == max) return -2;
         const char *e = strchr(p, ',');
         size_t len = e ? (size_t)(e - p) : strlen(p);
         if (len == 0 || len >= 64) return -1;
@@ -28,27 +34,86 @@ static int split_names(const char *list, char names[][64], int max)
     return n;
 }
 
+/* One optimizer's results over the seeds. */
+typedef struct {
+    const char *name;
+    double lr;
+    double acc, acc_sd, early, early_sd, test_loss, train_loss, seconds, seconds_sd;
+    int failed;
+} summary;
+
+static void summarize(summary *u, const study_entry *e, const study_result *r, int early_epoch)
+{
+    memset(u, 0, sizeof *u);
+    u->name = e->opt;
+    u->lr = r->lr;
+    u->failed = r->failure[0] != 0;
+    if (u->failed) return;
+    int n = r->nseeds;
+    double early[STUDY_MAX_SEEDS], sec[STUDY_MAX_SEEDS];
+    for (int k = 0; k < n; k++) {
+        int ok = r->history[k] && early_epoch >= 1 && early_epoch <= r->history_epochs[k];
+        early[k] = ok ? r->history[k][early_epoch - 1].test_acc : NAN;
+        sec[k] = 0;
+        for (int ep = 0; r->history[k] && ep < r->history_epochs[k]; ep++) sec[k] += r->history[k][ep].seconds;
+    }
+    u->acc = study_mean(r->acc, n);
+    u->acc_sd = study_std(r->acc, n);
+    u->early = study_mean(early, n);
+    u->early_sd = study_std(early, n);
+    u->test_loss = study_mean(r->test_loss, n);
+    u->train_loss = study_mean(r->train_loss, n);
+    u->seconds = study_mean(sec, n);
+    u->seconds_sd = study_std(sec, n);
+}
+
+/* Best first: the highest mean test accuracy (the lowest test loss where there is no
+ * accuracy); failed runs last. */
+static int better_first(const void *pa, const void *pb)
+{
+    const summary *a = pa, *b = pb;
+    if (a->failed != b->failed) return a->failed - b->failed;
+    double ka = isnan(a->acc) ? -a->test_loss : a->acc, kb = isnan(b->acc) ? -b->test_loss : b->acc;
+    return (ka < kb) - (ka > kb);
+}
+
+static void write_ranking_data(FILE *f, const summary *u, int n)
+{
+    fprintf(f, "# optimizer test_acc test_acc_std early_test_acc early_test_acc_std seconds seconds_std\n");
+    for (int i = 0; i < n; i++)
+        if (!u[i].failed)
+            fprintf(f, "%s %.6g %.6g %.6g %.6g %.6g %.6g\n", u[i].name, u[i].acc, u[i].acc_sd, u[i].early,
+                    u[i].early_sd, u[i].seconds, u[i].seconds_sd);
+}
+
 int cmd_compare(int argc, char **argv)
 {
     run_options o;
     run_options_init(&o);
     const char *out = "runs/compare", *opts = NULL;
-    arg_spec specs[RUN_OPTION_COUNT + 2];
+    int seeds = COMPARE_SEEDS, quiet = 0;
+    enum { NSPECS = RUN_OPTION_COUNT + 4 };
+    arg_spec specs[NSPECS];
     run_options_specs(&o, specs);
     specs[RUN_OPTION_COUNT] = (arg_spec){"out", ARG_STR, &out, "DIR", "output folder (default runs/compare)", 1, 0};
     specs[RUN_OPTION_COUNT + 1] =
         (arg_spec){"opts", ARG_STR, &opts, "A,B,...", "optimizers to compare (default: every one in curvopt list)", 1, 0};
-    int rc = args_parse("compare", "[--opts A,B,...] [--out DIR] [options]", specs, RUN_OPTION_COUNT + 2, argc, argv);
+    specs[RUN_OPTION_COUNT + 2] = (arg_spec){
+        "seeds", ARG_INT, &seeds, "N", "seeds per optimizer: --seed, --seed+1, ... (default 5)", 1, STUDY_MAX_SEEDS};
+    specs[RUN_OPTION_COUNT + 3] = (arg_spec){"quiet", ARG_FLAG, &quiet, "", "no progress line on the terminal", 1, 0};
+    int rc = args_parse("compare", "[--opts A,B,...] [--seeds N] [--out DIR] [options]", specs, NSPECS, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     if ((rc = run_options_finish("compare", &o)) || (rc = cli_check_out_dir("compare", out))) return rc;
 
-    char names[MAX_OPTS][64];
+    char names[STUDY_MAX_ENTRIES][64];
     int n = 0;
     if (opts) {
-        n = split_names(opts, names, MAX_OPTS);
+        n = split_names(opts, names, STUDY_MAX_ENTRIES);
+        if (n == -2) return cli_fail("compare", "--opts: at most %d optimizers", STUDY_MAX_ENTRIES);
         if (n <= 0) return cli_fail("compare", "--opts '%s': expected names joined by commas", opts);
     } else {
-        for (int i = 0; i < co_optim_count() && n < MAX_OPTS; i++) snprintf(names[n++], 64, "%s", co_optim_info_at(i)->name);
+        for (int i = 0; i < co_optim_count() && n < STUDY_MAX_ENTRIES; i++)
+            snprintf(names[n++], 64, "%s", co_optim_info_at(i)->name);
     }
     /* Validate every run before writing anything. */
     co_error err = {0};
@@ -61,68 +126,109 @@ int cmd_compare(int argc, char **argv)
     }
     if (cli_mkdirs("compare", out)) return 1;
 
-    char table_path[4096];
+    static study s;
+    memset(&s, 0, sizeof s);
+    s.id = "compare";
+    s.base = o.spec;
+    s.seeds = seeds;
+    s.seed0 = o.spec.seed;
+    s.no_train_acc = 1;
+    s.keep_history = 1;
+    for (int i = 0; i < n; i++)
+        s.entries[s.nentries++] = (study_entry){names[i], 0, NULL, NAN, NAN, NAN, 0, 1};
+    co_progress_line line;
+    if (!quiet && isatty(STDOUT_FILENO)) {
+        co_progress_line_init(&line, stdout, study_planned_runs(&s));
+        s.progress = &line;
+    }
+    static study_result r[STUDY_MAX_ENTRIES];
+    co_status st = study_run(&s, out, r, 0, &err);
+    co_progress_line_clear(s.progress);
+    if (st) {
+        study_result_free(r, n);
+        return cli_fail("compare", "%s", err.msg), 1;
+    }
+
+    int epochs = o.spec.epochs, early_epoch = epochs >= 10 ? (epochs + 5) / 10 : 1;
+    summary u[STUDY_MAX_ENTRIES];
+    int failures = 0;
+    for (int i = 0; i < n; i++) {
+        summarize(&u[i], &s.entries[i], &r[i], early_epoch);
+        if (u[i].failed) {
+            fprintf(stderr, "curvopt compare: %s: %s\n", names[i], r[i].failure);
+            failures++;
+        }
+    }
+    study_result_free(r, n);
+    qsort(u, (size_t)n, sizeof *u, better_first);
+
+    char header[600], data_name[160];
+    if (strcmp(o.spec.data, "moons") == 0)
+        snprintf(data_name, sizeof data_name, "make_moons n=%d noise=%g test=%g", o.spec.n, o.spec.noise,
+                 o.spec.test_frac);
+    else
+        snprintf(data_name, sizeof data_name, "%s", o.spec.data);
+    snprintf(header, sizeof header,
+             "%s, %s, batch %d, %d epochs, %d seed(s) %llu..%llu of initialisation and minibatch order (the same data "
+             "for all), each optimizer at its default hyperparameters%s",
+             data_name, o.spec.model, o.spec.batch, epochs, seeds, (unsigned long long)o.spec.seed,
+             (unsigned long long)(o.spec.seed + (uint64_t)seeds - 1), o.spec.lr >= 0 ? " (lr overridden)" : "");
+    char table_path[4200];
     snprintf(table_path, sizeof table_path, "%s/table.md", out);
     FILE *table = fopen(table_path, "w");
     if (!table) return cli_fail("compare", "cannot create %s", table_path), 1;
-    char header[512];
-    snprintf(header, sizeof header,
-             "make_moons n=%d noise=%g test=%g, %s, batch %d, %d epochs, seed %llu, each optimizer at its default "
-             "hyperparameters%s",
-             o.spec.n, o.spec.noise, o.spec.test_frac, o.spec.model, o.spec.batch, o.spec.epochs,
-             (unsigned long long)o.spec.seed, o.spec.lr >= 0 ? " (lr overridden)" : "");
-    fprintf(table, "%s\n\n| optimizer | lr | test acc | test loss | train loss | epochs to 80%% | seconds |\n"
-                   "|---|---|---|---|---|---|---|\n", header);
-    printf("%s\n\n%-12s %10s %9s %10s %11s %9s %8s\n", header, "optimizer", "lr", "test acc", "test loss", "train loss",
-           "ep->80%", "seconds");
-    co_plot_series acc[MAX_OPTS], loss[MAX_OPTS];
-    static char csvs[MAX_OPTS][4300];
-    int done[MAX_OPTS] = {0};
-    int failures = 0;
+    fprintf(table, "%s\n\nBest first (mean final test accuracy); ± is one standard deviation over the seeds.\n\n"
+                   "| rank | optimizer | lr | test acc | test acc after epoch %d | test loss | train loss | "
+                   "seconds per run |\n|---|---|---|---|---|---|---|---|\n",
+            header, early_epoch);
+    printf("%s\n\n%4s  %-12s %8s  %-17s  %-17s %9s %10s %8s\n", header, "rank", "optimizer", "lr", "test acc",
+           "acc @ epoch", "test loss", "train loss", "s/run");
     for (int i = 0; i < n; i++) {
-        co_run_spec s = o.spec;
-        s.opt = names[i];
-        co_run run;
-        co_train_result res;
-        char dir[4200];
-        snprintf(dir, sizeof dir, "%s/%s", out, names[i]);
-        if (co_run_prepare(&s, &run, &err) || co_run_execute(&run, dir, 0, &res, &err)) {
-            fprintf(stderr, "curvopt compare: %s: %s\n", names[i], err.msg);
-            fprintf(table, "| %s | | failed: %s | | | | |\n", names[i], err.msg);
-            co_run_free(&run);
-            failures++;
+        if (u[i].failed) {
+            fprintf(table, "| | %s | | failed (see stderr) | | | | |\n", u[i].name);
+            printf("%4s  %-12s failed\n", "", u[i].name);
             continue;
         }
-        double lr = co_optim_get(run.opt, 0, "lr");
-        printf("%-12s %10.3g %9.4f %10.4f %11.4f %9d %8.2f\n", names[i], lr, res.final_test_acc, res.final_test_loss,
-               res.final_train_loss, res.epochs_to_80, res.seconds);
-        fprintf(table, "| %s | %g | %.4f | %.4f | %.4f | %d | %.2f |\n", names[i], lr, res.final_test_acc,
-                res.final_test_loss, res.final_train_loss, res.epochs_to_80, res.seconds);
-        snprintf(csvs[i], sizeof csvs[i], "%s/epochs.csv", dir);
-        acc[i] = (co_plot_series){csvs[i], 1, 4, names[i], 0, 0};
-        loss[i] = (co_plot_series){csvs[i], 1, 2, names[i], 0, 0};
-        done[i] = 1;
-        co_train_result_free(&res);
-        co_run_free(&run);
+        fprintf(table, "| %d | %s | %g | %.4f ± %.4f | %.4f ± %.4f | %.4f | %.4f | %.3f |\n", i + 1, u[i].name,
+                u[i].lr, u[i].acc, u[i].acc_sd, u[i].early, u[i].early_sd, u[i].test_loss, u[i].train_loss,
+                u[i].seconds);
+        printf("%4d  %-12s %8.3g  %.4f ± %.4f   %.4f ± %.4f  %9.4f %10.4f %8.3f\n", i + 1, u[i].name, u[i].lr,
+               u[i].acc, u[i].acc_sd, u[i].early, u[i].early_sd, u[i].test_loss, u[i].train_loss, u[i].seconds);
     }
-    fclose(table);
+    fprintf(table, "\n![at a glance](summary.png)\n\n![test accuracy](test_accuracy.png)\n\n"
+                   "![training loss](train_loss.png)\n");
+    if (fclose(table) != 0) return cli_fail("compare", "%s: write failed", table_path), 1;
     if (failures == n) return 1;
-    /* Keep only the runs that finished for the figures. */
-    int m = 0;
-    for (int i = 0; i < n; i++)
-        if (done[i]) {
-            acc[m] = acc[i];
-            loss[m] = loss[i];
-            m++;
-        }
-    char png[4200];
-    snprintf(png, sizeof png, "%s/test_accuracy.png", out);
-    co_status st = co_plot_lines(png, "make_moons: test accuracy", "epoch", "test accuracy", acc, m, &err);
+
+    /* Figures: the ranking first, then the curves behind it. */
+    char data[4200], dat[4400], png[4200], t1[160], t2[160], title[700];
+    st = co_plot_data_dir(out, data, sizeof data, &err);
     if (st == CO_OK) {
-        snprintf(png, sizeof png, "%s/train_loss.png", out);
-        st = co_plot_lines(png, "make_moons: training loss", "epoch", "mean minibatch loss", loss, m, &err);
+        snprintf(dat, sizeof dat, "%s/summary.dat", data);
+        FILE *f = fopen(dat, "w");
+        if (!f) st = co_error_set(&err, CO_EIO, "%s: cannot create", dat);
+        else {
+            write_ranking_data(f, u, n);
+            if (fclose(f) != 0) st = co_error_set(&err, CO_EIO, "%s: write failed", dat);
+        }
+    }
+    if (st == CO_OK) {
+        snprintf(t1, sizeof t1, "final test accuracy (± std, %d seeds)", seeds);
+        snprintf(t2, sizeof t2, "test accuracy after epoch %d of %d", early_epoch, epochs);
+        co_plot_metric metrics[3] = {{2, 3, t1, 0}, {4, 5, t2, 0}, {6, 7, "training seconds per run (log)", 1}};
+        snprintf(png, sizeof png, "%s/summary.png", out);
+        snprintf(title, sizeof title, "%s, %s: best on top", data_name, o.spec.model);
+        st = co_plot_ranking(png, title, dat, n - failures, metrics, 3, &err);
+    }
+    if (st == CO_OK) {
+        snprintf(title, sizeof title, "%s: test accuracy (mean over %d seeds, band ± std)", data_name, seeds);
+        st = study_plot_curves(&s, r, out, "test_accuracy.png", title, STUDY_COL_TEST_ACC, "test accuracy", &err);
+    }
+    if (st == CO_OK) {
+        snprintf(title, sizeof title, "%s: training loss (mean over %d seeds, band ± std)", data_name, seeds);
+        st = study_plot_curves(&s, r, out, "train_loss.png", title, STUDY_COL_TRAIN_LOSS, "mean minibatch loss", &err);
     }
     if (st) fprintf(stderr, "curvopt compare: figures skipped: %s\n", err.msg);
-    printf("\ntable: %s\nfigures: %s/test_accuracy.png %s/train_loss.png\n", table_path, out, out);
+    printf("\ntable: %s\nfigures: %s/summary.png %s/test_accuracy.png %s/train_loss.png\n", table_path, out, out, out);
     return failures ? 1 : 0;
 }

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 int cmd_reproduce(int argc, char **argv)
 {
@@ -25,7 +26,7 @@ int cmd_reproduce(int argc, char **argv)
         {"out", ARG_STR, &out, "DIR", "output folder (default runs/NAME)", 1, 0},
         {"seeds", ARG_INT, &o.seeds, "N", "seeds per optimizer (default: the protocol's)", 1, 64},
         {"quick", ARG_FLAG, &o.quick, "", "fewer seeds/epochs/grid points: a smoke test, not a reproduction", 1, 0},
-        {"quiet", ARG_FLAG, &quiet, "", "no progress lines", 1, 0},
+        {"quiet", ARG_FLAG, &quiet, "", "no progress: neither the terminal line nor the per-optimizer lines", 1, 0},
         {"checkpoint-every", ARG_INT, &o.checkpoint_every, "N", "checkpoint every run every N steps (and at epoch ends)", 1, 1e9},
         {"resume", ARG_FLAG, &o.resume, "", "continue an interrupted reproduction in --out from its checkpoints", 1, 0},
         {"data-dir", ARG_STR, &o.data_dir, "DIR", "look for dataset files here first (also $CURVOPT_DATA_DIR)", 1, 0},
@@ -37,9 +38,17 @@ int cmd_reproduce(int argc, char **argv)
     if (rc) return rc == 1 ? 0 : rc;
     if ((rc = cli_check_out_dir("reproduce", out))) return rc;
     o.verbose = !quiet;
+    /* The run counter and ETA only on a terminal: a log (stdout redirected) stays clean. */
+    co_progress_line line;
+    if (!quiet && isatty(STDOUT_FILENO)) {
+        co_progress_line_init(&line, stdout, 0);
+        o.progress = &line;
+    }
     co_error err = {0};
     if (o.verbose) fprintf(stderr, "reproduce %s -> %s\n", e->name, out);
-    if (e->run(out, &o, &err)) {
+    co_status st = e->run(out, &o, &err);
+    co_progress_line_clear(o.progress);
+    if (st) {
         fprintf(stderr, "curvopt reproduce: %s\n", err.msg);
         return 1;
     }

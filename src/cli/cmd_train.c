@@ -49,8 +49,9 @@ int cmd_train(int argc, char **argv)
     run_options o;
     run_options_init(&o);
     const char *out = NULL;
-    int checkpoint_every = 0, skip_nonfinite = 0;
-    arg_spec specs[RUN_OPTION_COUNT + 3];
+    int checkpoint_every = 0, skip_nonfinite = 0, quiet = 0;
+    enum { NSPECS = RUN_OPTION_COUNT + 4 };
+    arg_spec specs[NSPECS];
     run_options_specs(&o, specs);
     specs[RUN_OPTION_COUNT] =
         (arg_spec){"out", ARG_STR, &out, "DIR", "output folder: epochs.csv, result.json, optim.state, model.params", 1, 0};
@@ -59,7 +60,8 @@ int cmd_train(int argc, char **argv)
                                              0, 1e9};
     specs[RUN_OPTION_COUNT + 2] = (arg_spec){"skip-nonfinite", ARG_FLAG, &skip_nonfinite, "",
                                              "skip (and count) steps with a NaN/Inf loss or gradient instead of stopping", 1, 0};
-    int rc = args_parse("train", "--opt NAME --out DIR [options] | --resume DIR", specs, RUN_OPTION_COUNT + 3, argc, argv);
+    specs[RUN_OPTION_COUNT + 3] = (arg_spec){"quiet", ARG_FLAG, &quiet, "", "no progress line on the terminal", 1, 0};
+    int rc = args_parse("train", "--opt NAME --out DIR [options] | --resume DIR", specs, NSPECS, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     if (!o.spec.opt || !out) return cli_fail("train", "--opt and --out are required (see curvopt train --help)");
     if ((rc = run_options_finish("train", &o)) || (rc = cli_check_out_dir("train", out))) return rc;
@@ -78,7 +80,14 @@ int cmd_train(int argc, char **argv)
     run.cfg.resume = resume;
     run.cfg.skip_nonfinite = skip_nonfinite;
     co_train_result res;
-    co_status st = co_run_execute(&run, out, isatty(2), &res, &err);
+    /* Progress only on a terminal: a log (stdout redirected) stays clean. */
+    co_progress_line line, *progress = NULL;
+    if (!quiet && isatty(STDOUT_FILENO)) {
+        co_progress_line_init(&line, stdout, 1);
+        progress = &line;
+    }
+    co_status st = co_run_execute(&run, out, progress, &res, &err);
+    co_progress_line_clear(progress);
     if (st == CO_OK) {
         snprintf(path, sizeof path, "%s/optim.state", out);
         st = co_optim_save(run.opt, path, &err);

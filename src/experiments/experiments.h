@@ -3,11 +3,15 @@
 #define CO_EXPERIMENTS_H
 
 #include "curvopt.h"
+#include "train/progress.h"
 
 typedef struct co_reproduce_options {
     int seeds;   /* 0: the protocol's own number */
     int quick;   /* fewer seeds, epochs and grid points: a smoke test, not a reproduction */
-    int verbose; /* progress lines on stderr */
+    int verbose; /* a line per finished optimizer (and per epoch of long runs) on stderr */
+    /* Run k of n and the current run's progress (NULL: none). Each protocol tells it how
+     * many runs it plans, and prints its own lines through co_progress_note. */
+    co_progress_line *progress;
     /* Every seed's run keeps DIR/runs/OPT/seedK/checkpoint.ckpt (every N steps and at epoch
      * ends); with resume, finished runs are read back and interrupted ones continue. */
     int checkpoint_every;

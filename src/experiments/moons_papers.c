@@ -16,11 +16,13 @@
 static const double lr_grid[] = {1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1};
 static const double lr_grid_quick[] = {1e-3, 1e-2, 1e-1};
 
-static void study_checkpointing(study *s, const co_reproduce_options *o)
+/* What every study here takes from the command line: checkpoints and the progress line. */
+static void study_options(study *s, const co_reproduce_options *o)
 {
     s->checkpoint = o->checkpoint_every > 0 || o->resume;
     s->checkpoint_every = o->checkpoint_every;
     s->resume = o->resume;
+    s->progress = o->progress;
 }
 
 static void da_rmsprop_protocol(study *s, const co_reproduce_options *o)
@@ -43,12 +45,12 @@ static void da_rmsprop_protocol(study *s, const co_reproduce_options *o)
     s->ngrid = o->quick ? 3 : 7;
     memcpy(s->grid, g, (size_t)s->ngrid * sizeof *g);
     s->tune_seeds = o->quick ? 1 : 3;
-    study_checkpointing(s, o);
+    study_options(s, o);
 }
 
 static void add_entry(study *s, const char *opt, double fixed_lr, double acc, double e80, double sd, int boundary)
 {
-    s->entries[s->nentries++] = (study_entry){opt, fixed_lr, NULL, acc, e80, sd, boundary};
+    s->entries[s->nentries++] = (study_entry){opt, fixed_lr, NULL, acc, e80, sd, boundary, 0};
 }
 
 /* ---------------------------------------------------------------- report helpers */
@@ -213,9 +215,9 @@ static co_status close_reports(FILE *md, FILE *json, const char *dir, co_error *
 }
 
 /* Figures are helpful but not essential: a missing gnuplot is reported, not fatal. */
-static void figure_status(co_status st, co_error *err)
+static void figure_status(co_status st, co_error *err, const co_reproduce_options *o)
 {
-    if (st) fprintf(stderr, "curvopt reproduce: figure skipped: %s\n", err->msg);
+    if (st) co_progress_note(o->progress, stderr, "curvopt reproduce: figure skipped: %s\n", err->msg);
 }
 
 /* ---------------------------------------------------------------- da-rmsprop */
@@ -229,19 +231,20 @@ co_status co_reproduce_da_rmsprop(const char *dir, const co_reproduce_options *o
     add_entry(&s, "adamw", 0, 0.7700, 58, 0.031, 1);
     add_entry(&s, "da-rmsprop", 0, 0.8850, 43, 0.019, 1);
     study_result r[STUDY_MAX_ENTRIES];
+    co_progress_line_set_runs(o->progress, study_planned_runs(&s));
     co_status st = study_run(&s, dir, r, o->verbose, err);
     if (st) return st;
     figure_status(study_plot_curves(&s, r, dir, "train_loss.png", "make_moons: training loss (mean ± std over seeds)", 2,
                                     "mean minibatch BCE", err),
-                  err);
+                  err, o);
     figure_status(study_plot_curves(&s, r, dir, "train_accuracy.png", "make_moons: training accuracy (mean ± std)", 8,
                                     "training accuracy", err),
-                  err);
+                  err, o);
     figure_status(study_plot_curves(&s, r, dir, "test_accuracy.png", "make_moons: test accuracy (mean ± std)", 5,
                                     "test accuracy", err),
-                  err);
-    figure_status(study_plot_boundary(dir, "da-rmsprop", "DA-RMSprop decision boundary (seed 0)", err), err);
-    figure_status(study_plot_boundary(dir, "adamw", "AdamW decision boundary (seed 0)", err), err);
+                  err, o);
+    figure_status(study_plot_boundary(dir, "da-rmsprop", "DA-RMSprop decision boundary (seed 0)", err), err, o);
+    figure_status(study_plot_boundary(dir, "adamw", "AdamW decision boundary (seed 0)", err), err, o);
 
     FILE *md, *json;
     if ((st = open_reports(dir, s.id, &md, &json, err))) return st;
@@ -344,11 +347,11 @@ static void lama_protocol(study *s, const co_reproduce_options *o, int seeds, ui
     s->seed0 = seed0;
     s->vary_data_seed = seeds > 1;
     s->report_epoch = o->quick ? 5 : 20;
-    study_checkpointing(s, o);
+    study_options(s, o);
     /* Paper §3.4: K=10, delta=0.01, alpha_min 0.5, alpha_max 1.5, lambda 0.01, lr 0.001 for both. */
-    s->entries[s->nentries++] = (study_entry){"adam", 1e-3, NULL, 0.8733, NAN, NAN, 1};
-    s->entries[s->nentries++] =
-        (study_entry){"lama-adam", 1e-3, "K=10,delta=0.01,alpha_min=0.5,alpha_max=1.5,lambda=0.01", 0.8867, NAN, NAN, 1};
+    s->entries[s->nentries++] = (study_entry){"adam", 1e-3, NULL, 0.8733, NAN, NAN, 1, 0};
+    s->entries[s->nentries++] = (study_entry){
+        "lama-adam", 1e-3, "K=10,delta=0.01,alpha_min=0.5,alpha_max=1.5,lambda=0.01", 0.8867, NAN, NAN, 1, 0};
 }
 
 co_status co_reproduce_lama_adam(const char *dir, const co_reproduce_options *o, co_error *err)
@@ -365,6 +368,7 @@ co_status co_reproduce_lama_adam(const char *dir, const co_reproduce_options *o,
     one.hook_ctx = tr;
     study_result r1[STUDY_MAX_ENTRIES], rn[STUDY_MAX_ENTRIES];
     char sub[4200];
+    co_progress_line_set_runs(o->progress, study_planned_runs(&one) + study_planned_runs(&many));
     co_status st = study_run(&one, dir, r1, o->verbose, err);
     if (st == CO_OK) {
         snprintf(sub, sizeof sub, "%s/seeds", dir);
@@ -376,16 +380,16 @@ co_status co_reproduce_lama_adam(const char *dir, const co_reproduce_options *o,
     }
     figure_status(study_plot_curves(&one, r1, dir, "train_loss.png", "LAMA-Adam vs Adam: training loss (seed 42)", 2,
                                     "mean minibatch BCE", err),
-                  err);
+                  err, o);
     figure_status(study_plot_curves(&many, rn, sub, "train_loss.png", "LAMA-Adam vs Adam: training loss (mean ± std)", 2,
                                     "mean minibatch BCE", err),
-                  err);
-    figure_status(study_plot_boundary(dir, "adam", "Adam decision boundary (seed 42)", err), err);
-    figure_status(study_plot_boundary(dir, "lama-adam", "LAMA-Adam decision boundary (seed 42)", err), err);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/layer_traces.csv", dir);
+                  err, o);
+    figure_status(study_plot_boundary(dir, "adam", "Adam decision boundary (seed 42)", err), err, o);
+    figure_status(study_plot_boundary(dir, "lama-adam", "LAMA-Adam decision boundary (seed 42)", err), err, o);
+    char data[4200], path[4400];
+    snprintf(path, sizeof path, "%s/" CO_PLOT_DATA_DIR "/layer_traces.csv", dir);
     int epochs = one.base.epochs < LAMA_MAX_EPOCHS ? one.base.epochs : LAMA_MAX_EPOCHS;
-    FILE *f = tr->have ? fopen(path, "w") : NULL;
+    FILE *f = tr->have && co_plot_data_dir(dir, data, sizeof data, err) == CO_OK ? fopen(path, "w") : NULL;
     if (f) {
         fprintf(f, "epoch,layer1,layer2\n");
         for (int e = 0; e < epochs; e++) fprintf(f, "%d,%.9g,%.9g\n", e + 1, tr->trace[0][e][0], tr->trace[0][e][1]);
@@ -395,7 +399,7 @@ co_status co_reproduce_lama_adam(const char *dir, const co_reproduce_options *o,
         snprintf(png, sizeof png, "%s/layer_traces.png", dir);
         figure_status(co_plot_lines(png, "LAMA-Adam: average Hessian trace tr(H_l)/N_l per layer (seed 42)", "epoch",
                                     "tr(H_l)/N_l", ser, 2, err),
-                      err);
+                      err, o);
     }
 
     FILE *md, *json;
@@ -481,14 +485,17 @@ co_status co_reproduce_moons_all(const char *dir, const co_reproduce_options *o,
     for (int i = 0; i < co_optim_count() && s.nentries < STUDY_MAX_ENTRIES; i++)
         add_entry(&s, co_optim_info_at(i)->name, 0, NAN, NAN, NAN, 0);
     study_result r[STUDY_MAX_ENTRIES];
+    co_progress_line_set_runs(o->progress, study_planned_runs(&s));
     co_status st = study_run(&s, dir, r, o->verbose, err);
     if (st) return st;
-    figure_status(study_plot_curves(&s, r, dir, "test_accuracy.png", "make_moons: test accuracy, every optimizer (mean)", 5,
+    figure_status(study_plot_curves(&s, r, dir, "test_accuracy.png",
+                                    "make_moons: test accuracy, every optimizer (mean ± std over seeds)", 5,
                                     "test accuracy", err),
-                  err);
-    figure_status(study_plot_curves(&s, r, dir, "train_loss.png", "make_moons: training loss, every optimizer (mean)", 2,
+                  err, o);
+    figure_status(study_plot_curves(&s, r, dir, "train_loss.png",
+                                    "make_moons: training loss, every optimizer (mean ± std over seeds)", 2,
                                     "mean minibatch BCE", err),
-                  err);
+                  err, o);
     FILE *md, *json;
     if ((st = open_reports(dir, s.id, &md, &json, err))) return st;
     fprintf(md, "# Every curvopt optimizer on the DA-RMSprop make_moons protocol\n\n");

@@ -78,9 +78,9 @@ static void add_figure(report *R, const char *file, const char *title)
 }
 
 /* A figure is a convenience: without gnuplot the CSVs are still there. */
-static void plot_or_warn(co_status st, const co_error *err)
+static void plot_or_warn(const report *R, co_status st, const co_error *err)
 {
-    if (st) fprintf(stderr, "curvopt reproduce: figure skipped: %s\n", err->msg);
+    if (st) co_progress_note(R->o->progress, stderr, "curvopt reproduce: figure skipped: %s\n", err->msg);
 }
 
 static int seeds_of(const co_reproduce_options *o, int protocol)
@@ -143,8 +143,8 @@ static const acc_setting exp3_settings[] = {
 /* One run: trains and records test accuracy on the evaluation subset every `every` steps.
  * *loaded says whether the data and model were set up, so that a missing data set can be
  * told from a failed run. */
-static co_status one_run(const co_run_spec *spec, int eval_n, int every, curve *c, double *final_acc, int *loaded,
-                         co_error *err)
+static co_status one_run(const co_run_spec *spec, int eval_n, int every, co_progress_line *progress, curve *c,
+                         double *final_acc, int *loaded, co_error *err)
 {
     co_run run;
     *loaded = 0;
@@ -170,7 +170,7 @@ static co_status one_run(const co_run_spec *spec, int eval_n, int every, curve *
     run.cfg.on_eval = on_eval;
     run.cfg.cb_ctx = c;
     co_train_result res;
-    st = co_run_execute(&run, NULL, 0, &res, err);
+    st = co_run_execute(&run, NULL, progress, &res, err);
     if (st == CO_OK) *final_acc = res.final_test_acc;
     co_train_result_free(&res);
     co_dataset_free(sub);
@@ -224,6 +224,8 @@ static co_status write_acc_csv(const char *path, curve *curves, int seeds, co_er
     return CO_OK;
 }
 
+static int acc_runs(const acc_protocol *P) { return P->nsettings * 2 * P->seeds; }
+
 static co_status acc_experiment(report *R, const acc_protocol *P, co_error *err)
 {
     static curve curves[2][MAX_SEEDS];
@@ -249,7 +251,7 @@ static co_status acc_experiment(report *R, const acc_protocol *P, co_error *err)
                 spec.test_limit = P->test_limit;
                 curve *c = &curves[oi][k];
                 int loaded;
-                st = one_run(&spec, P->eval_n, P->every, c, &final[oi][k], &loaded, err);
+                st = one_run(&spec, P->eval_n, P->every, R->o->progress, c, &final[oi][k], &loaded, err);
                 /* Only the data's absence or damage makes an optional experiment "not run"; a
                  * protocol the library refuses is a failure like any other. */
                 int data_missing = st == CO_ENOTFOUND || st == CO_EFORMAT || st == CO_EIO;
@@ -260,7 +262,11 @@ static co_status acc_experiment(report *R, const acc_protocol *P, co_error *err)
                         snprintf(R->not_run_msg[R->nnot_run++], sizeof R->not_run_msg[0], "%s", err->msg);
                     }
                     add_claim(R, "quasi-Adam outperforms Adam", P->fig, -1, "not run: %s", err->msg);
-                    if (R->o->verbose) fprintf(stderr, "  %s not run: %s\n", S->title, err->msg);
+                    if (R->o->verbose)
+                        co_progress_note(R->o->progress, stderr, "  %s not run: %s\n", S->title, err->msg);
+                    /* Its runs leave the plan. */
+                    if (R->o->progress)
+                        co_progress_line_set_runs(R->o->progress, R->o->progress->runs - acc_runs(P));
                     return CO_OK;
                 }
                 if (st) return st;
@@ -270,14 +276,16 @@ static co_status acc_experiment(report *R, const acc_protocol *P, co_error *err)
                 last[oi][k] = c->n ? c->acc[c->n - 1] : NAN;
                 for (int i = 0; i < NTABLE; i++) at[oi][i][k] = acc_at(c, table_iters[i]);
                 if (R->o->verbose)
-                    fprintf(stderr, "  %s batch %d %-10s seed %d: curve mean %.4f, final %.4f\n", S->data, S->batch,
-                            optims[oi], k, auc[oi][k], final[oi][k]);
+                    co_progress_note(R->o->progress, stderr,
+                                     "  %s batch %d %-10s seed %d: curve mean %.4f, final %.4f\n", S->data, S->batch,
+                                     optims[oi], k, auc[oi][k], final[oi][k]);
             }
         if (si == 0) acc_section(R, P);
-        char csv[2][4300];
+        char data[4200], csv[2][4500];
         co_plot_series ser[2];
+        if ((st = co_plot_data_dir(R->dir, data, sizeof data, err))) return st;
         for (int oi = 0; oi < 2; oi++) {
-            snprintf(csv[oi], sizeof csv[oi], "%s/%s_b%d_%s.csv", R->dir, S->data, S->batch, optims[oi]);
+            snprintf(csv[oi], sizeof csv[oi], "%s/%s_b%d_%s.csv", data, S->data, S->batch, optims[oi]);
             if ((st = write_acc_csv(csv[oi], curves[oi], seeds, err))) return st;
             ser[oi] = (co_plot_series){csv[oi], 1, 2, optims[oi], 3, 4};
             fprintf(R->md, "| %s | %d | %s |", S->title, S->batch, optims[oi]);
@@ -307,7 +315,7 @@ static co_status acc_experiment(report *R, const acc_protocol *P, co_error *err)
         snprintf(file, sizeof file, "%s_b%d.png", S->data, S->batch);
         snprintf(png, sizeof png, "%s/%s", R->dir, file);
         snprintf(title, sizeof title, "%s, batch %d: test accuracy per batch iteration", S->title, S->batch);
-        plot_or_warn(co_plot_lines(png, title, "batch iteration", "test accuracy", ser, 2, err), err);
+        plot_or_warn(R, co_plot_lines(png, title, "batch iteration", "test accuracy", ser, 2, err), err);
         add_figure(R, file, title);
         /* "For both batch sizes, quasi-Adam outperforms Adam": a higher accuracy curve (its mean
          * over the evaluated iterations). */
@@ -333,6 +341,7 @@ static const ae_setting ae_settings[] = {
     {"fashion-mnist", "Exp. V: Fashion-MNIST", "Fig. 5", 1e-3},
 };
 
+#define NAE ((int)(sizeof ae_settings / sizeof ae_settings[0]))
 enum { AE_TRAIN = 0, AE_TEST = 1 };
 
 /* Per-epoch losses of every run, NaN where a failed run never got (null in results.json). */
@@ -377,7 +386,7 @@ static co_status ae_experiment(report *R, int epochs, int seeds, co_error *err)
             "are one standard deviation over seeds; *mean over epochs* is the curve mean the verdicts compare.\n\n"
             "| experiment | optimizer | epoch | training loss | test loss |\n|---|---|---|---|---|\n",
             epochs, seeds);
-    for (size_t ai = 0; ai < sizeof ae_settings / sizeof ae_settings[0]; ai++) {
+    for (int ai = 0; ai < NAE; ai++) {
         const ae_setting *A = &ae_settings[ai];
         study s;
         memset(&s, 0, sizeof s);
@@ -395,7 +404,7 @@ static co_status ae_experiment(report *R, int epochs, int seeds, co_error *err)
         }
         s.seeds = seeds;
         for (int oi = 0; oi < 2; oi++)
-            s.entries[s.nentries++] = (study_entry){optims[oi], A->lr, NULL, NAN, NAN, NAN, 0};
+            s.entries[s.nentries++] = (study_entry){optims[oi], A->lr, NULL, NAN, NAN, NAN, 0, 0};
         s.keep_history = 1;
         /* The long part of the reproduction: its runs keep checkpoints like the studies of the
          * other papers (Exp. I-III are rerun by --resume). */
@@ -404,7 +413,8 @@ static co_status ae_experiment(report *R, int epochs, int seeds, co_error *err)
         s.resume = R->o->resume;
         char sub[4200];
         snprintf(sub, sizeof sub, "%s/ae-%s", R->dir, A->data);
-        if (R->o->verbose) fprintf(stderr, "  %s reconstruction, lr %g:\n", A->data, A->lr);
+        s.progress = R->o->progress;
+        if (R->o->verbose) co_progress_note(R->o->progress, stderr, "  %s reconstruction, lr %g:\n", A->data, A->lr);
         study_result res[2];
         memset(res, 0, sizeof res);
         co_status st = study_run(&s, sub, res, R->o->verbose, err);
@@ -458,7 +468,10 @@ static co_status ae_experiment(report *R, int epochs, int seeds, co_error *err)
             snprintf(ylabel, sizeof ylabel, "%s loss (MSE)", what[c]);
             /* Columns of the study's curves CSV: training loss 2-4, test loss 11-13. */
             if (!res[0].failure[0] || !res[1].failure[0]) {
-                plot_or_warn(study_plot_curves(&s, res, sub, png[c], title, c == AE_TRAIN ? 2 : 11, ylabel, err), err);
+                plot_or_warn(R,
+                             study_plot_curves(&s, res, sub, png[c], title,
+                                               c == AE_TRAIN ? STUDY_COL_TRAIN_LOSS : STUDY_COL_TEST_LOSS, ylabel, err),
+                             err);
                 add_figure(R, file, title);
             }
             if (res[0].failure[0] || res[1].failure[0]) {
@@ -572,15 +585,16 @@ co_status co_reproduce_quasi_adam(const char *dir, const co_reproduce_options *o
     fprintf(R.js, "{\n  \"experiment\": \"quasi-adam\",\n  \"quick\": %s,\n  \"settings\": [",
             o->quick ? "true" : "false");
     co_status st;
-    if (o->verbose) fprintf(stderr, "Exp. I-II: MNIST classifier, test accuracy per iteration\n");
+    co_progress_line_set_runs(o->progress, acc_runs(&exp12) + acc_runs(&exp3) + NAE * 2 * ae_seeds);
+    if (o->verbose) co_progress_note(o->progress, stderr, "Exp. I-II: MNIST classifier, test accuracy per iteration\n");
     if ((st = acc_experiment(&R, &exp12, err))) goto done;
     fputc('\n', R.md);
-    if (o->verbose) fprintf(stderr, "Exp. III: ResNet34 on SVHN\n");
+    if (o->verbose) co_progress_note(o->progress, stderr, "Exp. III: ResNet34 on SVHN\n");
     if ((st = acc_experiment(&R, &exp3, err))) goto done;
     fputc('\n', R.md);
     fprintf(R.js, "\n  ],\n  \"reconstruction\": [");
     R.njson = 0;
-    if (o->verbose) fprintf(stderr, "Exp. IV-V: autoencoder, MSE per epoch\n");
+    if (o->verbose) co_progress_note(o->progress, stderr, "Exp. IV-V: autoencoder, MSE per epoch\n");
     if ((st = ae_experiment(&R, ae_epochs, ae_seeds, err))) goto done;
     write_claims(&R);
 done:

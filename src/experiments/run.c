@@ -244,7 +244,8 @@ static co_status write_json(const co_run *run, const co_train_result *res, const
     return CO_OK;
 }
 
-co_status co_run_execute(co_run *run, const char *out_dir, int progress, co_train_result *res, co_error *err)
+co_status co_run_execute(co_run *run, const char *out_dir, co_progress_line *progress, co_train_result *res,
+                         co_error *err)
 {
     char csv[4096], json[4096];
     if (out_dir) {
@@ -254,9 +255,21 @@ co_status co_run_execute(co_run *run, const char *out_dir, int progress, co_trai
         snprintf(json, sizeof json, "%s/result.json", out_dir);
         run->cfg.csv_path = csv;
     }
-    run->cfg.progress = progress;
+    if (progress) {
+        const co_run_spec *s = &run->spec;
+        char label[96];
+        /* A layer list (spaces) is too long for the line; a preset or mlp: spec is not. */
+        snprintf(label, sizeof label, "%s lr %g seed %llu (%s%s%s)", s->opt, co_optim_get(run->opt, 0, "lr"),
+                 (unsigned long long)s->seed, s->data, strchr(s->model, ' ') ? "" : ", ",
+                 strchr(s->model, ' ') ? "" : s->model);
+        co_progress_line_start_run(progress, label);
+        run->cfg.on_progress = co_progress_line_update;
+        run->cfg.progress_ctx = progress;
+    }
     co_status st = co_train(run->model, run->opt, run->train, run->test, &run->cfg, res, err);
     run->cfg.csv_path = NULL;
+    run->cfg.on_progress = NULL;
+    run->cfg.progress_ctx = NULL;
     if (st || !out_dir) return st;
     return write_json(run, res, json, err);
 }

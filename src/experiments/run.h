@@ -5,6 +5,7 @@
 #define CO_EXPERIMENTS_RUN_H
 
 #include "curvopt.h"
+#include "train/progress.h"
 
 typedef struct co_run_spec {
     const char *data; /* "moons", or a file dataset: mnist, fashion-mnist, cifar10, cifar100, svhn */
@@ -40,8 +41,10 @@ typedef struct co_run {
 void co_run_spec_default(co_run_spec *s);
 co_status co_run_prepare(const co_run_spec *spec, co_run *run, co_error *err);
 void co_run_free(co_run *run);
-/* Trains; writes out_dir/epochs.csv and out_dir/result.json when out_dir is non-NULL. */
-co_status co_run_execute(co_run *run, const char *out_dir, int progress, co_train_result *res, co_error *err);
+/* Trains; writes out_dir/epochs.csv and out_dir/result.json when out_dir is non-NULL. With a
+ * progress line, the run is counted and named on it and reports its steps there. */
+co_status co_run_execute(co_run *run, const char *out_dir, co_progress_line *progress, co_train_result *res,
+                         co_error *err);
 
 co_status co_parse_act(const char *s, co_act *out, co_error *err);
 co_status co_parse_loss(const char *s, co_loss_kind *out, co_error *err);

@@ -89,7 +89,7 @@ co_status study_validate(const study *s, const char *opt, double lr, const char 
         co_train_result res;
         co_status st = co_run_prepare(&spec, &run, err);
         if (st) return st;
-        st = co_run_execute(&run, NULL, 0, &res, err);
+        st = co_run_execute(&run, NULL, s->progress, &res, err);
         double va = 0, vl = 0;
         if (st == CO_OK) st = co_evaluate(run.model, run.val, spec.loss, 256, &vl, &va, err);
         co_train_result_free(&res);
@@ -119,8 +119,10 @@ static co_status write_boundary(co_run *run, const char *dir, const char *opt, c
             lo[j] = fmin(lo[j], d->x[2 * i + j]);
             hi[j] = fmax(hi[j], d->x[2 * i + j]);
         }
-    char path[4200];
-    snprintf(path, sizeof path, "%s/boundary_%s_grid.dat", dir, opt);
+    char data[4200], path[4400];
+    co_status st = co_plot_data_dir(dir, data, sizeof data, err);
+    if (st) return st;
+    snprintf(path, sizeof path, "%s/boundary_%s_grid.dat", data, opt);
     FILE *f = fopen(path, "w");
     if (!f) return co_error_set(err, CO_EIO, "%s: cannot create", path);
     enum { G = 160 };
@@ -143,7 +145,7 @@ static co_status write_boundary(co_run *run, const char *dir, const char *opt, c
         fputc('\n', f);
     }
     fclose(f);
-    snprintf(path, sizeof path, "%s/boundary_%s_points.dat", dir, opt);
+    snprintf(path, sizeof path, "%s/boundary_%s_points.dat", data, opt);
     f = fopen(path, "w");
     if (!f) return co_error_set(err, CO_EIO, "%s: cannot create", path);
     fprintf(f, "# x y label\n");
@@ -157,8 +159,10 @@ enum { NCURVES = 4 }; /* train loss, test acc, train acc, test loss */
 static co_status write_curves(const char *dir, const char *opt, co_epoch_stats **hist, int nseeds, int epochs,
                               co_error *err)
 {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/curves_%s.csv", dir, opt);
+    char data[4200], path[4400];
+    co_status st = co_plot_data_dir(dir, data, sizeof data, err);
+    if (st) return st;
+    snprintf(path, sizeof path, "%s/curves_%s.csv", data, opt);
     FILE *f = fopen(path, "w");
     if (!f) return co_error_set(err, CO_EIO, "%s: cannot create", path);
     fprintf(f, "epoch,train_loss,train_loss_lo,train_loss_hi,test_acc,test_acc_lo,test_acc_hi,train_acc,"
@@ -185,8 +189,9 @@ static co_status run_entry(const study *s, int ei, const char *dir, study_result
     const study_entry *e = &s->entries[ei];
     co_status st;
     memset(r, 0, sizeof *r);
-    r->lr = e->fixed_lr;
-    if (!(e->fixed_lr > 0)) {
+    r->lr = e->default_lr ? s->base.lr : e->fixed_lr;
+    if (!e->default_lr && !(e->fixed_lr > 0)) {
+        if (s->ngrid < 1) return co_error_set(err, CO_EINVAL, "%s: no learning rate and no grid to tune it on", e->opt);
         int best = -1;
         for (int g = 0; g < s->ngrid; g++) {
             st = study_validate(s, e->opt, s->grid[g], e->hparams, &r->grid_val_acc[g], &r->grid_val_loss[g], err);
@@ -203,7 +208,7 @@ static co_status run_entry(const study *s, int ei, const char *dir, study_result
     for (int k = 0; k < s->seeds; k++) {
         co_run_spec spec = s->base;
         spec.opt = e->opt;
-        spec.hparams = e->hparams;
+        spec.hparams = e->hparams ? e->hparams : s->base.hparams;
         spec.lr = r->lr;
         spec.seed = s->seed0 + (uint64_t)k;
         if (s->vary_data_seed) spec.data_seed = spec.seed;
@@ -216,6 +221,7 @@ static co_status run_entry(const study *s, int ei, const char *dir, study_result
         co_run run;
         co_train_result res;
         if ((st = co_run_prepare(&spec, &run, err))) goto done;
+        if (e->default_lr) r->lr = co_optim_get(run.opt, 0, "lr"); /* the optimizer's own unless the base set one */
         hook_ctx hc = {s, run.opt, ei, k};
         run.cfg.eval_train_acc = !s->no_train_acc;
         char ckpt[4300];
@@ -227,7 +233,7 @@ static co_status run_entry(const study *s, int ei, const char *dir, study_result
         }
         run.cfg.on_epoch = on_epoch;
         run.cfg.cb_ctx = &hc;
-        st = co_run_execute(&run, rdir, 0, &res, err);
+        st = co_run_execute(&run, rdir, s->progress, &res, err);
         if (st == CO_OK && e->boundary && k == 0) st = write_boundary(&run, dir, e->opt, err);
         if (st) {
             snprintf(r->failure, sizeof r->failure, "seed %d: %s", k, err->msg);
@@ -256,8 +262,8 @@ static co_status run_entry(const study *s, int ei, const char *dir, study_result
     if (verbose) {
         int acc = !isnan(study_mean(r->acc, r->nseeds));
         const double *v = acc ? r->acc : r->test_loss;
-        fprintf(stderr, "  %-12s lr %-8g test %s %.4f ± %.4f  (%.1f s)\n", e->opt, r->lr, acc ? "acc" : "loss",
-                study_mean(v, r->nseeds), study_std(v, r->nseeds), r->seconds);
+        co_progress_note(s->progress, stderr, "  %-12s lr %-8g test %s %.4f ± %.4f  (%.1f s)\n", e->opt, r->lr,
+                         acc ? "acc" : "loss", study_mean(v, r->nseeds), study_std(v, r->nseeds), r->seconds);
     }
 done:
     for (int k = 0; k < s->seeds; k++) free(hist[k]);
@@ -271,6 +277,17 @@ void study_result_free(study_result *r, int n)
             free(r[i].history[k]);
             r[i].history[k] = NULL;
         }
+}
+
+int study_planned_runs(const study *s)
+{
+    int n = 0;
+    for (int i = 0; i < s->nentries; i++) {
+        const study_entry *e = &s->entries[i];
+        if (!e->default_lr && !(e->fixed_lr > 0)) n += s->ngrid * s->tune_seeds;
+        n += s->seeds;
+    }
+    return n;
 }
 
 co_status study_run(const study *s, const char *dir, study_result *results, int verbose, co_error *err)
@@ -289,29 +306,70 @@ co_status study_run(const study *s, const char *dir, study_result *results, int 
     return CO_OK;
 }
 
+/* The groups of a figure of many optimizers. */
+enum { FAMILY_BASELINE, FAMILY_OGR, FAMILY_PAPERS, NFAMILIES };
+static const char *family_titles[NFAMILIES] = {"baselines (torch.optim)", "Duda's OGR family",
+                                               "the other papers' methods"};
+#define SINGLE_PANEL_MAX 6
+#define REFERENCE_OPT "adam"
+
+static int family_of(const char *opt)
+{
+    const co_optim_info *info = co_optim_find(opt);
+    if (info && strstr(info->source, "torch.optim")) return FAMILY_BASELINE;
+    return strncmp(opt, "ogr", 3) == 0 ? FAMILY_OGR : FAMILY_PAPERS;
+}
+
 co_status study_plot_curves(const study *s, const study_result *r, const char *dir, const char *png, const char *title,
                             int ycol_mean, const char *ylabel, co_error *err)
 {
-    static char csv[STUDY_MAX_ENTRIES][4200];
+    static char csv[STUDY_MAX_ENTRIES][4400];
     co_plot_series series[STUDY_MAX_ENTRIES];
-    int n = 0;
+    char data[4200];
+    co_status st = co_plot_data_dir(dir, data, sizeof data, err);
+    if (st) return st;
+    int n = 0, reference = -1;
     for (int i = 0; i < s->nentries; i++) {
         if (r[i].failure[0]) continue;
-        snprintf(csv[n], sizeof csv[n], "%s/curves_%s.csv", dir, s->entries[i].opt);
+        snprintf(csv[n], sizeof csv[n], "%s/curves_%s.csv", data, s->entries[i].opt);
         series[n] = (co_plot_series){csv[n], 1, ycol_mean, s->entries[i].opt, ycol_mean + 1, ycol_mean + 2};
+        if (strcmp(s->entries[i].opt, REFERENCE_OPT) == 0) reference = n;
         n++;
     }
     if (n == 0) return co_error_set(err, CO_EINVAL, "%s: no finished runs to plot", png);
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, png);
-    return co_plot_lines(path, title, "epoch", ylabel, series, n, err);
+    int logy = ycol_mean == STUDY_COL_TRAIN_LOSS || ycol_mean == STUDY_COL_TEST_LOSS;
+    if (n <= SINGLE_PANEL_MAX) {
+        co_plot_panel one = {title, series, n};
+        return co_plot_panels(path, title, "epoch", ylabel, logy, &one, 1, NULL, err);
+    }
+    /* Small multiples: each family in its own panel, the reference in every one. */
+    co_plot_series grouped[NFAMILIES][STUDY_MAX_ENTRIES];
+    co_plot_panel panels[NFAMILIES];
+    int count[NFAMILIES] = {0}, np = 0;
+    for (int i = 0; i < n; i++)
+        if (i != reference) {
+            int f = family_of(series[i].label);
+            grouped[f][count[f]++] = series[i];
+        }
+    for (int f = 0; f < NFAMILIES; f++)
+        if (count[f]) panels[np++] = (co_plot_panel){family_titles[f], grouped[f], count[f]};
+    co_plot_series ref;
+    if (reference >= 0) {
+        ref = series[reference];
+        ref.label = REFERENCE_OPT " (reference)";
+    }
+    return co_plot_panels(path, title, "epoch", ylabel, logy, panels, np, reference >= 0 ? &ref : NULL, err);
 }
 
 co_status study_plot_boundary(const char *dir, const char *opt, const char *title, co_error *err)
 {
-    char grid[4200], points[4200], png[4200];
-    snprintf(grid, sizeof grid, "%s/boundary_%s_grid.dat", dir, opt);
-    snprintf(points, sizeof points, "%s/boundary_%s_points.dat", dir, opt);
+    char data[4200], grid[4400], points[4400], png[4200];
+    co_status st = co_plot_data_dir(dir, data, sizeof data, err);
+    if (st) return st;
+    snprintf(grid, sizeof grid, "%s/boundary_%s_grid.dat", data, opt);
+    snprintf(points, sizeof points, "%s/boundary_%s_points.dat", data, opt);
     snprintf(png, sizeof png, "%s/boundary_%s.png", dir, opt);
     return co_plot_boundary(png, title, grid, points, err);
 }

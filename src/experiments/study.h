@@ -17,6 +17,7 @@ typedef struct study_entry {
     /* The paper's numbers (NAN where it gives none). */
     double paper_acc, paper_e80, paper_std;
     int boundary; /* draw the decision boundary of its first seed */
+    int default_lr; /* the base spec's lr (the optimizer's own default unless the base sets one): no tuning */
 } study_entry;
 
 typedef struct study_result {
@@ -55,13 +56,21 @@ typedef struct study {
     int nentries;
     study_epoch_hook hook;
     void *hook_ctx;
+    co_progress_line *progress; /* where each run shows its progress (NULL: nowhere) */
 } study;
 
-/* Runs every entry; writes DIR/runs/<opt>/seed<k>/{epochs.csv,result.json},
- * DIR/curves_<opt>.csv (per-epoch mean and mean±std over seeds) and boundary files. */
+/* Columns of the curves files: per epoch, the mean over seeds and mean ± std of each. */
+enum { STUDY_COL_TRAIN_LOSS = 2, STUDY_COL_TEST_ACC = 5, STUDY_COL_TRAIN_ACC = 8, STUDY_COL_TEST_LOSS = 11 };
+
+/* Runs every entry; writes DIR/runs/<opt>/seed<k>/{epochs.csv,result.json}, and for the
+ * figures DIR/plots/curves_<opt>.csv (per-epoch mean and mean±std over seeds, the columns
+ * above) and the decision-boundary data. */
 co_status study_run(const study *s, const char *dir, study_result *results, int verbose, co_error *err);
 
 void study_result_free(study_result *r, int n);
+
+/* How many training runs study_run makes (tuning included): a progress line's total. */
+int study_planned_runs(const study *s);
 
 /* Mean validation accuracy and loss over s->tune_seeds of one configuration trained on the
  * training split less s->val_frac (a diverging run scores accuracy 0, loss +inf): the lr grid
@@ -79,8 +88,10 @@ int study_clearly_greater(const double *a, int na, const double *b, int nb);
 /* Mean over the seeds that reached 80%, and how many did. */
 double study_e80_mean(const study_result *r, int *reached);
 
-/* Figures from the files study_run wrote. */
-/* Entries whose runs failed are left out. */
+/* Figures from the files study_run wrote; entries whose runs failed are left out. Up to six
+ * optimizers share one panel; more are drawn as small multiples (torch.optim's baselines,
+ * Duda's OGR family, the other papers' methods) with Adam, when present, in black in each.
+ * Losses are drawn on a log scale. */
 co_status study_plot_curves(const study *s, const study_result *r, const char *dir, const char *png, const char *title,
                             int ycol_mean, const char *ylabel, co_error *err);
 co_status study_plot_boundary(const char *dir, const char *opt, const char *title, co_error *err);

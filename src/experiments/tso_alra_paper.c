@@ -177,7 +177,7 @@ typedef struct {
 typedef struct {
     setting_summary *sum;
     const plan *p;
-    int verbose;
+    const co_reproduce_options *o;
 } hook_ctx;
 
 static void on_epoch(co_optim *opt, const co_epoch_stats *st, int entry, int seed_index, void *ctx)
@@ -187,9 +187,10 @@ static void on_epoch(co_optim *opt, const co_epoch_stats *st, int entry, int see
     /* Read from the optimizer itself: the check that the scaled switch point is the epoch it acts on. */
     if (entry == TSO && co_optim_diagnostic(opt, "switch_epoch", &v, 1) == 1 && v > 0)
         h->sum->o[TSO].switch_seen[seed_index] = (int)v;
-    if (h->verbose)
-        fprintf(stderr, "    %s %-9s seed %d epoch %3d/%d  test loss %.4f  acc %.4f  %.1f s\n", h->sum->S->id,
-                opt_names[entry], seed_index, st->epoch, h->p->epochs, st->test_loss, st->test_acc, st->seconds);
+    if (h->o->verbose)
+        co_progress_note(h->o->progress, stderr, "    %s %-9s seed %d epoch %3d/%d  test loss %.4f  acc %.4f  %.1f s\n",
+                         h->sum->S->id, opt_names[entry], seed_index, st->epoch, h->p->epochs, st->test_loss,
+                         st->test_acc, st->seconds);
 }
 
 static void summarize(opt_summary *os, const study_result *r, const plan *p, int sw)
@@ -248,20 +249,37 @@ static co_status time_evaluation(const co_run_spec *base, double *seconds, co_er
     return st;
 }
 
-static co_status run_setting(const setting *S, const plan *p, const co_reproduce_options *o, const char *dir,
-                             setting_summary *sum, co_error *err)
+/* Whether the setting's data is there (its test split loads); sum->reason says why not. */
+static void probe_setting(const setting *S, const co_reproduce_options *o, setting_summary *sum)
 {
     memset(sum, 0, sizeof *sum);
     sum->S = S;
     sum->model = o->quick ? S->quick_model : S->model;
     sum->eval_seconds = NAN;
     co_dataset *probe = NULL;
-    if (co_dataset_load(S->data, o->data_dir, 0, &probe, err)) {
-        snprintf(sum->reason, sizeof sum->reason, "%s", err->msg);
-        return CO_OK;
+    co_error err = {0};
+    if (co_dataset_load(S->data, o->data_dir, 0, &probe, &err)) {
+        snprintf(sum->reason, sizeof sum->reason, "%s", err.msg);
+        return;
     }
     co_dataset_free(probe);
     sum->ran = 1;
+}
+
+/* The training runs of a setting that runs: the grids when tuning, then every seed. */
+static int setting_runs(const plan *p, const co_reproduce_options *o)
+{
+    int n = NOPT * p->seeds;
+    cand grid[MAX_CANDS];
+    for (int i = 0; o->tune && i < NOPT; i++) n += grid_of(i, p, grid);
+    return n;
+}
+
+static co_status run_setting(const plan *p, const co_reproduce_options *o, const char *dir, setting_summary *sum,
+                             co_error *err)
+{
+    const setting *S = sum->S;
+    if (!sum->ran) return CO_OK;
 
     study s;
     memset(&s, 0, sizeof s);
@@ -286,7 +304,8 @@ static co_status run_setting(const setting *S, const plan *p, const co_reproduce
     s.checkpoint = o->checkpoint_every > 0 || o->resume;
     s.checkpoint_every = o->checkpoint_every;
     s.resume = o->resume;
-    hook_ctx hc = {sum, p, o->verbose};
+    s.progress = o->progress;
+    hook_ctx hc = {sum, p, o};
     s.hook = on_epoch;
     s.hook_ctx = &hc;
 
@@ -306,8 +325,8 @@ static co_status run_setting(const setting *S, const plan *p, const co_reproduce
                     study_validate(&s, opt_names[i], c->lr, hp[0] ? hp : NULL, &c->val_acc, &c->val_loss, err);
                 if (st) return st;
                 if (o->verbose)
-                    fprintf(stderr, "    %s tune %-9s lr %-6g %-40s validation loss %.4f\n", S->id, opt_names[i], c->lr,
-                            hp, c->val_loss);
+                    co_progress_note(o->progress, stderr, "    %s tune %-9s lr %-6g %-40s validation loss %.4f\n",
+                                     S->id, opt_names[i], c->lr, hp, c->val_loss);
                 if (!isfinite(c->val_loss)) c->val_loss = INFINITY; /* a NaN must not win or block */
                 if (best < 0 || c->val_loss < os->grid[best].val_loss) best = g;
             }
@@ -315,7 +334,7 @@ static co_status run_setting(const setting *S, const plan *p, const co_reproduce
         }
         hparams_of(i, &os->chosen, os->hparams, sizeof os->hparams);
         s.entries[s.nentries++] = (study_entry){opt_names[i], os->chosen.lr, os->hparams[0] ? os->hparams : NULL,
-                                                NAN, NAN, NAN, 0};
+                                                NAN, NAN, NAN, 0, 0};
     }
 
     char sdir[4200];
@@ -332,11 +351,11 @@ static co_status run_setting(const setting *S, const plan *p, const co_reproduce
         if (time_evaluation(&s.base, &sum->eval_seconds, err)) sum->eval_seconds = NAN;
         char title[160];
         snprintf(title, sizeof title, "%s: test loss (NLL), mean ± std over %d seed(s)", S->title, p->seeds);
-        if (study_plot_curves(&s, r, sdir, "test_loss.png", title, 11, "test loss (NLL)", err))
-            fprintf(stderr, "curvopt reproduce: figure skipped: %s\n", err->msg);
+        if (study_plot_curves(&s, r, sdir, "test_loss.png", title, STUDY_COL_TEST_LOSS, "test loss (NLL)", err))
+            co_progress_note(o->progress, stderr, "curvopt reproduce: figure skipped: %s\n", err->msg);
         snprintf(title, sizeof title, "%s: training loss, mean ± std over %d seed(s)", S->title, p->seeds);
-        if (study_plot_curves(&s, r, sdir, "train_loss.png", title, 2, "mean minibatch loss", err))
-            fprintf(stderr, "curvopt reproduce: figure skipped: %s\n", err->msg);
+        if (study_plot_curves(&s, r, sdir, "train_loss.png", title, STUDY_COL_TRAIN_LOSS, "mean minibatch loss", err))
+            co_progress_note(o->progress, stderr, "curvopt reproduce: figure skipped: %s\n", err->msg);
     }
     study_result_free(r, NOPT);
     return st;
@@ -647,10 +666,16 @@ co_status co_reproduce_tso_alra(const char *dir, const co_reproduce_options *o, 
     setting_summary *sums = calloc(NSET, sizeof *sums);
     if (!sums) return co_error_set(err, CO_ENOMEM, "out of memory");
     co_status st = CO_OK;
+    int runs = 0;
     for (int i = 0; i < NSET; i++) {
-        if (o->verbose) fprintf(stderr, "  %s\n", settings[i].title);
-        if ((st = run_setting(&settings[i], &p, o, dir, &sums[i], err))) goto done;
-        if (o->verbose && !sums[i].ran) fprintf(stderr, "    not run: %s\n", sums[i].reason);
+        probe_setting(&settings[i], o, &sums[i]);
+        if (sums[i].ran) runs += setting_runs(&p, o);
+    }
+    co_progress_line_set_runs(o->progress, runs);
+    for (int i = 0; i < NSET; i++) {
+        if (o->verbose) co_progress_note(o->progress, stderr, "  %s\n", settings[i].title);
+        if ((st = run_setting(&p, o, dir, &sums[i], err))) goto done;
+        if (o->verbose && !sums[i].ran) co_progress_note(o->progress, stderr, "    not run: %s\n", sums[i].reason);
     }
 
     char path[4200];

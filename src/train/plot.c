@@ -1,65 +1,429 @@
 #include "plot.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-static int have_gnuplot(void) { return system("command -v gnuplot >/dev/null 2>&1") == 0; }
+/* ---------------------------------------------------------------- the look of every figure */
 
-static co_status run_gnuplot(const char *script, co_error *err)
+#define FONT "sans,11"
+#define LINE_WIDTH 2
+#define BAND_ALPHA 0.15
+/* Markers on a line: about this many per series, so that a line is told from its
+ * neighbours by colour, dash pattern and marker alike. */
+#define MARKERS_PER_LINE 8
+
+typedef struct {
+    const char *colour, *dash;
+    int point;
+} line_style;
+
+/* Okabe & Ito's colour-blind-safe palette (its yellow, unreadable on white, replaced by
+ * brown and grey), each colour with its own dash pattern and marker. */
+static const line_style styles[] = {
+    {"#0072B2", "1", 7},          {"#D55E00", "2", 5},      {"#009E73", "4", 9},
+    {"#CC79A7", "3", 11},         {"#E69F00", "5", 13},     {"#56B4E9", "(12,5)", 4},
+    {"#8C510A", "(3,4,12,4)", 6}, {"#7F7F7F", "(20,6)", 8},
+};
+#define NSTYLES ((int)(sizeof styles / sizeof styles[0]))
+static const line_style reference_style = {"#000000", "1", 2};
+
+/* Layout in pixels. */
+#define PANEL_WIDTH 520
+#define SINGLE_WIDTH 860
+#define PLOT_HEIGHT 380
+#define KEY_ROW 22
+
+static void common_settings(FILE *f)
 {
-    if (!have_gnuplot())
-        return co_error_set(err, CO_ENOTFOUND, "gnuplot is not installed (apt-get install gnuplot-nox); script left in %s",
-                            script);
-    char cmd[8400];
-    /* gnuplot's chatter goes to a log beside the script, named in the error if it fails. */
-    snprintf(cmd, sizeof cmd, "gnuplot '%s' >'%s.log' 2>&1", script, script);
-    if (system(cmd) != 0) return co_error_set(err, CO_EIO, "gnuplot failed on %s (see %s.log)", script, script);
+    fprintf(f, "set style fill transparent solid %g noborder\n"
+               "set grid back lc rgb '#dddddd' lw 1\nset border 3 lc rgb '#404040'\nset tics nomirror out\n",
+            BAND_ALPHA);
+}
+
+/* ---------------------------------------------------------------- scripts and where they live */
+
+co_status co_plot_data_dir(const char *dir, char *out, size_t n, co_error *err)
+{
+    if ((size_t)snprintf(out, n, "%s/%s", dir, CO_PLOT_DATA_DIR) >= n)
+        return co_error_set(err, CO_EINVAL, "%s: path too long", dir);
+    if (mkdir(out, 0755) != 0 && errno != EEXIST)
+        return co_error_set(err, CO_EIO, "%s: cannot create: %s", out, strerror(errno));
     return CO_OK;
+}
+
+typedef struct {
+    char dir[4096];  /* the figure's folder */
+    char data[4200]; /* its plots/ folder: the script's working directory */
+    char name[512];  /* the figure's file name without .png */
+    char script[4800];
+    FILE *f;
+} figure;
+
+static co_status figure_open(figure *fg, const char *png, co_error *err)
+{
+    const char *slash = strrchr(png, '/');
+    snprintf(fg->dir, sizeof fg->dir, "%.*s", slash ? (int)(slash - png) : 1, slash ? png : ".");
+    snprintf(fg->name, sizeof fg->name, "%s", slash ? slash + 1 : png);
+    size_t len = strlen(fg->name);
+    if (len > 4 && strcmp(fg->name + len - 4, ".png") == 0) fg->name[len - 4] = 0;
+    co_status st = co_plot_data_dir(fg->dir, fg->data, sizeof fg->data, err);
+    if (st) return st;
+    snprintf(fg->script, sizeof fg->script, "%s/%s.gp", fg->data, fg->name);
+    fg->f = fopen(fg->script, "w");
+    if (!fg->f) return co_error_set(err, CO_EIO, "%s: cannot create: %s", fg->script, strerror(errno));
+    return CO_OK;
+}
+
+/* A path as the script, run from the plots folder, reaches it. */
+static void rel_path(const figure *fg, const char *path, char *out, size_t n)
+{
+    size_t ld = strlen(fg->data), lf = strlen(fg->dir);
+    if (strncmp(path, fg->data, ld) == 0 && path[ld] == '/') snprintf(out, n, "%s", path + ld + 1);
+    else if (strcmp(fg->dir, ".") != 0 && strncmp(path, fg->dir, lf) == 0 && path[lf] == '/')
+        snprintf(out, n, "../%s", path + lf + 1);
+    else if (path[0] == '/') snprintf(out, n, "%s", path);
+    else if (strcmp(fg->dir, ".") == 0) snprintf(out, n, "../%s", path);
+    else {
+        char cwd[4096];
+        if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
+        snprintf(out, n, "%s/%s", cwd, path);
+    }
+}
+
+/* A gnuplot string literal (single quotes; a quote inside is doubled). */
+static void gp_string(FILE *f, const char *s)
+{
+    fputc('\'', f);
+    for (; *s; s++) {
+        if (*s == '\'') fputc('\'', f);
+        fputc(*s, f);
+    }
+    fputc('\'', f);
+}
+
+static void gp_path(FILE *f, const figure *fg, const char *path)
+{
+    char rel[8400];
+    rel_path(fg, path, rel, sizeof rel);
+    gp_string(f, rel);
+}
+
+/* A shell word (single quotes; a quote inside closes, escapes and reopens). */
+static void shell_word(char *out, size_t n, const char *s)
+{
+    size_t k = 0;
+    if (n < 3) return;
+    out[k++] = '\'';
+    for (; *s && k + 6 < n; s++) {
+        if (*s == '\'') {
+            memcpy(out + k, "'\\''", 4);
+            k += 4;
+        } else {
+            out[k++] = *s;
+        }
+    }
+    out[k++] = '\'';
+    out[k] = 0;
+}
+
+static co_status figure_run(figure *fg, co_error *err)
+{
+    if (fclose(fg->f) != 0) return co_error_set(err, CO_EIO, "%s: write failed", fg->script);
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0)
+        return co_error_set(err, CO_ENOTFOUND, "gnuplot is not installed (apt-get install gnuplot-nox); script left in %s",
+                            fg->script);
+    char dir[8500], cmd[17400], log[4800];
+    snprintf(log, sizeof log, "%s/%s.log", fg->data, fg->name);
+    shell_word(dir, sizeof dir, fg->data);
+    /* Run from the plots folder: the script's paths are relative to it. */
+    snprintf(cmd, sizeof cmd, "cd %s && gnuplot '%s.gp' >'%s.log' 2>&1", dir, fg->name, fg->name);
+    int rc = system(cmd);
+    struct stat st;
+    int said_something = stat(log, &st) == 0 && st.st_size > 0;
+    if (rc != 0) return co_error_set(err, CO_EIO, "gnuplot failed on %s (see %s)", fg->script, log);
+    /* The log stays only when gnuplot complained. */
+    if (!said_something) unlink(log);
+    return CO_OK;
+}
+
+/* The PNG goes beside the plots folder the script runs in. */
+static void terminal(FILE *f, const figure *fg, int width, int height)
+{
+    char out[600];
+    snprintf(out, sizeof out, "../%s.png", fg->name);
+    fprintf(f, "set terminal pngcairo size %d,%d font '%s' noenhanced\nset output ", width, height, FONT);
+    gp_string(f, out);
+    fputc('\n', f);
+}
+
+/* ---------------------------------------------------------------- reading the data for the axes */
+
+/* Minimum and maximum of a CSV column over its data rows (with `positive`, values <= 0 left
+ * out: a log axis), folded into *mn, *mx; returns the number of rows. */
+static int scan_column(const char *csv, int col, int positive, double *mn, double *mx)
+{
+    FILE *f = fopen(csv, "r");
+    if (!f) return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    int rows = 0;
+    for (int first = 1; getline(&line, &cap, f) > 0; first = 0) {
+        if (first) continue;
+        rows++;
+        char *p = line;
+        for (int c = 1; c < col && p; c++) {
+            p = strchr(p, ',');
+            if (p) p++;
+        }
+        if (!p) continue;
+        char *end;
+        double v = strtod(p, &end);
+        if (end == p || !isfinite(v) || (positive && v <= 0)) continue;
+        if (v < *mn) *mn = v;
+        if (v > *mx) *mx = v;
+    }
+    free(line);
+    fclose(f);
+    return rows;
+}
+
+typedef struct {
+    double x0, x1, y0, y1;
+    int points; /* the most rows of any series */
+} ranges;
+
+static void scan_series(const co_plot_series *s, int logy, ranges *r)
+{
+    int rows = scan_column(s->csv, s->xcol, 0, &r->x0, &r->x1);
+    scan_column(s->csv, s->ycol, logy, &r->y0, &r->y1);
+    if (s->band_lo > 0) {
+        scan_column(s->csv, s->band_lo, logy, &r->y0, &r->y1);
+        scan_column(s->csv, s->band_hi, logy, &r->y0, &r->y1);
+    }
+    if (rows > r->points) r->points = rows;
+}
+
+/* Tics at 1, 2 and 5 times the powers of ten between lo and hi (at most max); their count. */
+static int log_tics(double lo, double hi, double *tics, int max)
+{
+    int n = 0;
+    for (double decade = pow(10, floor(log10(lo))); decade <= hi && n < max; decade *= 10)
+        for (int m = 0; m < 3 && n < max; m++) {
+            double v = decade * (m == 0 ? 1 : m == 1 ? 2 : 5);
+            if (v >= lo && v <= hi) tics[n++] = v;
+        }
+    return n;
+}
+
+static void set_ranges(FILE *f, const ranges *r, int logy)
+{
+    if (!(r->x0 <= r->x1) || !(r->y0 <= r->y1)) return; /* no data: gnuplot's autoscale says so */
+    fprintf(f, "set xrange [%.9g:%.9g]\n", r->x0, r->x1 > r->x0 ? r->x1 : r->x0 + 1);
+    if (r->x1 - r->x0 <= 12) fprintf(f, "set xtics 1\n"); /* a few epochs: no fractional ones */
+    double tics[32];
+    int ntics = 0;
+    if (logy && r->y0 > 0) {
+        double pad = r->y1 > r->y0 ? pow(r->y1 / r->y0, 0.04) : 1.5;
+        ntics = log_tics(r->y0 / pad, r->y1 * pad, tics, 32);
+    }
+    /* A log axis only where it has labels to show: over a narrow range it is a linear one. */
+    if (ntics >= 2) {
+        double pad = r->y1 > r->y0 ? pow(r->y1 / r->y0, 0.04) : 1.5;
+        fprintf(f, "set logscale y\nset yrange [%.9g:%.9g]\nset ytics (", r->y0 / pad, r->y1 * pad);
+        for (int i = 0; i < ntics; i++) fprintf(f, "%s%.3g", i ? ", " : "", tics[i]);
+        fprintf(f, ")\n");
+    } else {
+        double pad = r->y1 > r->y0 ? 0.04 * (r->y1 - r->y0) : fabs(r->y0) * 0.1 + 0.1;
+        fprintf(f, "set yrange [%.9g:%.9g]\n", r->y0 - pad, r->y1 + pad);
+    }
+}
+
+static void plot_band(FILE *f, const figure *fg, const co_plot_series *s, const line_style *ls)
+{
+    gp_path(f, fg, s->csv);
+    fprintf(f, " using %d:%d:%d with filledcurves lc rgb '%s' notitle, \\\n  ", s->xcol, s->band_lo, s->band_hi,
+            ls->colour);
+}
+
+/* The line, its markers every `every` points starting at `offset` (series of one panel
+ * start at different points, so that their markers do not sit on each other), and its
+ * legend entry showing both. */
+static void plot_line(FILE *f, const figure *fg, const co_plot_series *s, const line_style *ls, int every, int offset,
+                      int last)
+{
+    gp_path(f, fg, s->csv);
+    fprintf(f, " using %d:%d with lines lw %d lc rgb '%s' dt %s notitle, \\\n  ", s->xcol, s->ycol, LINE_WIDTH,
+            ls->colour, ls->dash);
+    gp_path(f, fg, s->csv);
+    fprintf(f, " every %d::%d using %d:%d with points lc rgb '%s' pt %d ps 1.1 notitle, \\\n  ", every, offset,
+            s->xcol, s->ycol, ls->colour, ls->point);
+    fprintf(f, "keyentry with linespoints lw %d lc rgb '%s' dt %s pt %d ps 1.1 title ", LINE_WIDTH, ls->colour,
+            ls->dash, ls->point);
+    gp_string(f, s->label);
+    fputs(last ? "\n" : ", \\\n  ", f);
+}
+
+/* ---------------------------------------------------------------- line figures */
+
+co_status co_plot_panels(const char *png, const char *title, const char *xlabel, const char *ylabel, int logy,
+                         const co_plot_panel *panels, int npanels, const co_plot_series *reference, co_error *err)
+{
+    if (npanels < 1) return co_error_set(err, CO_EINVAL, "%s: no panels", png);
+    figure fg;
+    co_status st = figure_open(&fg, png, err);
+    if (st) return st;
+    FILE *f = fg.f;
+    ranges r = {INFINITY, -INFINITY, INFINITY, -INFINITY, 0};
+    int rows = 1, cols = npanels == 1 ? 3 : 2;
+    for (int p = 0; p < npanels; p++) {
+        for (int i = 0; i < panels[p].n; i++) scan_series(&panels[p].series[i], logy, &r);
+        int entries = panels[p].n + (reference != NULL);
+        if ((entries + cols - 1) / cols > rows) rows = (entries + cols - 1) / cols;
+    }
+    if (reference) scan_series(reference, logy, &r);
+    int every = r.points / MARKERS_PER_LINE > 1 ? r.points / MARKERS_PER_LINE : 1;
+    /* Fixed margins, so that the panels line up whatever their legends hold; the legends go
+     * below the plots, never over the data. */
+    int single = npanels == 1, panel_w = single ? SINGLE_WIDTH : PANEL_WIDTH;
+    int top = single ? 45 : 80, bottom = 70 + KEY_ROW * rows;
+    int W = 20 + npanels * panel_w, H = top + PLOT_HEIGHT + bottom;
+    terminal(f, &fg, W, H);
+    fprintf(f, "set datafile separator ','\nset datafile columnheaders\n");
+    common_settings(f);
+    set_ranges(f, &r, logy);
+    fprintf(f, "set xlabel ");
+    gp_string(f, xlabel);
+    fputc('\n', f);
+    if (single) {
+        fprintf(f, "set title ");
+        gp_string(f, title);
+        fputc('\n', f);
+    }
+    fprintf(f, "set multiplot");
+    if (!single) {
+        fprintf(f, " title ");
+        gp_string(f, title);
+        fprintf(f, " font ',13'");
+    }
+    fputc('\n', f);
+    for (int p = 0; p < npanels; p++) {
+        const co_plot_panel *pn = &panels[p];
+        double x0 = 10 + p * panel_w;
+        fprintf(f, "set lmargin at screen %.4f\nset rmargin at screen %.4f\nset tmargin at screen %.4f\n"
+                   "set bmargin at screen %.4f\n",
+                (x0 + 75) / W, (x0 + panel_w - 15) / W, 1.0 - (double)top / H, (double)bottom / H);
+        fprintf(f, "set key at screen %.4f,%.4f left top vertical maxrows %d Left reverse samplen 4 width 2\n",
+                (x0 + 75) / W, (double)(bottom - 58) / H, rows);
+        fprintf(f, "set ylabel ");
+        gp_string(f, p == 0 ? ylabel : "");
+        fputc('\n', f);
+        if (!single) {
+            fprintf(f, "set title ");
+            gp_string(f, pn->title ? pn->title : "");
+            fputc('\n', f);
+        }
+        fprintf(f, "plot ");
+        if (reference && reference->band_lo > 0) plot_band(f, &fg, reference, &(line_style){"#808080", "1", 0});
+        for (int i = 0; i < pn->n; i++)
+            if (pn->series[i].band_lo > 0) plot_band(f, &fg, &pn->series[i], &styles[i % NSTYLES]);
+        int lines = pn->n + (reference != NULL), k = 0;
+#define MARKER_OFFSET(k) ((every / 2 + (k) * every / lines) % every)
+        if (reference) plot_line(f, &fg, reference, &reference_style, every, MARKER_OFFSET(k++), pn->n == 0);
+        for (int i = 0; i < pn->n; i++)
+            plot_line(f, &fg, &pn->series[i], &styles[i % NSTYLES], every, MARKER_OFFSET(k++), i == pn->n - 1);
+#undef MARKER_OFFSET
+        if (!reference && pn->n == 0) fprintf(f, "NaN notitle\n");
+    }
+    fprintf(f, "unset multiplot\n");
+    return figure_run(&fg, err);
 }
 
 co_status co_plot_lines(const char *png, const char *title, const char *xlabel, const char *ylabel,
                         const co_plot_series *series, int n, co_error *err)
 {
-    char script[4096];
-    snprintf(script, sizeof script, "%s.gp", png);
-    FILE *f = fopen(script, "w");
-    if (!f) return co_error_set(err, CO_EIO, "%s: cannot create: %s", script, strerror(errno));
-    fprintf(f, "set terminal pngcairo size 900,560 font 'sans,11'\nset output '%s'\n", png);
-    fprintf(f, "set termoption noenhanced\nset datafile separator ','\nset key outside right\nset grid\n");
-    fprintf(f, "set title '%s'\nset xlabel '%s'\nset ylabel '%s'\nplot ", title, xlabel, ylabel);
-    for (int i = 0; i < n; i++) {
-        const co_plot_series *s = &series[i];
-        if (s->band_lo > 0)
-            fprintf(f, "'%s' every ::1 using %d:%d:%d with filledcurves fs transparent solid 0.2 noborder lc %d "
-                       "notitle, ",
-                    s->csv, s->xcol, s->band_lo, s->band_hi, i + 1);
-        fprintf(f, "'%s' every ::1 using %d:%d with lines lw 2 lc %d title '%s'%s", s->csv, s->xcol, s->ycol, i + 1,
-                s->label, i + 1 < n ? ", " : "\n");
-    }
-    if (fclose(f) != 0) return co_error_set(err, CO_EIO, "%s: write failed", script);
-    return run_gnuplot(script, err);
+    co_plot_panel one = {title, series, n};
+    return co_plot_panels(png, title, xlabel, ylabel, 0, &one, 1, NULL, err);
 }
+
+/* ---------------------------------------------------------------- rankings */
+
+co_status co_plot_ranking(const char *png, const char *title, const char *dat, int nrows, const co_plot_metric *metrics,
+                          int nmetrics, co_error *err)
+{
+    if (nrows < 1 || nmetrics < 1) return co_error_set(err, CO_EINVAL, "%s: nothing to rank", png);
+    figure fg;
+    co_status st = figure_open(&fg, png, err);
+    if (st) return st;
+    FILE *f = fg.f;
+    int names = 110, panel_w = 330, top = 80, bottom = 50, row_h = 26;
+    int W = names + nmetrics * panel_w + 10, H = top + nrows * row_h + bottom;
+    terminal(f, &fg, W, H);
+    common_settings(f);
+    /* Room around the extreme dots (graph offsets), few tics so that neighbours' labels do not meet. */
+    fprintf(f, "set datafile separator whitespace\nset key off\nset yrange [%g:0.6]\nset ytics 1 scale 0\n"
+               "set xtics scale 0.5\nset xtics autofreq\nset offsets graph 0.08, graph 0.08, 0, 0\n"
+               "set grid xtics ytics\nset multiplot title ",
+            -(nrows - 0.4));
+    gp_string(f, title);
+    fprintf(f, " font ',13'\n");
+    for (int m = 0; m < nmetrics; m++) {
+        const co_plot_metric *mt = &metrics[m];
+        double x0 = names + m * panel_w;
+        fprintf(f, "set lmargin at screen %.4f\nset rmargin at screen %.4f\nset tmargin at screen %.4f\n"
+                   "set bmargin at screen %.4f\n",
+                x0 / W, (x0 + panel_w - 50) / W, 1.0 - (double)top / H, (double)bottom / H);
+        fprintf(f, "%s\nset title ", mt->logx ? "set logscale x" : "unset logscale x");
+        gp_string(f, mt->title);
+        fputc('\n', f);
+        /* Names on the first panel only; the rows line up across panels. */
+        fprintf(f, "plot ");
+        gp_path(f, &fg, dat);
+        if (mt->std_col > 0)
+            fprintf(f, " using %d:(-$0):(($%d)-($%d)):(($%d)+($%d))%s with xerrorbars lw 2 pt 7 ps 1.3 lc rgb '%s'\n",
+                    mt->mean_col, mt->mean_col, mt->std_col, mt->mean_col, mt->std_col,
+                    m == 0 ? ":ytic(1)" : ":ytic('')", styles[0].colour);
+        else
+            fprintf(f, " using %d:(-$0)%s with points pt 7 ps 1.3 lc rgb '%s'\n", mt->mean_col,
+                    m == 0 ? ":ytic(1)" : ":ytic('')", styles[0].colour);
+    }
+    fprintf(f, "unset multiplot\n");
+    return figure_run(&fg, err);
+}
+
+/* ---------------------------------------------------------------- decision boundaries */
 
 co_status co_plot_boundary(const char *png, const char *title, const char *grid, const char *points, co_error *err)
 {
-    char script[4096], contour[4200];
-    snprintf(script, sizeof script, "%s.gp", png);
-    snprintf(contour, sizeof contour, "%s.contour", png);
-    FILE *f = fopen(script, "w");
-    if (!f) return co_error_set(err, CO_EIO, "%s: cannot create: %s", script, strerror(errno));
+    figure fg;
+    co_status st = figure_open(&fg, png, err);
+    if (st) return st;
+    FILE *f = fg.f;
     /* The 0.5 level is traced into a table first, then drawn over the probability image. */
-    fprintf(f, "set termoption noenhanced\n"
-               "set contour base\nset cntrparam levels discrete 0.5\nunset surface\nset view map\n"
-               "set table '%s'\nsplot '%s' using 1:2:3 with lines\nunset table\n"
-               "set terminal pngcairo size 760,620 font 'sans,11'\nset output '%s'\n"
-               "set title '%s'\nset xlabel 'x1'\nset ylabel 'x2'\nset cbrange [0:1]\nset cblabel 'P(class 1)'\n"
+    fprintf(f, "set termoption noenhanced\nset contour base\nset cntrparam levels discrete 0.5\nunset surface\n"
+               "set view map\nset table ");
+    fprintf(f, "'%s.contour'\nsplot ", fg.name);
+    gp_path(f, &fg, grid);
+    fprintf(f, " using 1:2:3 with lines\nunset table\n");
+    terminal(f, &fg, 760, 700);
+    fprintf(f, "set title ");
+    gp_string(f, title);
+    /* The legend goes below the map, outside the plotted region. */
+    fprintf(f, "\nset xlabel 'x1'\nset ylabel 'x2'\nset cbrange [0:1]\nset cblabel 'P(class 1)'\n"
                "set palette defined (0 '#3b6fb6', 0.5 '#f7f7f7', 1 '#d1495b')\nset datafile separator whitespace\n"
-               "plot '%s' using 1:2:3 with image notitle, '%s' using 1:2 with lines lw 2 lc rgb 'black' title 'p = 0.5', "
-               "'%s' using 1:2:($3 > 0.5 ? 0x111111 : 0xffffff) with points pt 7 ps 0.8 lc rgb variable notitle, "
-               "'%s' using 1:2 with points pt 6 ps 0.8 lc rgb 'black' title 'test points (filled: class 1)'\n",
-            contour, grid, png, title, grid, contour, points, points);
-    fclose(f);
-    return run_gnuplot(script, err);
+               "set bmargin 6\nset key at screen 0.5,0.015 center bottom horizontal\nset autoscale fix\n"
+               "plot ");
+    gp_path(f, &fg, grid);
+    fprintf(f, " using 1:2:3 with image notitle, '%s.contour' using 1:2 with lines lw 2 lc rgb 'black' "
+               "title 'p = 0.5', ",
+            fg.name);
+    gp_path(f, &fg, points);
+    fprintf(f, " using 1:2:($3 > 0.5 ? 0x111111 : 0xffffff) with points pt 7 ps 0.8 lc rgb variable notitle, ");
+    gp_path(f, &fg, points);
+    fprintf(f, " using 1:2 with points pt 6 ps 0.8 lc rgb 'black' title 'test points (filled: class 1)'\n");
+    return figure_run(&fg, err);
 }

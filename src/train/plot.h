@@ -1,20 +1,57 @@
-/* Figures through gnuplot: line plots of CSV columns, PNG output. */
+/* Figures through gnuplot (PNG), styled here and nowhere else. A figure DIR/NAME.png keeps
+ * its gnuplot script and the data it draws in DIR/plots/ (co_plot_data_dir), with paths
+ * relative to that folder: `cd DIR/plots && gnuplot NAME.gp` redraws it, restyled if the
+ * script was edited. gnuplot's own output is kept (plots/NAME.log) only when it failed or
+ * complained. Every function returns CO_ENOTFOUND when gnuplot is not installed (the
+ * script is still written) and CO_EIO when gnuplot failed. */
 #ifndef CO_TRAIN_PLOT_H
 #define CO_TRAIN_PLOT_H
 
 #include "curvopt.h"
 
+#include <stddef.h>
+
+#define CO_PLOT_DATA_DIR "plots"
+
 typedef struct co_plot_series {
-    const char *csv;   /* file with a header line, comma separated */
-    int xcol, ycol;    /* 1-based columns */
+    const char *csv;      /* file with a header line, comma separated */
+    int xcol, ycol;       /* 1-based columns */
     const char *label;
     int band_lo, band_hi; /* optional columns of a shaded band (0: none) */
 } co_plot_series;
 
-/* Writes png (and png with .gp appended: the script, for re-rendering). CO_ENOTFOUND
- * when gnuplot is not installed. */
+typedef struct co_plot_panel {
+    const char *title;
+    const co_plot_series *series;
+    int n;
+} co_plot_panel;
+
+/* One metric of a ranking: a column of means and one of standard deviations (0: none). */
+typedef struct co_plot_metric {
+    int mean_col, std_col; /* 1-based columns of the data file */
+    const char *title;
+    int logx;
+} co_plot_metric;
+
+/* DIR/plots, created if absent, into out: where a figure of DIR keeps its script and data. */
+co_status co_plot_data_dir(const char *dir, char *out, size_t n, co_error *err);
+
+/* Lines of CSV columns in one panel, each series with its own colour, dash pattern and
+ * marker; the legend below the data. */
 co_status co_plot_lines(const char *png, const char *title, const char *xlabel, const char *ylabel,
                         const co_plot_series *series, int n, co_error *err);
+
+/* Small multiples: panels side by side on the same axis ranges, each with `reference`
+ * (NULL: none) drawn in black behind its own series, each with its legend below it; logy
+ * draws the y axis on a log scale. */
+co_status co_plot_panels(const char *png, const char *title, const char *xlabel, const char *ylabel, int logy,
+                         const co_plot_panel *panels, int npanels, const co_plot_series *reference, co_error *err);
+
+/* A ranking at a glance: one row per line of `dat` (whitespace separated, the name in column
+ * 1, '#' lines skipped) from the top down, one panel per metric with the mean as a dot and
+ * mean ± std as a bar. */
+co_status co_plot_ranking(const char *png, const char *title, const char *dat, int nrows, const co_plot_metric *metrics,
+                          int nmetrics, co_error *err);
 
 /* A classifier's probability map (grid: "x y p" rows, blank line between grid rows) with
  * the 0.5 contour and the labelled points ('x y label' rows) on top. */

@@ -73,15 +73,46 @@ static void write_csv_row(FILE *csv, const co_epoch_stats *s)
     fflush(csv);
 }
 
-static void progress(int epoch, int epochs, const co_epoch_stats *s)
+/* How often, at most, the loop reports progress from inside an epoch (seconds). */
+#define PROGRESS_INTERVAL 0.2
+
+/* When to report, without reading the clock at every step (an MLP step takes microseconds):
+ * the clock is read every `stride` steps, the stride doubling while reads come far more
+ * often than the interval needs and halving when they come too rarely. */
+typedef struct {
+    long stride, countdown;
+    double last_read, next_report;
+} progress_clock;
+
+static int progress_due(progress_clock *c)
 {
-    int width = 30, done = epochs ? epoch * width / epochs : width;
-    fprintf(stderr, "\r[%.*s%*s] %d/%d loss %.4f", done, "##############################", width - done, "", epoch,
-            epochs, s->train_loss);
-    if (isnan(s->test_acc)) fprintf(stderr, " test loss %.4f", s->test_loss);
-    else fprintf(stderr, " acc %.4f", s->test_acc);
-    if (epoch == epochs) fputc('\n', stderr);
-    fflush(stderr);
+    if (--c->countdown > 0) return 0;
+    double t = now_seconds(), dt = t - c->last_read;
+    if (dt < PROGRESS_INTERVAL / 16 && c->stride < (1L << 20)) c->stride *= 2;
+    else if (dt > PROGRESS_INTERVAL / 4 && c->stride > 1) c->stride /= 2;
+    c->countdown = c->stride;
+    c->last_read = t;
+    if (t < c->next_report) return 0;
+    c->next_report = t + PROGRESS_INTERVAL;
+    return 1;
+}
+
+static void report_progress(const co_train_config *cfg, const co_loader *l, const co_train_pos *pos, int epoch,
+                            long steps_run, double t0, int evaluating, const co_epoch_stats *finished)
+{
+    long n = l->data->n, b = l->batch;
+    co_train_progress p = {
+        .epoch = epoch + 1,
+        .epochs = cfg->epochs,
+        .step = finished ? (n + b - 1) / b : (l->pos + b - 1) / b,
+        .steps = (n + b - 1) / b,
+        .steps_run = steps_run,
+        .seconds = now_seconds() - t0,
+        .loss = finished ? finished->train_loss : pos->seen ? pos->loss_sum / pos->seen : NAN,
+        .evaluating = evaluating,
+        .finished = finished,
+    };
+    cfg->on_progress(&p, cfg->progress_ctx);
 }
 
 co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co_dataset *test,
@@ -129,6 +160,8 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
     if (csv)
         for (int e = 0; e < res->epochs_run; e++) write_csv_row(csv, &res->history[e]);
     double t0 = now_seconds();
+    long steps_run = 0;
+    progress_clock clock = {.stride = 1, .countdown = 1, .last_read = t0, .next_report = t0};
     for (int epoch = pos.epoch; epoch < cfg->epochs; epoch++) {
         /* Per epoch: a two-stage optimizer stops needing captures after a switch, and a
          * convolution that is not asked for one skips the patch matrix. */
@@ -179,11 +212,15 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
                 }
             }
             pos.samples_done = loader.pos;
+            steps_run++;
+            if (cfg->on_progress && progress_due(&clock))
+                report_progress(cfg, &loader, &pos, epoch, steps_run, t0, 0, NULL);
             if (cfg->checkpoint_path && cfg->checkpoint_every > 0 &&
                 co_optim_steps(opt) % (uint64_t)cfg->checkpoint_every == 0 && loader.pos < train->n &&
                 (st = co_checkpoint_save(cfg->checkpoint_path, m, opt, &pos, res->history, res->epochs_run, err)))
                 goto done;
         }
+        if (cfg->on_progress) report_progress(cfg, &loader, &pos, epoch, steps_run, t0, 1, NULL);
         co_epoch_stats *s = &res->history[epoch];
         s->epoch = epoch + 1;
         s->train_loss = pos.seen ? pos.loss_sum / pos.seen : NAN;
@@ -205,7 +242,7 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
             (st = co_checkpoint_save(cfg->checkpoint_path, m, opt, &pos, res->history, res->epochs_run, err)))
             goto done;
         if (csv) write_csv_row(csv, s);
-        if (cfg->progress) progress(epoch + 1, cfg->epochs, s);
+        if (cfg->on_progress) report_progress(cfg, &loader, &pos, epoch, steps_run, t0, 0, s);
         if (cfg->on_epoch) cfg->on_epoch(s, cfg->cb_ctx);
     }
     res->skipped_steps = pos.skipped;

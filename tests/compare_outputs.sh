@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The default job (`curvopt compare`, every optimizer, a few seeds) on a short budget: the
+# ranked table, per-run results under runs/OPT/seedK, and the figures -- the ranking and the
+# curves as small multiples -- drawn by gnuplot from scripts and data kept in plots/.
+. "$(dirname "$0")/lib.bash"
+
+out="$tmp/compare"
+nopt=$("$bin" list | grep -c "^[a-z]")
+if "$bin" compare --epochs 10 --seeds 2 --out "$out" >"$tmp/stdout" 2>"$tmp/err"; then
+    ok
+    [ ! -s "$tmp/err" ] && ok || { bad "stderr not empty"; cat "$tmp/err"; }
+    # Ranked best first: ranks 1..N, one row per optimizer, accuracies not increasing.
+    rows=$(grep -c "^| [0-9]" "$out/table.md")
+    [ "$rows" -eq "$nopt" ] && ok || bad "table.md has $rows ranked rows, expected $nopt"
+    grep "^| [0-9]" "$out/table.md" | awk -F'|' '{ split($5, a, " "); if (NR > 1 && a[1] > prev + 1e-12) exit 1; prev = a[1] }' &&
+        ok || bad "table.md is not sorted by test accuracy"
+    grep -q "2 seed(s)" "$out/table.md" && ok || bad "table.md does not say the seeds"
+    for opt in $("$bin" list | grep "^[a-z]" | cut -d' ' -f1); do
+        for k in 0 1; do
+            [ -s "$out/runs/$opt/seed$k/epochs.csv" ] && [ -s "$out/runs/$opt/seed$k/result.json" ] && ok ||
+                bad "no runs/$opt/seed$k results"
+        done
+    done
+    if command -v gnuplot >/dev/null; then
+        for f in summary test_accuracy train_loss; do
+            [ -s "$out/$f.png" ] && ok || bad "no $f.png"
+        done
+        # Many optimizers: small multiples, Adam the reference in each panel.
+        [ "$(grep -c "^plot " "$out/plots/test_accuracy.gp")" -eq 3 ] && ok || bad "test_accuracy.gp: not three panels"
+        [ "$(grep -c "adam (reference)" "$out/plots/test_accuracy.gp")" -eq 3 ] && ok || bad "no reference in every panel"
+        check_figures "$out" compare && ok || bad "figures"
+    fi
+    # Only what a person reads first at the top.
+    extra=$(ls "$out" | grep -v -x -e table.md -e runs -e plots -e summary.png -e test_accuracy.png -e train_loss.png)
+    [ -z "$extra" ] && ok || bad "unexpected files at the top: $extra"
+else
+    bad "compare: exit code"; cat "$tmp/err"
+fi
+finish
