@@ -163,22 +163,29 @@ static void terminal(FILE *f, const figure *fg, int width, int height)
 
 /* ---------------------------------------------------------------- reading the data for the axes */
 
-/* Minimum and maximum of a CSV column over its data rows (with `positive`, values <= 0 left
- * out: a log axis), folded into *mn, *mx; returns the number of rows. */
-static int scan_column(const char *csv, int col, int positive, double *mn, double *mx)
+/* Minimum and maximum of a column over a file's data rows (with `positive`, values <= 0
+ * left out: a log axis), folded into *mn, *mx; returns the number of rows. A CSV (comma
+ * separated, a header line) or, with csv 0, whitespace-separated columns ('#' lines skipped). */
+static int scan_column(const char *path, int csv, int col, int positive, double *mn, double *mx)
 {
-    FILE *f = fopen(csv, "r");
+    FILE *f = fopen(path, "r");
     if (!f) return 0;
     char *line = NULL;
     size_t cap = 0;
     int rows = 0;
     for (int first = 1; getline(&line, &cap, f) > 0; first = 0) {
-        if (first) continue;
+        if (csv ? first : line[0] == '#') continue;
         rows++;
         char *p = line;
         for (int c = 1; c < col && p; c++) {
-            p = strchr(p, ',');
-            if (p) p++;
+            if (csv) {
+                p = strchr(p, ',');
+                if (p) p++;
+            } else {
+                p += strspn(p, " \t");
+                p += strcspn(p, " \t\n");
+                if (!*p || *p == '\n') p = NULL;
+            }
         }
         if (!p) continue;
         char *end;
@@ -199,11 +206,11 @@ typedef struct {
 
 static void scan_series(const co_plot_series *s, int logy, ranges *r)
 {
-    int rows = scan_column(s->csv, s->xcol, 0, &r->x0, &r->x1);
-    scan_column(s->csv, s->ycol, logy, &r->y0, &r->y1);
+    int rows = scan_column(s->csv, 1, s->xcol, 0, &r->x0, &r->x1);
+    scan_column(s->csv, 1, s->ycol, logy, &r->y0, &r->y1);
     if (s->band_lo > 0) {
-        scan_column(s->csv, s->band_lo, logy, &r->y0, &r->y1);
-        scan_column(s->csv, s->band_hi, logy, &r->y0, &r->y1);
+        scan_column(s->csv, 1, s->band_lo, logy, &r->y0, &r->y1);
+        scan_column(s->csv, 1, s->band_hi, logy, &r->y0, &r->y1);
     }
     if (rows > r->points) r->points = rows;
 }
@@ -352,6 +359,14 @@ co_status co_plot_lines(const char *png, const char *title, const char *xlabel, 
 
 /* ---------------------------------------------------------------- rankings */
 
+/* The 1, 2 or 5 times a power of ten nearest above x (0 for no usable x). */
+static double nice_step(double x)
+{
+    if (!(x > 0) || !isfinite(x)) return 0;
+    double p = pow(10, floor(log10(x))), m = x / p;
+    return p * (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10);
+}
+
 co_status co_plot_ranking(const char *png, const char *title, const char *dat, int nrows, const co_plot_metric *metrics,
                           int nmetrics, co_error *err)
 {
@@ -366,7 +381,7 @@ co_status co_plot_ranking(const char *png, const char *title, const char *dat, i
     common_settings(f);
     /* Room around the extreme dots (graph offsets), few tics so that neighbours' labels do not meet. */
     fprintf(f, "set datafile separator whitespace\nset key off\nset yrange [%g:0.6]\nset ytics 1 scale 0\n"
-               "set xtics scale 0.5\nset xtics autofreq\nset offsets graph 0.08, graph 0.08, 0, 0\n"
+               "set xtics scale 0.5\nset offsets graph 0.08, graph 0.08, 0, 0\n"
                "set grid xtics ytics\nset multiplot title ",
             -(nrows - 0.4));
     gp_string(f, title);
@@ -377,7 +392,19 @@ co_status co_plot_ranking(const char *png, const char *title, const char *dat, i
         fprintf(f, "set lmargin at screen %.4f\nset rmargin at screen %.4f\nset tmargin at screen %.4f\n"
                    "set bmargin at screen %.4f\n",
                 x0 / W, (x0 + panel_w - 50) / W, 1.0 - (double)top / H, (double)bottom / H);
-        fprintf(f, "%s\nset title ", mt->logx ? "set logscale x" : "unset logscale x");
+        fprintf(f, "%s\n", mt->logx ? "set logscale x" : "unset logscale x");
+        if (mt->logx) {
+            fprintf(f, "set xtics autofreq\n");
+        } else {
+            /* About four labelled tics: a narrow panel has no room for gnuplot's choice. */
+            double lo = INFINITY, hi = -INFINITY, sd_lo = INFINITY, sd_hi = 0;
+            scan_column(dat, 0, mt->mean_col, 0, &lo, &hi);
+            if (mt->std_col > 0) scan_column(dat, 0, mt->std_col, 0, &sd_lo, &sd_hi);
+            double step = nice_step((hi - lo + 2 * sd_hi) / 4);
+            if (step > 0) fprintf(f, "set xtics %.9g\n", step);
+            else fprintf(f, "set xtics autofreq\n");
+        }
+        fprintf(f, "set title ");
         gp_string(f, mt->title);
         fputc('\n', f);
         /* Names on the first panel only; the rows line up across panels. */
