@@ -137,11 +137,12 @@ static co_status figure_run(figure *fg, co_error *err)
     if (system("command -v gnuplot >/dev/null 2>&1") != 0)
         return co_error_set(err, CO_ENOTFOUND, "gnuplot is not installed (apt-get install gnuplot-nox); script left in %s",
                             fg->script);
-    char dir[8500], cmd[17400], log[4800];
+    char dir[8500], name[1100], cmd[12000], log[4800];
     snprintf(log, sizeof log, "%s/%s.log", fg->data, fg->name);
     shell_word(dir, sizeof dir, fg->data);
+    shell_word(name, sizeof name, fg->name);
     /* Run from the plots folder: the script's paths are relative to it. */
-    snprintf(cmd, sizeof cmd, "cd %s && gnuplot '%s.gp' >'%s.log' 2>&1", dir, fg->name, fg->name);
+    snprintf(cmd, sizeof cmd, "cd %s && gnuplot %s.gp >%s.log 2>&1", dir, name, name);
     int rc = system(cmd);
     struct stat st;
     int said_something = stat(log, &st) == 0 && st.st_size > 0;
