@@ -127,7 +127,8 @@ enum co_hparam_flags {
     CO_HP_BOOL = 2,      /* 0 or 1 */
     CO_HP_MIN_OPEN = 4,  /* value > min rather than >= min */
     CO_HP_MAX_OPEN = 8,  /* value < max rather than <= max */
-    CO_HP_GLOBAL = 16    /* one value for the optimizer, not per group */
+    CO_HP_GLOBAL = 16,   /* one value for the optimizer, not per group */
+    CO_HP_FIXED = 32     /* decides the state's storage: fixed when the optimizer is created */
 };
 
 typedef struct co_hparam {
@@ -161,16 +162,35 @@ typedef struct co_optim co_optim;
 int co_optim_count(void);
 const co_optim_info *co_optim_info_at(int i);
 const co_optim_info *co_optim_find(const char *name);
+/* Finds a hyperparameter of the method or a common one (*index counts the method's first). */
 const co_hparam *co_optim_find_hparam(const co_optim_info *info, const char *name, int *index);
+/* Hyperparameters every optimizer takes beside its own, per group, set and read by name as
+ * those are: "maximize" (0/1) negates the gradients at the start of each step and restores
+ * them after it (torch.optim's maximize=True; the closure's gradients are negated too).
+ * Writes their number to *count. */
+const co_hparam *co_optim_common_hparams(int *count);
 
 /* Creates an optimizer over ngroups groups (copied; the tensors stay the caller's).
  * hparams: NULL or "name=value,name=value" applied to every group, validated against
  * each hyperparameter's range. seed feeds the optimizer's own random stream. */
 co_optim *co_optim_new(const char *name, const co_group *groups, int ngroups,
                        const char *hparams, uint64_t seed, co_error *err);
+/* co_optim_new with per-group hyperparameters applied before the method allocates its state
+ * (what a method reads once, at creation: Adagrad's initial_accumulator_value, DA-RMSprop's
+ * ranks): group_hparams[g] ("name=value,...", NULL for none; the array itself may be NULL)
+ * is applied to group g after hparams. */
+co_optim *co_optim_new_per_group(const char *name, const co_group *groups, int ngroups, const char *hparams,
+                                 const char *const *group_hparams, uint64_t seed, co_error *err);
 void co_optim_free(co_optim *opt);
+/* Points the optimizer at other buffers for the same tensors, for a host whose framework
+ * reallocates parameters or gradients between steps (PyTorch's zero_grad(set_to_none=True)):
+ * params[i], grads[i] for the i-th tensor counted group by group (NULL: keep the current
+ * one; either array may be NULL). Sizes and state are unchanged. */
+co_status co_optim_rebind(co_optim *opt, float *const *params, float *const *grads, co_error *err);
+int co_optim_ngroups(const co_optim *opt);
 
-/* group < 0 sets every group. Values are range-checked. */
+/* group < 0 sets every group. Values are range-checked; a CO_HP_FIXED one cannot change
+ * once the optimizer exists. */
 co_status co_optim_set(co_optim *opt, int group, const char *hparam, double value,
                        co_error *err);
 co_status co_optim_set_list(co_optim *opt, int group, const char *list, co_error *err);
@@ -211,6 +231,12 @@ co_status co_optim_state_read(co_optim *opt, FILE *f, co_error *err);
  * format version and a CRC-32; a truncated or corrupted file is refused. */
 co_status co_optim_save(const co_optim *opt, const char *path, co_error *err);
 co_status co_optim_load(co_optim *opt, const char *path, co_error *err);
+/* The same state (co_optim_state_write's bytes) in memory, for a host language's own
+ * containers: its exact size, then written into or read from a buffer of that many bytes
+ * (a read checks everything before it applies anything, and refuses trailing bytes). */
+size_t co_optim_state_size(const co_optim *opt);
+co_status co_optim_state_to_buffer(const co_optim *opt, void *buf, size_t len, co_error *err);
+co_status co_optim_state_from_buffer(co_optim *opt, const void *buf, size_t len, co_error *err);
 
 /* Global L2 norm of every gradient (double accumulation). */
 double co_groups_grad_norm(const co_group *groups, int ngroups);

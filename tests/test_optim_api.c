@@ -495,6 +495,23 @@ static void test_bad_names_and_values(void)
                 expect_einval(what, st, &err, hp->name);
                 CHECK(co_optim_get(opt, 1, hp->name) == old, "%s: a refused set changed the value", what);
             }
+            if (hp->flags & CO_HP_FIXED) {
+                /* Decides the state's storage: only at creation, then never changed. */
+                double ends[2] = {hp->min, hp->max};
+                for (int e = 0; e < 2; e++) {
+                    if (e == 0 ? (hp->flags & CO_HP_MIN_OPEN) : (hp->flags & CO_HP_MAX_OPEN)) continue;
+                    snprintf(list, sizeof list, "%s=%.17g", hp->name, ends[e]);
+                    co_optim *x = co_optim_new(info->name, g, 2, list, 0, &err);
+                    CHECK(x != NULL, "%s %s refused: %s", info->name, list, err.msg);
+                    co_optim_free(x);
+                }
+                double old = co_optim_get(opt, 1, hp->name), other = old == hp->max ? hp->min : hp->max;
+                snprintf(what, sizeof what, "%s.%s changed after creation", info->name, hp->name);
+                expect_einval(what, co_optim_set(opt, 1, hp->name, other, &err), &err, "fixed");
+                CHECK(co_optim_get(opt, 1, hp->name) == old && co_optim_set(opt, 1, hp->name, old, &err) == CO_OK,
+                      "%s", what);
+                continue;
+            }
             if (!(hp->flags & CO_HP_MIN_OPEN))
                 CHECK(co_optim_set(opt, 1, hp->name, hp->min, &err) == CO_OK, "%s.%s: minimum %g refused: %s",
                       info->name, hp->name, hp->min, err.msg);
@@ -548,8 +565,23 @@ static void test_per_group(void)
             co_optim *ref = make_optim(info->name, &wr, 2), *set = make_optim(info->name, &ws, 2);
             if (!ref || !set) continue;
             co_error err;
-            CHECK(co_optim_set(set, 1, hp->name, v, &err) == CO_OK, "%s.%s=%g: %s", info->name, hp->name, v,
-                  err.msg);
+            if (hp->flags & CO_HP_FIXED) {
+                /* Given at creation instead (co_optim_set refuses it afterwards). */
+                co_optim_free(set);
+                char one[96];
+                snprintf(one, sizeof one, "%s=%.17g", hp->name, v);
+                const char *per_group[2] = {NULL, one};
+                co_group g[2];
+                set = co_optim_new_per_group(info->name, g, world_groups(&ws, g, 2, C0, 1), NULL, per_group, 2, &err);
+                CHECK(set != NULL, "%s.%s=%g at creation: %s", info->name, hp->name, v, err.msg);
+                if (!set) {
+                    co_optim_free(ref);
+                    continue;
+                }
+            } else {
+                CHECK(co_optim_set(set, 1, hp->name, v, &err) == CO_OK, "%s.%s=%g: %s", info->name, hp->name, v,
+                      err.msg);
+            }
             int global = (hp->flags & CO_HP_GLOBAL) != 0;
             CHECK(co_optim_get(set, 1, hp->name) == v &&
                       co_optim_get(set, 0, hp->name) == (global ? v : hp->def),

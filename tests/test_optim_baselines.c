@@ -3,7 +3,8 @@
  * hyperparameters, per-group overrides, global-norm clipping, 100 steps of
  * g = c p + s noise. After steps 1, 2, 3, 10, 50 and 100 every tensor must satisfy
  * max_i |ours_i - torch_i| / max(max_i |torch_i|, 1e-12) <= 1e-5.
- * A negative control replays every configuration with its learning rates 1% off and
+ * maximize (torch's maximize=True) is covered for every baseline, alone, clipped and in
+ * one of two groups. A negative control replays every configuration with its learning rates 1% off and
  * requires the comparison to notice, so a configuration that barely moves cannot pass
  * for evidence. */
 #include "test_util.h"
@@ -257,7 +258,9 @@ int main(void)
                                            "sgd+groups", "adagrad", "adagrad+lr_decay", "adagrad+init_acc",
                                            "adagrad+wd", "rmsprop", "rmsprop+centered", "rmsprop+momentum",
                                            "rmsprop+centered+momentum", "rmsprop+wd", "adam", "adam+wd",
-                                           "adam+amsgrad", "adamw", "adamw+amsgrad"};
+                                           "adam+amsgrad", "adamw", "adamw+amsgrad", "sgd+maximize",
+                                           "adagrad+maximize", "rmsprop+maximize", "adam+maximize",
+                                           "adamw+maximize", "maximize+groups"};
     enum { NREQ = sizeof required / sizeof required[0], MAX_LABELS = 64 };
     char labels[MAX_LABELS][80];
     double worst_by_label[MAX_LABELS];

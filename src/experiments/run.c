@@ -204,9 +204,12 @@ static co_status write_json(const co_run *run, const co_train_result *res, const
     char desc[512];
     co_model_describe(run->model, desc, sizeof desc);
     fprintf(f, "{\n  \"optimizer\": \"%s\",\n  \"hparams\": {", info->name);
-    for (int i = 0; i < info->nhparams; i++) {
-        fprintf(f, "%s\"%s\": ", i ? ", " : "", info->hparams[i].name);
-        co_json_number(f, co_optim_get(run->opt, 0, info->hparams[i].name));
+    int ncommon;
+    const co_hparam *common = co_optim_common_hparams(&ncommon);
+    for (int i = 0; i < info->nhparams + ncommon; i++) {
+        const char *name = i < info->nhparams ? info->hparams[i].name : common[i - info->nhparams].name;
+        fprintf(f, "%s\"%s\": ", i ? ", " : "", name);
+        co_json_number(f, co_optim_get(run->opt, 0, name));
     }
     fprintf(f, "},\n  \"clip_norm\": %g,\n  \"schedule\": \"%s\",\n", s->clip, s->schedule);
     fprintf(f, "  \"data\": {\"name\": \"%s\", \"n\": %d, \"noise\": %g, \"test_frac\": %g, \"val_frac\": %g, "

@@ -11,12 +11,32 @@
 
 /* ------------------------------------------------------------ hyperparameters */
 
+/* Transformations of the gradient every method takes, kept after the method's own
+ * hyperparameters in o->hp (composition: no method needs to know about them). */
+enum { COMMON_MAXIMIZE, COMMON_COUNT };
+static const co_hparam common_hp[COMMON_COUNT] = {
+    {"maximize", 0, 0, 1, CO_HP_BOOL,
+     "maximize the objective: the gradient is negated at the start of each step (torch's maximize)"},
+};
+
+const co_hparam *co_optim_common_hparams(int *count)
+{
+    if (count) *count = COMMON_COUNT;
+    return common_hp;
+}
+
 const co_hparam *co_optim_find_hparam(const co_optim_info *info, const char *name, int *index)
 {
     for (int i = 0; i < info->nhparams; i++) {
         if (strcmp(info->hparams[i].name, name) == 0) {
             if (index) *index = i;
             return &info->hparams[i];
+        }
+    }
+    for (int i = 0; i < COMMON_COUNT; i++) {
+        if (strcmp(common_hp[i].name, name) == 0) {
+            if (index) *index = info->nhparams + i;
+            return &common_hp[i];
         }
     }
     return NULL;
@@ -52,6 +72,11 @@ co_status co_optim_set(co_optim *o, int group, const char *name, double value, c
     if (st) return st;
     if (group >= o->ngroups)
         return co_error_set(err, CO_EINVAL, "group %d does not exist (%d groups)", group, o->ngroups);
+    if ((h->flags & CO_HP_FIXED) && o->created)
+        for (int g = 0; g < o->ngroups; g++)
+            if ((group < 0 || g == group || (h->flags & CO_HP_GLOBAL)) && co_hp(o, g, idx) != value)
+                return co_error_set(err, CO_EINVAL, "%s: hyperparameter %s is fixed when the optimizer is created (%g)",
+                                    o->info->name, name, co_hp(o, g, idx));
     if (group < 0 || (h->flags & CO_HP_GLOBAL)) {
         for (int g = 0; g < o->ngroups; g++) o->hp[(size_t)g * o->nhp + idx] = value;
     } else {
@@ -110,6 +135,7 @@ int co_optim_needs(const co_optim *o)
     return ops->needs_now ? ops->needs_now(o) & ops->needs : ops->needs;
 }
 uint64_t co_optim_steps(const co_optim *o) { return o->t; }
+int co_optim_ngroups(const co_optim *o) { return o->ngroups; }
 void co_optim_set_lr_scale(co_optim *o, double s) { o->lr_scale = s; }
 double co_optim_lr_scale(const co_optim *o) { return o->lr_scale; }
 void co_optim_set_clip(co_optim *o, double max_norm) { o->clip_norm = max_norm > 0 ? max_norm : 0; }
@@ -211,6 +237,12 @@ void co_apply_decoupled_decay(co_optim *o, int g, double lr, double wd)
 co_optim *co_optim_new(const char *name, const co_group *groups, int ngroups,
                        const char *hparams, uint64_t seed, co_error *err)
 {
+    return co_optim_new_per_group(name, groups, ngroups, hparams, NULL, seed, err);
+}
+
+co_optim *co_optim_new_per_group(const char *name, const co_group *groups, int ngroups, const char *hparams,
+                                 const char *const *group_hparams, uint64_t seed, co_error *err)
+{
     const co_optim_info *info = co_optim_find(name);
     if (!info) {
         co_error_set(err, CO_EINVAL, "unknown optimizer '%s' (see `curvopt list`)", name ? name : "(null)");
@@ -247,7 +279,7 @@ co_optim *co_optim_new(const char *name, const co_group *groups, int ngroups,
     if (!o) goto oom;
     o->info = info;
     o->ngroups = ngroups;
-    o->nhp = info->nhparams;
+    o->nhp = info->nhparams + COMMON_COUNT;
     o->lr_scale = 1.0;
     o->groups = calloc((size_t)ngroups, sizeof *o->groups);
     o->hp = calloc((size_t)ngroups * (size_t)o->nhp, sizeof *o->hp);
@@ -258,17 +290,24 @@ co_optim *co_optim_new(const char *name, const co_group *groups, int ngroups,
         snprintf(buf, sizeof buf, "group%d", g);
         o->groups[g].name = strdup(groups[g].name ? groups[g].name : buf);
         if (!o->groups[g].name) goto oom;
-        for (int i = 0; i < o->nhp; i++) o->hp[(size_t)g * o->nhp + i] = info->hparams[i].def;
+        for (int i = 0; i < o->nhp; i++)
+            o->hp[(size_t)g * o->nhp + i] = i < info->nhparams ? info->hparams[i].def : common_hp[i - info->nhparams].def;
     }
     co_rng_seed(&o->rng, seed, CO_STREAM_OPTIM);
     if (co_optim_set_list(o, -1, hparams, err) != CO_OK) {
         co_optim_free(o);
         return NULL;
     }
+    for (int g = 0; g < ngroups && group_hparams; g++)
+        if (co_optim_set_list(o, g, group_hparams[g], err) != CO_OK) {
+            co_optim_free(o);
+            return NULL;
+        }
     if (info->ops->init(o, err) != CO_OK) {
         co_optim_free(o);
         return NULL;
     }
+    o->created = 1;
     return o;
 oom:
     co_optim_free(o);
@@ -287,6 +326,18 @@ void co_optim_free(co_optim *o)
     free(o);
 }
 
+co_status co_optim_rebind(co_optim *o, float *const *params, float *const *grads, co_error *err)
+{
+    (void)err;
+    size_t i = 0;
+    for (int g = 0; g < o->ngroups; g++)
+        for (int k = 0; k < o->groups[g].ntensors; k++, i++) {
+            if (params && params[i]) o->groups[g].param[k] = params[i];
+            if (grads && grads[i]) o->groups[g].grad[k] = grads[i];
+        }
+    return CO_OK;
+}
+
 double co_groups_grad_norm(const co_group *groups, int ngroups)
 {
     double s = 0;
@@ -300,10 +351,53 @@ double co_groups_grad_norm(const co_group *groups, int ngroups)
     return sqrt(s);
 }
 
+/* maximize: the gradients of the groups that maximize change sign (exactly: -x is exact, so a
+ * method sees what minimizing -f would give it, and the caller gets its gradients back). */
+static int negate_maximized(co_optim *o)
+{
+    int any = 0;
+    for (int g = 0; g < o->ngroups; g++) {
+        if (co_hp(o, g, o->info->nhparams + COMMON_MAXIMIZE) == 0) continue;
+        any = 1;
+        for (int k = 0; k < o->groups[g].ntensors; k++) {
+            float *gp = o->groups[g].grad[k];
+            size_t n = o->groups[g].size[k];
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+            for (size_t i = 0; i < n; i++) gp[i] = -gp[i];
+        }
+    }
+    return any;
+}
+
+/* The caller's closure seen through maximize: every evaluation's gradients are negated. */
+typedef struct {
+    co_optim *o;
+    const co_closure *inner;
+} maximize_ctx;
+
+static double maximize_eval(void *ctx)
+{
+    maximize_ctx *m = ctx;
+    double loss = m->inner->eval(m->inner->ctx);
+    negate_maximized(m->o);
+    return loss;
+}
+
+/* K-FAC's statistics are outer products of the captured values: the sign does not matter. */
+static int maximize_capture(void *ctx, int group, co_capture *out)
+{
+    maximize_ctx *m = ctx;
+    return m->inner->capture(m->inner->ctx, group, out);
+}
+
 co_status co_optim_step(co_optim *o, const co_closure *c, co_error *err)
 {
     if ((o->info->ops->needs & CO_NEEDS_CLOSURE) && (!c || !c->eval))
         return co_error_set(err, CO_EINVAL, "%s needs a closure that re-evaluates the gradients", o->info->name);
+    int maximize = negate_maximized(o);
+    maximize_ctx mctx = {o, c};
+    co_closure negated = {&mctx, c && c->eval ? maximize_eval : NULL, c && c->capture ? maximize_capture : NULL};
+    if (maximize && c) c = &negated;
     if (o->clip_norm > 0) {
         double norm = co_groups_grad_norm(o->groups, o->ngroups);
         double coef = o->clip_norm / (norm + 1e-6);
@@ -317,7 +411,9 @@ co_status co_optim_step(co_optim *o, const co_closure *c, co_error *err)
         }
     }
     o->t++;
-    return o->info->ops->step(o, c, err);
+    co_status st = o->info->ops->step(o, c, err);
+    if (maximize) negate_maximized(o);
+    return st;
 }
 
 int co_optim_diagnostic(const co_optim *o, const char *name, double *out, int max)
@@ -472,6 +568,65 @@ static co_status state_read(co_optim *o, FILE *f, int whole, co_error *err)
     if (r.st) return r.st;
     fseek(f, after, SEEK_SET);
     return CO_OK;
+}
+
+/* Counts the bytes co_optim_state_write would write. */
+typedef struct {
+    co_state_visitor v;
+    size_t bytes;
+} counter;
+
+static void count_blob(co_state_visitor *vv, const char *name, void *data, size_t bytes)
+{
+    (void)data;
+    ((counter *)vv)->bytes += 4 + strlen(name) + 8 + bytes;
+}
+
+size_t co_optim_state_size(const co_optim *o)
+{
+    counter c = {{count_blob}, 0};
+    visit_all((co_optim *)o, &c.v);
+    return sizeof STATE_MAGIC - 1 + 4 + strlen(o->info->name) + 4 + c.bytes + 4;
+}
+
+/* A stream onto a fixed buffer (fmemopen's "w" mode would end it with a NUL of its own). */
+typedef struct {
+    char *buf;
+    size_t len, pos;
+} buffer_sink;
+
+static ssize_t sink_write(void *cookie, const char *data, size_t n)
+{
+    buffer_sink *s = cookie;
+    if (n > s->len - s->pos) return -1;
+    memcpy(s->buf + s->pos, data, n);
+    s->pos += n;
+    return (ssize_t)n;
+}
+
+co_status co_optim_state_to_buffer(const co_optim *o, void *buf, size_t len, co_error *err)
+{
+    size_t need = co_optim_state_size(o);
+    if (!buf || len != need)
+        return co_error_set(err, CO_EINVAL, "optimizer state: a buffer of %zu bytes is needed, got %zu", need, len);
+    buffer_sink sink = {buf, len, 0};
+    FILE *f = fopencookie(&sink, "wb", (cookie_io_functions_t){.write = sink_write});
+    if (!f) return co_error_set(err, CO_ENOMEM, "optimizer state: cannot open the buffer: %s", strerror(errno));
+    co_status st = co_optim_state_write(o, f, err);
+    if (fclose(f) != 0 && st == CO_OK) st = co_error_set(err, CO_EIO, "optimizer state: the buffer overflowed");
+    if (st == CO_OK && sink.pos != len)
+        st = co_error_set(err, CO_EIO, "optimizer state: wrote %zu bytes, expected %zu", sink.pos, len);
+    return st;
+}
+
+co_status co_optim_state_from_buffer(co_optim *o, const void *buf, size_t len, co_error *err)
+{
+    if (!buf || len == 0) return co_error_set(err, CO_EFORMAT, "optimizer state: empty buffer");
+    FILE *f = fmemopen((void *)buf, len, "rb");
+    if (!f) return co_error_set(err, CO_ENOMEM, "optimizer state: cannot open the buffer: %s", strerror(errno));
+    co_status st = state_read(o, f, 1, err);
+    fclose(f);
+    return st;
 }
 
 co_status co_optim_state_read(co_optim *o, FILE *f, co_error *err)

@@ -40,7 +40,8 @@ struct co_optim {
     int ngroups;
     co_group *groups;
     int nhp;
-    double *hp; /* ngroups x nhp */
+    double *hp; /* ngroups x nhp: the method's hyperparameters, then the common ones */
+    int created; /* init has run: CO_HP_FIXED values can no longer change */
     double lr_scale;
     double clip_norm;
     uint64_t t; /* completed steps; incremented before ops->step */

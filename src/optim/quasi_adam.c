@@ -391,9 +391,9 @@ static const co_hparam quasi_hp[HP_COUNT] = {
     {"beta2", 0.999, 0, 1, CO_HP_MAX_OPEN, "second-moment decay"},
     {"eps", 1e-8, 0, 1, 0, "added to sqrt(v_hat) in the denominator (torch's placement)"},
     {"eps_curv", 1e-8, 0, 1e30, CO_HP_GLOBAL, "use the L-BFGS term only when s'y >= eps_curv (and s'y > 0)"},
-    {"memory", 1, 1, QUASI_MAX_MEMORY, CO_HP_INT | CO_HP_GLOBAL, "L-BFGS pairs kept (paper: 1); fixed at creation"},
+    {"memory", 1, 1, QUASI_MAX_MEMORY, CO_HP_INT | CO_HP_GLOBAL | CO_HP_FIXED, "L-BFGS pairs kept (paper: 1); fixed at creation"},
     {"lr_decay_sqrt", 0, 0, 1, CO_HP_BOOL | CO_HP_GLOBAL, "1: alpha_t = lr / sqrt(t) (Theorem 2's rate)"},
-    {"variant", 0, 0, 1, CO_HP_INT | CO_HP_GLOBAL,
+    {"variant", 0, 0, 1, CO_HP_INT | CO_HP_GLOBAL | CO_HP_FIXED,
      "0: paper eq. 10; 1: authors' code (per tensor, y from m, H m_t replaces Adam's step)"},
 };
 
