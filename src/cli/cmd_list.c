@@ -4,6 +4,18 @@
 
 #include <stdio.h>
 
+static void print_hparams(const co_hparam *hp, int n)
+{
+    for (int k = 0; k < n; k++) {
+        const co_hparam *h = &hp[k];
+        char range[64];
+        snprintf(range, sizeof range, "%c%g, %g%c", (h->flags & CO_HP_MIN_OPEN) ? '(' : '[', h->min, h->max,
+                 (h->flags & CO_HP_MAX_OPEN) ? ')' : ']');
+        printf("    %-26s default %-10g %-18s %s%s\n", h->name, h->def, range,
+               (h->flags & CO_HP_BOOL) ? "(0/1) " : (h->flags & CO_HP_INT) ? "(integer) " : "", h->doc);
+    }
+}
+
 int cmd_list(int argc, char **argv)
 {
     int rc = args_parse("list", "", NULL, 0, argc, argv);
@@ -11,15 +23,12 @@ int cmd_list(int argc, char **argv)
     for (int i = 0; i < co_optim_count(); i++) {
         const co_optim_info *o = co_optim_info_at(i);
         printf("%s — %s\n    source: %s\n", o->name, o->summary, o->source);
-        for (int k = 0; k < o->nhparams; k++) {
-            const co_hparam *h = &o->hparams[k];
-            char range[64];
-            snprintf(range, sizeof range, "%c%g, %g%c", (h->flags & CO_HP_MIN_OPEN) ? '(' : '[', h->min, h->max,
-                     (h->flags & CO_HP_MAX_OPEN) ? ')' : ']');
-            printf("    %-26s default %-10g %-18s %s%s\n", h->name, h->def, range,
-                   (h->flags & CO_HP_BOOL) ? "(0/1) " : (h->flags & CO_HP_INT) ? "(integer) " : "", h->doc);
-        }
+        print_hparams(o->hparams, o->nhparams);
         putchar('\n');
     }
+    int ncommon;
+    const co_hparam *common = co_optim_common_hparams(&ncommon);
+    printf("Common to every optimizer:\n");
+    print_hparams(common, ncommon);
     return 0;
 }

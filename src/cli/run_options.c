@@ -17,6 +17,8 @@ void run_options_specs(run_options *o, arg_spec *s)
     const arg_spec specs[RUN_OPTION_COUNT] = {
         {"data", ARG_STR, &p->data, "NAME", "moons, mnist, fashion-mnist, cifar10, cifar100, svhn", 1, 0},
         {"data-dir", ARG_STR, &p->data_dir, "DIR", "look for dataset files here first (also $CURVOPT_DATA_DIR)", 1, 0},
+        {"train-limit", ARG_INT, &p->train_limit, "N", "file datasets: keep the first N training samples (0: all)", 0, 1e9},
+        {"test-limit", ARG_INT, &p->test_limit, "N", "file datasets: keep the first N test samples (0: all)", 0, 1e9},
         {"n", ARG_INT, &p->n, "N", "samples to generate (moons; default 1000)", 2, 1e8},
         {"noise", ARG_DOUBLE, &p->noise, "STD", "moons noise (default 0.2)", 0, 10},
         {"test-frac", ARG_DOUBLE, &p->test_frac, "F", "test fraction (default 0.2)", 0.001, 0.999},
