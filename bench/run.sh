@@ -38,6 +38,10 @@ if [ -x "$PY" ] && "$PY" -c 'import torch' 2>/dev/null; then
     OMP_NUM_THREADS=1 run "$PY" "$ROOT/bench/torch_bench.py" mlp
     for t in $THREADS; do OMP_NUM_THREADS=$t run "$PY" "$ROOT/bench/torch_bench.py" optim "$t"; done
     for t in $THREADS; do OMP_NUM_THREADS=$t run "$PY" "$ROOT/bench/torch_bench.py" mnist "$t"; done
+    # curvopt.torch over this build's library: its cost on top of the C step, and the MNIST example.
+    export CURVOPT_LIB=$BUILD_DIR/libcurvopt.so PYTHONPATH=$ROOT/python
+    OMP_NUM_THREADS=1 run "$PY" "$ROOT/bench/torch_wrapper_bench.py" overhead 1
+    OMP_NUM_THREADS=1 run "$PY" "$ROOT/bench/torch_wrapper_bench.py" mnist 1
 else
     echo "== /usr/bin/python3 cannot import torch: PyTorch columns left empty" >&2
 fi
@@ -61,6 +65,9 @@ $2 == "mnist_train" { t = kv($0, "threads"); k = $3 SUBSEP t; ips[k] = kv($0, "i
 $2 == "tso_cost" { k = ++ntso; tm[k] = $3; tt[k] = kv($0, "threads"); sgdms[k] = kv($0, "sgd_ms"); tsoms[k] = kv($0, "tso_ms")
                    ratio[k] = kv($0, "ratio"); sgdcpu[k] = kv($0, "sgd_cpu_ms"); tsocpu[k] = kv($0, "tso_cpu_ms")
                    cratio[k] = kv($0, "cpu_ratio"); refr[k] = kv($0, "tso_refresh_opt_ms"); oth[k] = kv($0, "tso_other_opt_ms") }
+$2 == "wrapper_overhead" { k = ++nwo; wom[k] = $3; woo[k] = kv($0, "method"); woc[k] = kv($0, "c_us"); wow[k] = kv($0, "wrapper_us")
+                           wov[k] = kv($0, "overhead_us"); wor[k] = kv($0, "rebind_us"); wot[k] = kv($0, "torch_us") }
+$2 == "torch_mnist" { k = ++ntm; tmo[k] = $3; tmi[k] = kv($0, "images_s"); tmr[k] = kv($0, "vs_torch_adam") }
 $2 == "methods" { m = kv($0, "model"); if (!(m in seen_m)) { seen_m[m] = 1; ml[++nm] = m }
                   k = m SUBSEP (++cnt[m]); meth[k] = $3; ovs[k] = kv($0, "opt_vs_adam"); svs[k] = kv($0, "step_vs_adam")
                   ous[k] = kv($0, "opt_us"); sus[k] = kv($0, "step_us"); ev[k] = kv($0, "extra_evals") }
@@ -104,6 +111,17 @@ END {
     printf "|---:|---|---:|---:|---:|---:|---:|---:|---:|\n"
     for (k = 1; k <= ntso; k++)
         printf "| %s | %s | %.2f | %.2f | %.2fx | %.2f | %.2f | %.2fx | %.1f / %.1f |\n", tt[k], tm[k], sgdms[k], tsoms[k], ratio[k], sgdcpu[k], tsocpu[k], cratio[k], refr[k], oth[k]
+    if (nwo) {
+        printf "\n## curvopt.torch step vs the bare C step and torch.optim, 1 thread (target: wrapper adds < 10 us)\n"
+        printf "| model | optimizer | C step us | curvopt.torch us | overhead us | new grad tensors us | torch.optim us |\n"
+        printf "|---|---|---:|---:|---:|---:|---:|\n"
+        for (k = 1; k <= nwo; k++)
+            printf "| %s | %s | %.2f | %.2f | %.2f | %s | %.2f |\n", wom[k], woo[k], woc[k], wow[k], wov[k], wor[k], wot[k]
+    }
+    if (ntm) {
+        printf "\n## examples/torch_mnist.py, batch 128, 1 thread\n| optimizer | images/s | vs torch.optim.Adam |\n|---|---:|---:|\n"
+        for (k = 1; k <= ntm; k++) printf "| %s | %.0f | %.2f |\n", tmo[k], tmi[k], tmr[k]
+    }
     for (i = 1; i <= nm; i++) {
         m = ml[i]
         printf "\n## Every optimizer relative to Adam, %s, 1 thread\n", m
