@@ -483,6 +483,7 @@ typedef struct {
     co_status st;
     co_error *err;
     const char *what;
+    double *hparams; /* the check pass reads the hyperparameters here, to check their ranges */
 } reader;
 
 /* Names read from a file go into one-line messages: control bytes become '?'. */
@@ -522,6 +523,8 @@ static void read_blob(co_state_visitor *vv, const char *name, void *data, size_t
     }
     if (r->apply) {
         if (bytes && fread(data, 1, bytes, r->f) != bytes) goto truncated;
+    } else if (r->hparams && strcmp(name, "hparams") == 0) {
+        if (bytes && fread(r->hparams, 1, bytes, r->f) != bytes) goto truncated;
     } else if (fseek(r->f, (long)bytes, SEEK_CUR) != 0) {
         goto truncated;
     }
@@ -553,9 +556,23 @@ static co_status state_read(co_optim *o, FILE *f, int whole, co_error *err)
         return co_error_set(err, CO_EFORMAT, "%s: saved with %d groups, this optimizer has %d", what, ng,
                             o->ngroups);
     long body = ftell(f);
-    /* Check every entry first so a mismatch never leaves the optimizer half-loaded. */
-    reader r = {{read_blob}, f, 0, CO_OK, err, what};
+    /* Check every entry first so a mismatch never leaves the optimizer half-loaded; the
+     * hyperparameters must also lie in their ranges (a method trusts them: K, T_int, ranks). */
+    double *hp = malloc((size_t)o->ngroups * o->nhp * sizeof *hp);
+    if (!hp) return co_error_set(err, CO_ENOMEM, "%s: out of memory", what);
+    reader r = {{read_blob}, f, 0, CO_OK, err, what, hp};
     visit_all(o, &r.v);
+    for (int g = 0; g < o->ngroups && !r.st; g++)
+        for (int i = 0; i < o->nhp && !r.st; i++) {
+            int ncommon;
+            const co_hparam *h = i < o->info->nhparams ? &o->info->hparams[i]
+                                                       : &co_optim_common_hparams(&ncommon)[i - o->info->nhparams];
+            co_error why;
+            if (check_value(o->info, h, hp[(size_t)g * o->nhp + i], &why))
+                r.st = co_error_set(err, CO_EFORMAT, "%s: group %d: %s", what, g, why.msg);
+        }
+    free(hp);
+    r.hparams = NULL;
     if (r.st) return r.st;
     uint32_t end;
     if (fread(&end, 4, 1, f) != 1 || end != 0xffffffffu)
