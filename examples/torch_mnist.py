@@ -43,7 +43,7 @@ class Progress:
     def __init__(self, total, epoch, epochs, stream=None):
         self.total, self.epoch, self.epochs = total, epoch, epochs
         self.stream = stream or sys.stderr
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self.t0 = time.perf_counter()
         self.last = 0.0
 

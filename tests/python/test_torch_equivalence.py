@@ -9,9 +9,8 @@ are what this checks beyond the arithmetic.
 The two stacks' forward and backward passes round differently (BLAS vs torch's kernels), so
 the final parameters agree to a tolerance, not bit for bit: max |torch - C| / max |C| over all
 parameters must stay below TOL (and a run with the learning rate 5% off must not, so the
-comparison can fail). Measured (Release, AVX2+FMA): moons 2e-8 .. 4e-6 for 14 methods,
-TSO-ALRA 6e-4 (its eigendecompositions magnify the differences); MNIST CNN, 32 steps:
-LAMA-Adam 1e-5, Quasi-Adam 1e-5, DA-RMSprop 8e-4, TSO-ALRA 1.5e-3."""
+comparison can fail). Moons: 3 epochs of 25 steps; MNIST: 2 epochs of 16 steps of 64 images.
+Measured values are printed per case (and listed in docs/python.md)."""
 import os
 import subprocess
 import sys
@@ -133,12 +132,12 @@ def main():
             ref = c.cli(os.path.join(tmp, str(i)))
             ours, opt = c.torch(data)
             err = rel(ours, ref)
-            control = rel(c.torch(data, 1.05)[0], ref)
             label = f"{c.kind:5s} {c.method:10s} {c.hp or ''}"
-            print(f"{label:40s} max rel diff {err:.2e}   lr x1.05: {control:.2e}")
             harness.check(err <= TOL[c.kind], f"{label}: torch front end ends {err:.3g} from curvopt train")
+            control = rel(c.torch(data, 1.05)[0], ref)
             harness.check(control > TOL[c.kind],
                           f"{label}: 5% off the learning rate is not noticed ({control:.3g} vs {err:.3g})")
+            print(f"{label:40s} max rel diff {err:.2e}   lr x1.05: {control:.2e}")
             if c.method == "tso-alra" and c.hp.get("switch_epoch"):
                 harness.check(opt.switched, "tso-alra did not switch to SGD at epoch_end")
             covered.add((c.kind, c.method))
