@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# What `cmake --install` installs, used as a user would: into a temporary prefix, then a C
-# program built with pkg-config (library flags before the source, as the README writes it)
-# and with find_package(curvopt), the CLI, and the Python package imported from another
-# folder with no environment pointing at the build. When builds install themselves
-# (CURVOPT_INSTALL_ON_BUILD), the system install is checked the same way, from / and with an
-# empty environment: what the README's commands leave behind.
+# What `cmake --install` installs, used as a user would. First, when builds install
+# themselves (CURVOPT_INSTALL_ON_BUILD), the system install the build made, from / and with an
+# empty environment: what the README's commands leave behind. Then into a temporary prefix:
+# a C program built with pkg-config (library flags before the source, as the issue writes
+# it) and with find_package(curvopt), the CLI, and the Python package imported from another
+# folder with no environment pointing at the build.
 set -u
 build=${CURVOPT_BUILD_DIR:?}
 src=${CURVOPT_SOURCE_DIR:?}
@@ -20,8 +20,35 @@ check_fit() { # label output
     if echo "$2" | grep -qE "w=2\.0[0-9]* b=(1\.0|0\.99)"; then ok; else fail "$1: $2"; fi
 }
 
+# The system install the build made (cmake --build runs cmake --install).
+if [ "${CURVOPT_INSTALL_ON_BUILD:-OFF}" = "ON" ]; then
+    sysprefix=${CURVOPT_INSTALL_PREFIX:-/usr/local}
+    # The build's own record of what it installed (before the temporary install below
+    # rewrites it). Other sessions on a shared machine may install their builds over it since,
+    # so the files themselves are not compared.
+    manifest=$build/install_manifest.txt
+    for f in "$sysprefix/lib/libcurvopt.so.0.1" "$sysprefix/include/curvopt.h" "$sysprefix/lib/pkgconfig/curvopt.pc"; do
+        grep -qx "$f" "$manifest" 2>/dev/null && ok || fail "the build did not install $f (install_manifest.txt)"
+    done
+    grep -q "/curvopt/torch.py$" "$manifest" 2>/dev/null && ok || fail "the build did not install the Python package"
+    out=$(cd / && env -i PATH=/usr/bin:/bin "$py" -c 'import curvopt.torch, curvopt; print(curvopt.library_path(), len(curvopt.methods()))' 2>&1)
+    if "$py" -c 'import torch' 2>/dev/null; then
+        [ "$out" = "$sysprefix/lib/libcurvopt.so.0 15" ] && ok || fail "import curvopt.torch from /: $out"
+    fi
+    if (cd "$tmp" && env -i PATH=/usr/bin:/bin ${CC:-cc} $(env -i PATH=/usr/bin:/bin pkg-config --cflags --libs curvopt) \
+            "$src/examples/fit_line.c" -o fit_sys 2>"$tmp/cc_sys.log"); then
+        check_fit "system pkg-config build" "$(cd "$tmp" && env -i ./fit_sys rmsprop)"
+    else
+        fail "system pkg-config build"; cat "$tmp/cc_sys.log"
+    fi
+else
+    echo "builds do not install here (CURVOPT_INSTALL_ON_BUILD=${CURVOPT_INSTALL_ON_BUILD:-}): system install not checked"
+fi
 prefix=$tmp/prefix
+# cmake --install rewrites the build's install_manifest.txt: the system install's is kept.
+[ -f "$build/install_manifest.txt" ] && cp "$build/install_manifest.txt" "$tmp/manifest"
 "$cmake" --install "$build" --prefix "$prefix" >"$tmp/install.log" 2>&1 || { fail "cmake --install"; cat "$tmp/install.log"; }
+if [ -f "$tmp/manifest" ]; then cp "$tmp/manifest" "$build/install_manifest.txt"; else rm -f "$build/install_manifest.txt"; fi
 for f in include/curvopt.h lib/libcurvopt.so lib/libcurvopt.so.0 lib/pkgconfig/curvopt.pc \
          lib/cmake/curvopt/curvoptConfig.cmake lib/cmake/curvopt/curvoptConfigVersion.cmake bin/curvopt; do
     [ -e "$prefix/$f" ] && ok || fail "not installed: $f"
@@ -70,23 +97,5 @@ else
     fail "no installed python package under $prefix"
 fi
 
-# The system install the build made (cmake --build runs cmake --install).
-if [ "${CURVOPT_INSTALL_ON_BUILD:-OFF}" = "ON" ]; then
-    sysprefix=${CURVOPT_INSTALL_PREFIX:-/usr/local}
-    cmp -s "$(readlink -f "$build/libcurvopt.so")" "$(readlink -f "$sysprefix/lib/libcurvopt.so.0")" && ok ||
-        fail "$sysprefix/lib/libcurvopt.so.0 is not this build's library"
-    out=$(cd / && env -i PATH=/usr/bin:/bin "$py" -c 'import curvopt.torch, curvopt; print(curvopt.library_path(), len(curvopt.methods()))' 2>&1)
-    if "$py" -c 'import torch' 2>/dev/null; then
-        [ "$out" = "$sysprefix/lib/libcurvopt.so.0 15" ] && ok || fail "import curvopt.torch from /: $out"
-    fi
-    if (cd "$tmp" && env -i PATH=/usr/bin:/bin ${CC:-cc} $(env -i PATH=/usr/bin:/bin pkg-config --cflags --libs curvopt) \
-            "$src/examples/fit_line.c" -o fit_sys 2>"$tmp/cc_sys.log"); then
-        check_fit "system pkg-config build" "$(cd "$tmp" && env -i ./fit_sys rmsprop)"
-    else
-        fail "system pkg-config build"; cat "$tmp/cc_sys.log"
-    fi
-else
-    echo "builds do not install here (CURVOPT_INSTALL_ON_BUILD=${CURVOPT_INSTALL_ON_BUILD:-}): system install not checked"
-fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
