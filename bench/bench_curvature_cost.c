@@ -1,0 +1,156 @@
+/* What the curvature methods cost over the first-order method each extends, per training
+ * step (hence per epoch) on the image presets, side by side in one run:
+ *   TSO-ALRA vs SGD, DA-RMSprop vs RMSprop, LAMA-Adam vs Adam, each at its defaults and at
+ *   the paper's schedule where that differs (`faithful=1`, or the setting given below).
+ * A step is what src/train/train.c does: forward, cross-entropy, backward, co_optim_step with
+ * the closure (LAMA-Adam's Hessian-vector products re-evaluate through it, TSO-ALRA reads the
+ * captured patches). The model captures only for methods that need it, as in training.
+ * Windows of 20 steps cover whole refresh cycles (T_int = 10, interval = 20); the median
+ * window is reported, and the process's CPU time per step beside it (the steadier measure on
+ * a shared machine with one thread).
+ *
+ * Usage: bench_curvature_cost [threads] [model] [windows]
+ *        (defaults: 1 thread, quasi-adam-mnist, 5 windows; batch 128) */
+#include "timing.h"
+#include "curvopt.h"
+#include "core/alloc.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BATCH 128
+#define NBATCH 8
+#define WINDOW 20
+#define MAX_WINDOWS 32
+
+typedef struct {
+    co_model *model;
+    const float *x, *y;
+    float *dout;
+} closure_ctx;
+
+static double fwd_bwd(void *ctx)
+{
+    closure_ctx *c = ctx;
+    const float *out = co_model_forward(c->model, c->x, BATCH, 1, NULL);
+    if (!out) return NAN;
+    double l = co_loss(CO_LOSS_CROSS_ENTROPY, out, c->y, BATCH, co_model_out_size(c->model), c->dout);
+    co_model_backward(c->model, c->dout);
+    return l;
+}
+
+static int capture(void *ctx, int group, co_capture *out)
+{
+    return co_model_capture(((closure_ctx *)ctx)->model, group, out);
+}
+
+typedef struct {
+    double step_ms, cpu_ms;
+    int ok;
+} result;
+
+static result run(const char *spec, const char *name, const char *hp, int windows)
+{
+    result res = {0};
+    co_error err = {0};
+    co_model *m = co_model_new(spec, &err);
+    if (!m) {
+        fprintf(stderr, "bench_curvature_cost: %s\n", err.msg);
+        return res;
+    }
+    co_model_init(m, 0);
+    int ng = co_model_ngroups(m), in = co_model_in_size(m), out = co_model_out_size(m);
+    co_group *groups = calloc((size_t)ng, sizeof *groups);
+    co_model_groups(m, groups);
+    co_optim *o = co_optim_new(name, groups, ng, hp, 0, &err);
+    float *x = co_falloc((size_t)NBATCH * BATCH * in), *y = co_falloc((size_t)NBATCH * BATCH);
+    float *dout = co_falloc((size_t)BATCH * out);
+    double win[MAX_WINDOWS];
+    if (!o || !x || !y || !dout) {
+        fprintf(stderr, "bench_curvature_cost: %s %s: %s\n", name, hp, o ? "out of memory" : err.msg);
+        goto done;
+    }
+    co_model_set_capture(m, (co_optim_needs(o) & CO_NEEDS_CAPTURE) != 0);
+    co_rng r;
+    co_rng_seed(&r, 1, CO_STREAM_DATA);
+    for (size_t i = 0; i < (size_t)NBATCH * BATCH * in; i++) x[i] = (float)co_rng_uniform(&r);
+    for (size_t i = 0; i < (size_t)NBATCH * BATCH; i++) y[i] = (float)co_rng_below(&r, (uint64_t)out);
+    closure_ctx cc = {m, NULL, NULL, dout};
+    co_closure closure = {&cc, fwd_bwd, capture};
+    double cpu0 = 0, sum = 0;
+    for (int s = 0; s < (windows + 1) * WINDOW; s++) { /* the first window warms up */
+        if (s == WINDOW) cpu0 = bench_cpu();
+        cc.x = x + (size_t)(s % NBATCH) * BATCH * in;
+        cc.y = y + (size_t)(s % NBATCH) * BATCH;
+        double t0 = bench_now();
+        fwd_bwd(&cc);
+        if (co_optim_step(o, &closure, &err)) {
+            fprintf(stderr, "bench_curvature_cost: %s %s, step %d: %s\n", name, hp, s + 1, err.msg);
+            goto done;
+        }
+        if (s < WINDOW) continue;
+        sum += bench_now() - t0;
+        if ((s + 1) % WINDOW == 0) {
+            win[s / WINDOW - 1] = sum / WINDOW;
+            sum = 0;
+        }
+    }
+    res.cpu_ms = (bench_cpu() - cpu0) / (windows * WINDOW) * 1e3;
+    res.step_ms = bench_median(win, (size_t)windows) * 1e3;
+    res.ok = 1;
+done:
+    co_optim_free(o);
+    free(x);
+    free(y);
+    free(dout);
+    free(groups);
+    co_model_free(m);
+    return res;
+}
+
+int main(int argc, char **argv)
+{
+    int threads = bench_set_threads(bench_threads_arg(argc, argv));
+    const char *model = argc > 2 ? argv[2] : "quasi-adam-mnist";
+    int windows = argc > 3 ? atoi(argv[3]) : 5;
+    if (windows < 1 || windows > MAX_WINDOWS) windows = 5;
+    static const struct {
+        const char *name, *hp, *base;
+    } rows[] = {
+        {"sgd", "lr=1e-2", NULL},
+        {"tso-alra", "lr=1e-2", "sgd"},
+        {"tso-alra", "lr=1e-2,faithful=1", "sgd"},
+        {"rmsprop", "", NULL},
+        {"da-rmsprop", "", "rmsprop"},
+        {"da-rmsprop", "faithful=1", "rmsprop"},
+        {"adam", "", NULL},
+        {"lama-adam", "", "adam"},
+        {"lama-adam", "faithful=1", "adam"},
+    };
+    enum { NROWS = sizeof rows / sizeof rows[0] };
+    result res[NROWS];
+    printf("%s batch %d, %d thread(s), median of %d windows of %d steps (ms per training step):\n", model, BATCH,
+           threads, windows, WINDOW);
+    for (int i = 0; i < NROWS; i++) {
+        res[i] = run(model, rows[i].name, rows[i].hp, windows);
+        if (!res[i].ok) {
+            printf("  %-11s %-22s refused (this build has no such setting)\n", rows[i].name, rows[i].hp);
+            continue;
+        }
+        const result *base = NULL;
+        for (int j = 0; j < i && rows[i].base; j++)
+            if (strcmp(rows[j].name, rows[i].base) == 0 && res[j].ok) base = &res[j];
+        printf("  %-11s %-22s %9.3f ms (CPU %9.3f ms)", rows[i].name, rows[i].hp, res[i].step_ms, res[i].cpu_ms);
+        if (base) printf("  %.2fx %s (CPU %.2fx)", res[i].step_ms / base->step_ms, rows[i].base, res[i].cpu_ms / base->cpu_ms);
+        printf("\n");
+        printf("RESULT curvature_cost %s threads=%d batch=%d opt=%s hp=%s step_ms=%.4f cpu_ms=%.4f base=%s ratio=%.4f "
+               "cpu_ratio=%.4f\n",
+               model, threads, BATCH, rows[i].name, rows[i].hp[0] ? rows[i].hp : "-", res[i].step_ms, res[i].cpu_ms,
+               base ? rows[i].base : "-", base ? res[i].step_ms / base->step_ms : 1.0,
+               base ? res[i].cpu_ms / base->cpu_ms : 1.0);
+        fflush(stdout);
+    }
+    return 0;
+}
