@@ -78,7 +78,7 @@ static result run(const char *spec, const char *name, const char *hp, int window
     for (size_t i = 0; i < (size_t)NBATCH * BATCH * in; i++) x[i] = (float)co_rng_uniform(&r);
     for (size_t i = 0; i < (size_t)NBATCH * BATCH; i++) y[i] = (float)co_rng_below(&r, (uint64_t)out);
     closure_ctx cc = {m, NULL, NULL, dout};
-    co_closure closure = {&cc, fwd_bwd, capture};
+    co_closure closure = {.ctx = &cc, .eval = fwd_bwd, .capture = capture};
     double cpu0 = 0, sum = 0;
     for (int s = 0; s < (windows + 1) * WINDOW; s++) { /* the first window warms up */
         if (s == WINDOW) cpu0 = bench_cpu();

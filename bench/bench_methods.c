@@ -83,7 +83,7 @@ static result run_one(const problem *pb, const char *name, const float *x, const
     }
     co_model_set_capture(m, (co_optim_needs(o) & CO_NEEDS_CAPTURE) != 0);
     closure_ctx cc = {m, x, y, pb->batch, pb->loss, dout, 0};
-    co_closure closure = {&cc, closure_eval, closure_capture};
+    co_closure closure = {.ctx = &cc, .eval = closure_eval, .capture = closure_capture};
     double t_opt = 0, t_total = 0, loss = NAN;
     long evals0 = 0;
     for (int s = 0; s < pb->warmup + pb->steps; s++) {

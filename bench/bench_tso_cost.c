@@ -82,7 +82,7 @@ static result run(const char *spec, const char *name, int windows, int cycles, i
     for (size_t i = 0; i < (size_t)NBATCH * BATCH * in; i++) x[i] = (float)co_rng_uniform(&r);
     for (size_t i = 0; i < (size_t)NBATCH * BATCH; i++) y[i] = (float)co_rng_below(&r, (uint64_t)out);
     closure_ctx cc = {m, NULL, NULL, BATCH, dout};
-    co_closure closure = {&cc, fwd_bwd, capture};
+    co_closure closure = {.ctx = &cc, .eval = fwd_bwd, .capture = capture};
     double win_step[MAX_WINDOWS], win_opt[MAX_WINDOWS], refresh = 0, other = 0;
     long nrefresh = 0, nother = 0;
     int per_window = T_INT * cycles, total = T_INT * warm_cycles + windows * per_window;

@@ -124,7 +124,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         free(after);
     } else {
         /* Whatever was loaded, a step must not crash (it may refuse). */
-        co_closure c = {NULL, eval_zero, NULL};
+        co_closure c = {.ctx = NULL, .eval = eval_zero, .capture = NULL};
         co_optim_step(o, &c, &e);
     }
     free(before);

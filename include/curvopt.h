@@ -113,12 +113,51 @@ typedef struct co_capture {
  * parameters on the same minibatch (LAMA-Adam's finite-difference Hessian-vector
  * products). eval overwrites the registered grad buffers and returns the loss (NaN on
  * failure). capture (may be NULL) reports a group's captured activations/out-gradients
- * of the last evaluation and returns 0 if the group has none. */
+ * of the last evaluation and returns 0 if the group has none.
+ * In a distributed run (co_optim_set_collective) eval is itself collective: every rank
+ * evaluates its shard and the gradients come back summed over the ranks. eval_whole (may be
+ * NULL) evaluates the whole minibatch on this rank alone, with no communication, and gives
+ * the same numbers: an optimizer that splits independent evaluations among the ranks
+ * (LAMA-Adam's probes) uses it. capture always reports this rank's shard. */
 typedef struct co_closure {
     void *ctx;
     double (*eval)(void *ctx);
     int (*capture)(void *ctx, int group, co_capture *out);
+    double (*eval_whole)(void *ctx);
 } co_closure;
+
+/* ------------------------------------------------------------------ collectives */
+
+/* How the processes (ranks) that train one model together communicate, as callbacks so that
+ * the library never depends on one engine: curvopt's MPI implementation (src/dist, used by
+ * the CLI under mpirun) fills this table, and torch.distributed or NCCL can fill it too.
+ * Every rank calls each collective in the same order with the same sizes.
+ *
+ * Sums go in a FIXED order that depends only on the number of ranks: the canonical pairwise
+ * tree over ranks (rank i takes rank i + s for s = 1, 2, 4, ..., the tree co_tree_sum uses
+ * over batch blocks). A rank that holds a power-of-two run of whole batch blocks (co_shard)
+ * then adds up exactly as one process adds its blocks: gradients and losses are bit for bit
+ * those of a one-process run. A rank with nothing to add contributes -0.0 (x + -0.0 == x for
+ * every x, signed zeros included). A failing rank ends the job (the CLI aborts it): the
+ * callbacks do not time out. */
+typedef struct co_collective {
+    void *ctx;
+    int rank, size;
+    /* f[0..nf) and d[0..nd) summed over the ranks, in place; the result on every rank. */
+    co_status (*allreduce_sum)(void *ctx, float *f, size_t nf, double *d, size_t nd, co_error *err);
+    /* d[0..n) summed over the ranks into root's buffer (a fixed tree for each root); the
+     * other ranks' buffers are left unspecified. */
+    co_status (*reduce_sum)(void *ctx, double *d, size_t n, int root, co_error *err);
+    /* root's bytes to every rank. */
+    co_status (*broadcast)(void *ctx, void *buf, size_t bytes, int root, co_error *err);
+} co_collective;
+
+/* Rows [*lo, *hi) of a minibatch of `batch` samples that rank `rank` of `size` computes.
+ * even = 0 (exact): runs of k whole blocks of CO_BATCH_BLOCK (32) samples, k the smallest
+ * power of two with size * k blocks covering the batch; the last ranks may get a short run
+ * or none, and every sum equals the one-process sum bit for bit. even = 1: batch / size
+ * samples each (balanced), sums differ from one process by float rounding. */
+void co_shard(int batch, int rank, int size, int even, int *lo, int *hi);
 
 /* ------------------------------------------------------------------ optimizers */
 
@@ -238,6 +277,20 @@ size_t co_optim_state_size(const co_optim *opt);
 co_status co_optim_state_to_buffer(const co_optim *opt, void *buf, size_t len, co_error *err);
 co_status co_optim_state_from_buffer(co_optim *opt, const void *buf, size_t len, co_error *err);
 
+/* Distributed runs. The optimizer's groups hold gradients already summed over the ranks
+ * (the training loop reduces them); with a collective the curvature methods also spread
+ * their own work: TSO-ALRA keeps each rank's share of the K-FAC statistics, reduces a factor
+ * to one rank (balanced by cost) when its roots are due and broadcasts the roots; LAMA-Adam
+ * splits its Hutchinson probes among the ranks (closure eval_whole). Every other method is
+ * computed from the reduced gradient with identical state on every rank. c is borrowed
+ * (NULL or size 1: one process); set it on every rank before the first step. */
+void co_optim_set_collective(co_optim *opt, const co_collective *c);
+/* Collective, before rank 0 saves the state (co_optim_save, checkpoints): afterwards rank 0
+ * holds the complete state, the one a save must contain (TSO-ALRA's factors summed). */
+co_status co_optim_collect_state(co_optim *opt, co_error *err);
+/* After every rank has loaded the same complete state: each keeps its share of it. */
+void co_optim_share_state(co_optim *opt);
+
 /* Global L2 norm of every gradient (double accumulation). */
 double co_groups_grad_norm(const co_group *groups, int ngroups);
 
@@ -294,6 +347,13 @@ void co_model_set_params(co_model *m, const float *flat);
 size_t co_model_state_size(const co_model *m);
 void co_model_get_state(const co_model *m, void *out);
 void co_model_set_state(co_model *m, const void *in);
+/* Training forwards compute rows [offset, offset + batch) of a minibatch of `total` samples
+ * (one rank's shard); layers that draw per sample (dropout) skip the other rows' draws, so
+ * the masks are those of the whole minibatch, and a training forward of 0 rows (an empty
+ * shard) only moves those draws on. total 0: every forward is a whole minibatch (the
+ * default). A layer whose output couples the samples (batch norm) cannot be split:
+ * CO_EINVAL for any total > 0. */
+co_status co_model_set_shard(co_model *m, int offset, int total, co_error *err);
 /* Writes a description such as "Linear(2->64) ReLU Linear(64->1)" into buf. */
 void co_model_describe(const co_model *m, char *buf, size_t len);
 
@@ -301,6 +361,13 @@ void co_model_describe(const co_model *m, char *buf, size_t len);
  * y holds batch x out values (BCE/MSE) or batch class indices (cross-entropy). */
 double co_loss(co_loss_kind kind, const float *out, const float *y, int batch, int dim,
                float *dout);
+/* The loss of rows that are part of a minibatch of `total` samples (a rank's shard): the SUM
+ * of their loss terms, and in dout the gradient of the minibatch's MEAN loss. The sum goes by
+ * blocks of 32 samples added with the pairwise tree, like every batch sum, so the shards'
+ * sums added by co_collective equal co_loss's sum. co_loss = co_loss_shard(.., batch, ..)
+ * divided by the number of terms (batch, or batch x dim for BCE and MSE). */
+double co_loss_shard(co_loss_kind kind, const float *out, const float *y, int batch, int dim, int total,
+                     float *dout);
 /* Number of correct predictions (threshold 0.5 on probabilities / 0 on logits,
  * argmax for cross-entropy). */
 int co_correct(co_loss_kind kind, const float *out, const float *y, int batch, int dim);
@@ -453,6 +520,23 @@ typedef struct co_train_config {
     /* Progress reports (co_train_progress); NULL: none. */
     co_progress_cb on_progress;
     void *progress_ctx;
+    /* Stop after this many optimizer steps in all (0: none); the epoch under way ends there
+     * and is the run's last. */
+    long max_steps;
+    /* Data-parallel training (NULL or size 1: one process). Every rank runs co_train with the
+     * same arguments; each computes its shard (co_shard, shard_even) of every minibatch, the
+     * gradients and losses are summed with the collective, and every rank takes the same
+     * step. Evaluation is shared among the ranks and gives the one-process numbers.
+     * Checkpoints are written and read by rank 0 alone (the others get the bytes from it),
+     * the optimizer's state collected first, so a run resumes with any number of ranks.
+     * co_train gives the optimizer the collective for the run and takes it back at the end,
+     * when rank 0's optimizer state is the complete one (ready for co_optim_save). Rank 0
+     * alone should write files (csv_path): the CLI gives the others none.
+     * dist_check_every > 0: every that many steps the ranks compare hashes of their
+     * parameters and stop with CO_ENUMERIC naming the step and the ranks if they differ. */
+    const co_collective *collective;
+    int shard_even;
+    int dist_check_every;
 } co_train_config;
 
 typedef struct co_train_result {
@@ -478,6 +562,10 @@ void co_train_result_free(co_train_result *r);
  * has none: an MSE loss, or targets of more than one value (reconstruction). */
 co_status co_evaluate(co_model *m, const co_dataset *d, co_loss_kind loss, int batch,
                       double *mean_loss, double *accuracy, co_error *err);
+/* The same, the batches shared among the ranks of c (collective; NULL: co_evaluate); every
+ * rank gets co_evaluate's numbers bit for bit. */
+co_status co_evaluate_collective(co_model *m, const co_dataset *d, co_loss_kind loss, int batch,
+                                 const co_collective *c, double *mean_loss, double *accuracy, co_error *err);
 
 #ifdef __cplusplus
 }

@@ -106,7 +106,7 @@ static inline co_optim *make_optim(const char *name, world *w, uint64_t seed)
 
 static inline int run_steps(co_optim *o, world *w, int steps)
 {
-    co_closure c = {w, world_eval, world_capture};
+    co_closure c = {.ctx = w, .eval = world_eval, .capture = world_capture};
     co_error err;
     for (int s = 0; s < steps; s++) {
         world_next_batch(w);

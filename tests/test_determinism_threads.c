@@ -64,7 +64,7 @@ static float *run(const run_case *rc, int threads, size_t *len, uint64_t seed)
     co_rng r;
     co_rng_seed(&r, 99, 0);
     step_ctx sc = {m, x, y, rc->batch, rc->loss, dout};
-    co_closure cl = {&sc, eval_batch, capture};
+    co_closure cl = {.ctx = &sc, .eval = eval_batch, .capture = capture};
     for (int s = 0; s < rc->steps && opt; s++) {
         for (size_t i = 0; i < (size_t)rc->batch * in; i++) x[i] = (float)co_rng_uniform(&r);
         for (int i = 0; i < rc->batch * (rc->loss == CO_LOSS_CROSS_ENTROPY ? 1 : out); i++)

@@ -67,7 +67,7 @@ static void run(const char *name, int mode, double scale)
     co_optim *o = co_optim_new(name, &g, 1, NULL, 1, &err);
     CHECK(o != NULL, "%s: %s", name, o ? "" : err.msg);
     if (!o) return;
-    co_closure c = {&p, eval, capture};
+    co_closure c = {.ctx = &p, .eval = eval, .capture = capture};
     int bad_step = -1;
     for (int s = 0; s < 60 && bad_step < 0; s++) {
         fill(&p);

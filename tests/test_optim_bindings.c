@@ -20,7 +20,7 @@ static co_optim *make_with(const char *name, world *w, const char *hp)
  * method that re-evaluates through the closure restores them itself). */
 static void steps_keeping_grads(co_optim *o, world *w, int steps)
 {
-    co_closure c = {w, world_eval, world_capture};
+    co_closure c = {.ctx = w, .eval = world_eval, .capture = world_capture};
     co_error err = {0};
     const char *name = co_optim_info_of(o)->name;
     for (int t = 0; t < steps; t++) {

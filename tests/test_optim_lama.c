@@ -105,7 +105,7 @@ static void test_hutchinson_diagonal(void)
     quad q;
     quad_init(&q, 12, 5);
     quad_random(&q, 3, 2.0, 30.0, 0, 0);
-    co_closure c = {&q, quad_eval, NULL};
+    co_closure c = {.ctx = &q, .eval = quad_eval, .capture = NULL};
     quad_eval(&q);
     co_hutchinson h;
     co_error err = {0};
@@ -128,7 +128,7 @@ static void test_hutchinson_blocks(void)
     quad q;
     quad_init(&q, 16, 6);
     quad_random(&q, 5, 1.0, 4.0, 0.8, 1.5);
-    co_closure c = {&q, quad_eval, NULL};
+    co_closure c = {.ctx = &q, .eval = quad_eval, .capture = NULL};
     quad_eval(&q);
     float x0[MAXN], g0[MAXN];
     memcpy(x0, q.x, sizeof x0);
@@ -196,7 +196,7 @@ static void test_alpha_in_update(int invert)
     quad_init(&q, 10, 4);
     quad_random(&q, 7, 1.0, 20.0, 0, 0); /* diagonal: the traces are exact */
     for (int i = 0; i < 10; i++) q.A[i][i] = i < 4 ? 1.0 : 20.0;
-    co_closure c = {&q, quad_eval, NULL};
+    co_closure c = {.ctx = &q, .eval = quad_eval, .capture = NULL};
     char hp[160];
     snprintf(hp, sizeof hp, "lr=0.1,lambda=0.1,K=2,invert=%d", invert);
     co_error err = {0};
@@ -362,7 +362,7 @@ static void test_moons(co_dataset *d)
 
 static void run_quad(quad *q, co_optim *o, int steps)
 {
-    co_closure c = {q, quad_eval, NULL};
+    co_closure c = {.ctx = q, .eval = quad_eval, .capture = NULL};
     co_error err = {0};
     for (int s = 0; s < steps; s++) {
         quad_eval(q);

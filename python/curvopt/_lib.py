@@ -34,7 +34,8 @@ CAPTURE = C.CFUNCTYPE(C.c_int, C.c_void_p, C.c_int, C.POINTER(Capture))
 
 
 class Closure(C.Structure):
-    _fields_ = [("ctx", C.c_void_p), ("eval", EVAL), ("capture", CAPTURE)]
+    # eval_whole: a distributed run's evaluation of the whole minibatch on one rank (NULL here).
+    _fields_ = [("ctx", C.c_void_p), ("eval", EVAL), ("capture", CAPTURE), ("eval_whole", EVAL)]
 
 
 class HParam(C.Structure):

@@ -2,9 +2,19 @@
 #include "commands.h"
 #include "experiments/experiments.h"
 
+#include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
 
 int cmd_reproduce(int argc, char **argv)
 {
@@ -37,6 +47,15 @@ int cmd_reproduce(int argc, char **argv)
                         specs, (int)(sizeof specs / sizeof specs[0]), argc - 1, argv + 1);
     if (rc) return rc == 1 ? 0 : rc;
     if ((rc = cli_check_out_dir("reproduce", out))) return rc;
+    /* Under mpirun every rank runs the protocol (each training run data-parallel); rank 0
+     * writes the report, the others write their copies into a scratch folder. */
+    o.collective = cli_collective();
+    char scratch[] = "/tmp/curvopt-rank-XXXXXX";
+    if (cli_rank() != 0) {
+        if (!mkdtemp(scratch)) return cli_fail("reproduce", "cannot create a scratch folder in /tmp");
+        out = scratch;
+        quiet = 1;
+    }
     o.verbose = !quiet;
     /* The run counter and ETA only on a terminal: a log (stdout redirected) stays clean. */
     co_progress_line line;
@@ -48,6 +67,7 @@ int cmd_reproduce(int argc, char **argv)
     if (o.verbose) fprintf(stderr, "reproduce %s -> %s\n", e->name, out);
     co_status st = e->run(out, &o, &err);
     co_progress_line_clear(o.progress);
+    if (cli_rank() != 0) nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     if (st) {
         fprintf(stderr, "curvopt reproduce: %s\n", err.msg);
         return 1;

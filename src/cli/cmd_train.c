@@ -25,10 +25,20 @@ static int load_command(const char *dir, char *store, size_t cap, char **argv, i
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/command.txt", dir);
-    FILE *f = fopen(path, "r");
-    if (!f) return cli_fail("train", "--resume %s: no %s (%s)", dir, path, strerror(errno));
-    size_t n = fread(store, 1, cap - 1, f);
-    fclose(f);
+    /* Rank 0's copy, in a distributed run (the others may not see its disk). */
+    size_t n = 0;
+    int status = 0;
+    if (cli_rank() == 0) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            n = fread(store, 1, cap - 1, f);
+            fclose(f);
+        } else {
+            status = errno;
+        }
+    }
+    if (cli_share_bytes(store, cap - 1, &n, &status)) return cli_fail("train", "--resume %s: could not share %s", dir, path);
+    if (status) return cli_fail("train", "--resume %s: no %s (%s)", dir, path, strerror(status));
     store[n] = 0;
     *argc = 0;
     for (char *line = strtok(store, "\n"); line && *argc < MAX_ARGS; line = strtok(NULL, "\n")) argv[(*argc)++] = line;
@@ -49,8 +59,9 @@ int cmd_train(int argc, char **argv)
     run_options o;
     run_options_init(&o);
     const char *out = NULL;
-    int checkpoint_every = 0, skip_nonfinite = 0, quiet = 0;
-    enum { NSPECS = RUN_OPTION_COUNT + 4 };
+    int checkpoint_every = 0, skip_nonfinite = 0, quiet = 0, max_steps = 0;
+    const char *shard = "blocks";
+    enum { NSPECS = RUN_OPTION_COUNT + 6 };
     arg_spec specs[NSPECS];
     run_options_specs(&o, specs);
     specs[RUN_OPTION_COUNT] =
@@ -61,15 +72,24 @@ int cmd_train(int argc, char **argv)
     specs[RUN_OPTION_COUNT + 2] = (arg_spec){"skip-nonfinite", ARG_FLAG, &skip_nonfinite, "",
                                              "skip (and count) steps with a NaN/Inf loss or gradient instead of stopping", 1, 0};
     specs[RUN_OPTION_COUNT + 3] = (arg_spec){"quiet", ARG_FLAG, &quiet, "", "no progress line on the terminal", 1, 0};
+    specs[RUN_OPTION_COUNT + 4] =
+        (arg_spec){"max-steps", ARG_INT, &max_steps, "N", "stop after N optimizer steps (the epoch under way is the last)", 1, 1e9};
+    specs[RUN_OPTION_COUNT + 5] = (arg_spec){"shard", ARG_STR, &shard, "S",
+                                             "under mpirun: blocks (whole 32-sample blocks: bit-identical to one process, "
+                                             "default) or even (balanced, equal to rounding)", 1, 0};
     int rc = args_parse("train", "--opt NAME --out DIR [options] | --resume DIR", specs, NSPECS, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     if (!o.spec.opt || !out) return cli_fail("train", "--opt and --out are required (see curvopt train --help)");
+    if (strcmp(shard, "blocks") != 0 && strcmp(shard, "even") != 0)
+        return cli_fail("train", "--shard %s: expected blocks or even", shard);
     if ((rc = run_options_finish("train", &o)) || (rc = cli_check_out_dir("train", out))) return rc;
     co_error err = {0};
     co_run run;
     /* Everything is validated before the output folder is touched. */
     if (co_run_prepare(&o.spec, &run, &err)) return cli_fail("train", "%s", err.msg);
-    if (cli_mkdirs("train", out) || (!resume && save_command(out, argc, argv))) {
+    /* Rank 0 alone writes (the others train and check their copy). */
+    int writer = cli_rank() == 0;
+    if (writer && (cli_mkdirs("train", out) || (!resume && save_command(out, argc, argv)))) {
         co_run_free(&run);
         return 1;
     }
@@ -79,20 +99,24 @@ int cmd_train(int argc, char **argv)
     run.cfg.checkpoint_every = checkpoint_every;
     run.cfg.resume = resume;
     run.cfg.skip_nonfinite = skip_nonfinite;
+    run.cfg.max_steps = max_steps;
+    run.cfg.collective = cli_collective();
+    run.cfg.shard_even = strcmp(shard, "even") == 0;
+    run.cfg.dist_check_every = cli_dist_check_every();
     co_train_result res;
-    /* Progress only on a terminal: a log (stdout redirected) stays clean. */
+    /* Progress only on a terminal, on rank 0: a log (stdout redirected) stays clean. */
     co_progress_line line, *progress = NULL;
-    if (!quiet && isatty(STDOUT_FILENO)) {
+    if (!quiet && writer && isatty(STDOUT_FILENO)) {
         co_progress_line_init(&line, stdout, 1);
         progress = &line;
     }
-    co_status st = co_run_execute(&run, out, progress, &res, &err);
+    co_status st = co_run_execute(&run, writer ? out : NULL, progress, &res, &err);
     co_progress_line_clear(progress);
-    if (st == CO_OK) {
+    if (st == CO_OK && writer) {
         snprintf(path, sizeof path, "%s/optim.state", out);
         st = co_optim_save(run.opt, path, &err);
     }
-    if (st == CO_OK) {
+    if (st == CO_OK && writer) {
         snprintf(path, sizeof path, "%s/model.params", out);
         st = co_model_save(run.model, path, &err);
     }

@@ -30,10 +30,19 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
+    /* Under mpirun, `train` and `reproduce` run data-parallel over the job's ranks. */
+    if (strcmp(cmd, "train") == 0 || strcmp(cmd, "reproduce") == 0) {
+        int rc = cli_dist_start(&argc, &argv);
+        if (rc) return rc;
+        rc = cmd[0] == 't' ? cmd_train(argc - 2, argv + 2) : cmd_reproduce(argc - 2, argv + 2);
+        return cli_dist_end(rc);
+    }
+    if (cli_launcher_size() > 1) {
+        fprintf(stderr, "curvopt %s: only train and reproduce run across the ranks of an MPI job\n", cmd);
+        return 2;
+    }
     if (strcmp(cmd, "list") == 0) return cmd_list(argc - 2, argv + 2);
     if (strcmp(cmd, "compare") == 0) return cmd_compare(argc - 2, argv + 2);
-    if (strcmp(cmd, "reproduce") == 0) return cmd_reproduce(argc - 2, argv + 2);
     fprintf(stderr, "curvopt: unknown command '%s' (compare, reproduce, train, list; see curvopt --help)\n", cmd);
     return 2;
 }

@@ -19,6 +19,7 @@ typedef struct co_reproduce_options {
     const char *data_dir; /* dataset files looked for here first (NULL: $CURVOPT_DATA_DIR, defaults) */
     int full; /* the paper's whole schedule and data where a protocol defaults to a shorter one */
     int tune; /* run the paper's hyperparameter grids on a validation split instead of its chosen values */
+    const co_collective *collective; /* every training run data-parallel over these ranks (NULL: one process) */
 } co_reproduce_options;
 
 typedef struct co_experiment {

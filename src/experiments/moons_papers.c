@@ -29,6 +29,7 @@ static void da_rmsprop_protocol(study *s, const co_reproduce_options *o)
 {
     memset(s, 0, sizeof *s);
     co_run_spec_default(&s->base);
+    s->base.collective = o->collective;
     s->base.n = 1000;
     s->base.noise = 0.2;
     s->base.test_frac = 0.2;
@@ -333,6 +334,7 @@ static void lama_protocol(study *s, const co_reproduce_options *o, int seeds, ui
 {
     memset(s, 0, sizeof *s);
     co_run_spec_default(&s->base);
+    s->base.collective = o->collective;
     s->base.n = 1000;
     s->base.noise = 0.2;
     s->base.test_frac = 0.3;

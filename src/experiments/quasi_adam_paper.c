@@ -240,6 +240,7 @@ static co_status acc_experiment(report *R, const acc_protocol *P, co_error *err)
                 co_run_spec_default(&spec);
                 spec.data = S->data;
                 spec.data_dir = R->o->data_dir;
+                spec.collective = R->o->collective;
                 spec.model = P->model;
                 spec.loss = CO_LOSS_CROSS_ENTROPY;
                 spec.opt = optims[oi];
@@ -393,6 +394,7 @@ static co_status ae_experiment(report *R, int epochs, int seeds, co_error *err)
         co_run_spec_default(&s.base);
         s.base.data = A->data;
         s.base.data_dir = R->o->data_dir;
+        s.base.collective = R->o->collective;
         s.base.model = "quasi-adam-ae";
         s.base.loss = CO_LOSS_MSE;
         s.base.reconstruct = 1;

@@ -178,6 +178,7 @@ co_status co_run_prepare(const co_run_spec *s, co_run *run, co_error *err)
     run->cfg.seed = s->seed;
     run->cfg.loss = s->loss;
     run->cfg.val = run->val;
+    run->cfg.collective = s->collective;
     if ((st = co_schedule_parse(&run->cfg.schedule, s->schedule, s->epochs, err))) goto fail;
     return CO_OK;
 fail:
@@ -222,7 +223,8 @@ static co_status write_json(const co_run *run, const co_train_result *res, const
             (unsigned long long)s->seed, (unsigned long long)co_optim_steps(run->opt));
     char blas[256];
     co_blas_describe(blas, sizeof blas);
-    fprintf(f, "  \"blas\": \"%s\", \"threads\": %d,\n", blas, omp_get_max_threads());
+    fprintf(f, "  \"blas\": \"%s\", \"threads\": %d, \"ranks\": %d,\n", blas, omp_get_max_threads(),
+            run->cfg.collective ? run->cfg.collective->size : 1);
     fprintf(f, "  \"final_test_acc\": ");
     co_json_number(f, res->final_test_acc);
     fprintf(f, ", \"final_test_loss\": ");

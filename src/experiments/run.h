@@ -28,6 +28,7 @@ typedef struct co_run_spec {
     const char *schedule;
     int epochs, batch;
     uint64_t seed; /* init, minibatch order, optimizer randomness */
+    const co_collective *collective; /* data-parallel over these ranks (NULL: one process) */
 } co_run_spec;
 
 typedef struct co_run {

@@ -287,6 +287,7 @@ static co_status run_setting(const plan *p, const co_reproduce_options *o, const
     co_run_spec_default(&s.base);
     s.base.data = S->data;
     s.base.data_dir = o->data_dir;
+    s.base.collective = o->collective;
     s.base.train_limit = p->train_limit;
     s.base.test_limit = p->test_limit;
     s.base.model = sum->model;

@@ -164,6 +164,7 @@ co_layer *co_batchnorm2d_new(int c, int h, int w)
     l->group_kind = CO_GROUP_DENSE;
     l->ntensors = 2;
     l->size[0] = l->size[1] = (size_t)c;
+    l->couples_batch = 1;
     b->running = co_falloc(2 * (size_t)c);
     b->mean = co_dalloc((size_t)c);
     b->invstd = co_dalloc((size_t)c);

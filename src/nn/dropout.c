@@ -13,6 +13,11 @@ typedef struct {
     int train; /* the last forward was in training mode */
 } drop_impl;
 
+static void skip_draws(co_rng *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) (void)co_rng_u64(r);
+}
+
 static void drop_fwd(co_layer *l, const float *x, float *y, int batch, int train)
 {
     drop_impl *d = l->impl;
@@ -28,11 +33,16 @@ static void drop_fwd(co_layer *l, const float *x, float *y, int batch, int train
         d->capacity = d->mask ? batch : 0;
     }
     float scale = (float)(1.0 / (1.0 - d->p));
+    /* A shard draws where the whole minibatch would: past the rows before it, and after it
+     * past the rows that follow (one draw per element). */
+    int total = l->shard_total, before = total ? l->shard_offset : 0, after = total ? total - before - batch : 0;
+    skip_draws(&d->rng, (size_t)before * l->in_size);
     for (size_t i = 0; i < n; i++) {
         uint8_t keep = d->mask ? co_rng_uniform(&d->rng) >= d->p : 1;
         if (d->mask) d->mask[i] = keep;
         y[i] = keep ? x[i] * scale : 0.0f;
     }
+    skip_draws(&d->rng, after > 0 ? (size_t)after * l->in_size : 0);
 }
 
 static void drop_bwd(co_layer *l, const float *x, const float *y, const float *dy, float *dx, int batch)

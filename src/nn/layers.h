@@ -61,6 +61,10 @@ struct co_layer {
     co_layer *sub[CO_LAYER_MAX_SUB];
     int nsub;
     void *impl; /* layer-specific buffers */
+    /* Training forwards compute rows [shard_offset, shard_offset + batch) of a minibatch of
+     * shard_total samples (co_model_set_shard; 0: the whole minibatch). */
+    int shard_offset, shard_total;
+    int couples_batch; /* a sample's output depends on the other samples (batch norm) */
     /* Scratch of the batch-block sums (co_layer_work), grown on demand, freed with the layer. */
     float *work;
     size_t work_size;

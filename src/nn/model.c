@@ -460,6 +460,26 @@ int co_model_capture(const co_model *m, int group, co_capture *out)
     return 1;
 }
 
+co_status co_model_set_shard(co_model *m, int offset, int total, co_error *err)
+{
+    if (total < 0 || offset < 0 || (total > 0 && offset > total))
+        return co_error_set(err, CO_EINVAL, "shard at row %d of a minibatch of %d", offset, total);
+    for (int i = 0; i < m->nleaves; i++)
+        if (total > 0 && m->leaves[i]->couples_batch) {
+            char what[128];
+            m->leaves[i]->ops->describe(m->leaves[i], what, sizeof what);
+            return co_error_set(err, CO_EINVAL,
+                                "layer %d (%s) normalises with statistics of the whole minibatch: a model with batch "
+                                "norm cannot be split among ranks (train it in one process)",
+                                i + 1, what);
+        }
+    for (int i = 0; i < m->nleaves; i++) {
+        m->leaves[i]->shard_offset = offset;
+        m->leaves[i]->shard_total = total;
+    }
+    return CO_OK;
+}
+
 static co_status reserve(co_model *m, int batch, co_error *err)
 {
     if (batch <= m->capacity) return CO_OK;
@@ -480,9 +500,17 @@ static co_status reserve(co_model *m, int batch, co_error *err)
 
 const float *co_model_forward(co_model *m, const float *x, int batch, int train, co_error *err)
 {
-    if (batch <= 0) {
+    int shard = m->nleaves > 0 && m->leaves[0]->shard_total > 0;
+    if (batch < 0 || (batch == 0 && !(shard && train))) {
         co_error_set(err, CO_EINVAL, "forward of an empty batch");
         return NULL;
+    }
+    if (batch == 0) {
+        /* An empty shard: only the layers that draw per sample move on (co_model_set_shard). */
+        if (reserve(m, 1, err)) return NULL;
+        for (int i = 0; i < m->nleaves; i++)
+            if (m->leaves[i]->ops->state) m->leaves[i]->ops->forward(m->leaves[i], NULL, NULL, 0, train);
+        return m->act[m->nlayers];
     }
     if (reserve(m, batch, err)) return NULL;
     m->act[0] = (float *)x;

@@ -23,6 +23,9 @@ typedef struct co_hutchinson {
     float *theta0, *grad0;  /* copies restored bit for bit after the probes */
     float *gbase;           /* grad L(theta) re-evaluated (base_from_closure) */
     double *mean, *m2, *cur; /* per group: running mean, sum of squared deviations, this probe */
+    /* Distributed run (borrowed, may be NULL): with a closure that has eval_whole, the probes
+     * are shared among the ranks and the estimate is bit for bit the one-process one. */
+    const co_collective *coll;
 } co_hutchinson;
 
 co_status co_hutchinson_init(co_hutchinson *h, const co_group *groups, int ngroups, co_error *err);

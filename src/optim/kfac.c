@@ -111,38 +111,62 @@ static void symmetrize(float *x, int n, int ld, int from_upper)
         }
 }
 
-void co_kfac_update(co_kfac *k, const co_capture *cap, double gamma)
+void co_kfac_stats(co_kfac *k, const float *a, const float *g, int rows, double div_a, float scale_b, float corner)
 {
-    int m = k->m, c = k->cols, n = k->rows, rows = cap->n;
+    int m = k->m, c = k->cols, n = k->rows;
+    if (rows <= 0) {
+        memset(k->batch_a, 0, (size_t)m * m * sizeof(float));
+        memset(k->batch_b, 0, (size_t)n * n * sizeof(float));
+        k->batch_a[(size_t)c * m + c] = corner;
+        return;
+    }
     /* E[a a^T] over the captured rows, with the constant 1 appended for the bias. SSYRK
      * computes one triangle: half the FLOPs of the SGEMM that gives both. */
-    co_syrk_upper(c, rows, 1.0f / (float)rows, cap->a, c, k->batch_a, m);
+    co_syrk_upper(c, rows, 1.0f / (float)div_a, a, c, k->batch_a, m);
     /* Column sums row by row (contiguous reads; each column's terms in the same order as
      * a column-wise pass). */
     double *sum = k->colsum;
     for (int j = 0; j < c; j++) sum[j] = 0;
     for (int r = 0; r < rows; r++) {
-        const float *a = cap->a + (size_t)r * c;
-        for (int j = 0; j < c; j++) sum[j] += a[j];
+        const float *ar = a + (size_t)r * c;
+        for (int j = 0; j < c; j++) sum[j] += ar[j];
     }
-    for (int j = 0; j < c; j++) k->batch_a[(size_t)j * m + c] = (float)(sum[j] / rows);
-    k->batch_a[(size_t)c * m + c] = 1.0f;
+    for (int j = 0; j < c; j++) k->batch_a[(size_t)j * m + c] = (float)(sum[j] / div_a);
+    k->batch_a[(size_t)c * m + c] = corner;
     symmetrize(k->batch_a, m, m, 1);
-    co_syrk_upper(n, rows, (float)cap->batch, cap->g, n, k->batch_b, n);
+    co_syrk_upper(n, rows, scale_b, g, n, k->batch_b, n);
     symmetrize(k->batch_b, n, n, 1);
+}
+
+int co_kfac_stats_finite(const co_kfac *k)
+{
+    size_t m = (size_t)k->m, n = (size_t)k->rows;
+    for (size_t i = 0; i < m * m; i++)
+        if (!isfinite(k->batch_a[i])) return 0;
+    for (size_t i = 0; i < n * n; i++)
+        if (!isfinite(k->batch_b[i])) return 0;
+    return 1;
+}
+
+void co_kfac_fold(co_kfac *k, double gamma, int finite)
+{
     /* Statistics that overflowed float (gradients near 1e20) would poison the averages for
      * good: such a batch is left out (counted), the factors keep their last finite value. */
-    for (size_t i = 0; i < (size_t)m * m; i++)
-        if (!isfinite(k->batch_a[i])) goto skip;
-    for (size_t i = 0; i < (size_t)n * n; i++)
-        if (!isfinite(k->batch_b[i])) goto skip;
+    if (!finite) {
+        k->skipped++;
+        return;
+    }
+    size_t m = (size_t)k->m, n = (size_t)k->rows;
     double keep = k->updates == 0 ? 0.0 : 1.0 - gamma, add = k->updates == 0 ? 1.0 : gamma;
-    for (size_t i = 0; i < (size_t)m * m; i++) k->A[i] = keep * k->A[i] + add * k->batch_a[i];
-    for (size_t i = 0; i < (size_t)n * n; i++) k->B[i] = keep * k->B[i] + add * k->batch_b[i];
+    for (size_t i = 0; i < m * m; i++) k->A[i] = keep * k->A[i] + add * k->batch_a[i];
+    for (size_t i = 0; i < n * n; i++) k->B[i] = keep * k->B[i] + add * k->batch_b[i];
     k->updates++;
-    return;
-skip:
-    k->skipped++;
+}
+
+void co_kfac_update(co_kfac *k, const co_capture *cap, double gamma)
+{
+    co_kfac_stats(k, cap->a, cap->g, cap->n, (double)cap->n, (float)cap->batch, 1.0f);
+    co_kfac_fold(k, gamma, co_kfac_stats_finite(k));
 }
 
 /* Eigenpairs of a symmetric factor into e->x (column-major) and l; eigenvalues clamped at

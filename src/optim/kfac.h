@@ -45,6 +45,13 @@ void co_kfac_free(co_kfac *k);
  * loss, so per-sample gradients are batch * g: B's batch term is batch * sum_rows g g^T
  * (for a convolution the rows are positions too and this is KFC's T-scaled factor). */
 void co_kfac_update(co_kfac *k, const co_capture *cap, double gamma);
+/* co_kfac_update in two halves, for statistics gathered from several ranks: one batch's
+ * statistics into batch_a / batch_b (A's: sum over rows of a a^T and of a, over div_a, the
+ * bias corner set to `corner`; B's: scale_b sum over rows of g g^T), then the average. */
+void co_kfac_stats(co_kfac *k, const float *a, const float *g, int rows, double div_a, float scale_b, float corner);
+int co_kfac_stats_finite(const co_kfac *k);
+/* finite 0: the batch is left out (counted in skipped). */
+void co_kfac_fold(co_kfac *k, double gamma, int finite);
 /* Eigendecomposes A and B (eigenvalues clamped >= 0) and caches the damped roots. */
 co_status co_kfac_refresh(co_kfac *k, double damping, co_kfac_damping mode, co_error *err);
 /* One factor to refresh: k's A (which = 0) or B (which = 1). */

@@ -104,6 +104,7 @@ static co_status lama_step(co_optim *o, const co_closure *c, co_error *err)
     if ((o->t - 1) % (uint64_t)interval == 0) {
         /* Clipping rescaled the grad buffers after the closure filled them; the difference
          * quotient then needs grad L(theta) evaluated afresh. */
+        s->hutch.coll = o->coll;
         co_status st = co_hutchinson_trace(&s->hutch, o->groups, o->ngroups, c, &o->rng, (int)co_hp(o, 0, HP_K),
                                            co_hp(o, 0, HP_DELTA), o->clip_norm > 0, s->trace, s->trace_se, err);
         if (st) return st;

@@ -390,13 +390,24 @@ static int maximize_capture(void *ctx, int group, co_capture *out)
     return m->inner->capture(m->inner->ctx, group, out);
 }
 
+static double maximize_eval_whole(void *ctx)
+{
+    maximize_ctx *m = ctx;
+    double loss = m->inner->eval_whole(m->inner->ctx);
+    negate_maximized(m->o);
+    return loss;
+}
+
 co_status co_optim_step(co_optim *o, const co_closure *c, co_error *err)
 {
     if ((o->info->ops->needs & CO_NEEDS_CLOSURE) && (!c || !c->eval))
         return co_error_set(err, CO_EINVAL, "%s needs a closure that re-evaluates the gradients", o->info->name);
     int maximize = negate_maximized(o);
     maximize_ctx mctx = {o, c};
-    co_closure negated = {&mctx, c && c->eval ? maximize_eval : NULL, c && c->capture ? maximize_capture : NULL};
+    co_closure negated = {.ctx = &mctx,
+                          .eval = c && c->eval ? maximize_eval : NULL,
+                          .capture = c && c->capture ? maximize_capture : NULL,
+                          .eval_whole = c && c->eval_whole ? maximize_eval_whole : NULL};
     if (maximize && c) c = &negated;
     if (o->clip_norm > 0) {
         double norm = co_groups_grad_norm(o->groups, o->ngroups);
@@ -414,6 +425,18 @@ co_status co_optim_step(co_optim *o, const co_closure *c, co_error *err)
     co_status st = o->info->ops->step(o, c, err);
     if (maximize) negate_maximized(o);
     return st;
+}
+
+void co_optim_set_collective(co_optim *o, const co_collective *c) { o->coll = c && c->size > 1 ? c : NULL; }
+
+co_status co_optim_collect_state(co_optim *o, co_error *err)
+{
+    return o->coll && o->info->ops->collect ? o->info->ops->collect(o, err) : CO_OK;
+}
+
+void co_optim_share_state(co_optim *o)
+{
+    if (o->coll && o->info->ops->share) o->info->ops->share(o);
 }
 
 int co_optim_diagnostic(const co_optim *o, const char *name, double *out, int max)

@@ -33,6 +33,11 @@ struct co_optim_ops {
     /* Optional: named diagnostics (e.g. LAMA-Adam's "layer_trace"); returns the count
      * written to out (at most max), or -1 if the name is unknown. */
     int (*diagnostic)(const co_optim *o, const char *name, double *out, int max);
+    /* Optional, distributed runs (o->coll): a method whose ranks hold shares of its state
+     * makes rank 0's complete (collect, collective) and takes its share of a complete state
+     * every rank loaded (share). */
+    co_status (*collect)(co_optim *o, co_error *err);
+    void (*share)(co_optim *o);
 };
 
 struct co_optim {
@@ -46,6 +51,7 @@ struct co_optim {
     double clip_norm;
     uint64_t t; /* completed steps; incremented before ops->step */
     co_rng rng; /* CO_STREAM_OPTIM */
+    const co_collective *coll; /* distributed run (size > 1), or NULL */
     void *state; /* owned by the method */
 };
 

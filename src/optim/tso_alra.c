@@ -7,6 +7,7 @@
  * `patience` epochs (§III-B). A composition: a preconditioner, then SGD.
  * Decisions: docs/optimizers/tso-alra.md. */
 #include "kfac.h"
+#include "kfac_dist.h"
 #include "optim_impl.h"
 
 #include <math.h>
@@ -24,6 +25,7 @@ typedef struct {
     float *dir_w, *dir_b; /* the largest layer's preconditioned gradient */
     co_kfac_job *jobs;    /* 2 x ngroups: the factors a step refreshes */
     uint8_t *precond;     /* per group: this step preconditions it */
+    co_kfac_dist *dist;   /* distributed run: the ranks' shares of the factors (kfac_dist.h) */
 } tso_state;
 
 static int kfac_group(const co_group *g) { return g->kind != CO_GROUP_DENSE && g->rows > 0 && g->cols > 0; }
@@ -63,7 +65,35 @@ static void tso_free(co_optim *o)
     free(s->dir_b);
     free(s->jobs);
     free(s->precond);
+    if (s->dist) co_kfac_dist_free(s->dist);
+    free(s->dist);
     free(s);
+}
+
+/* The distributed part of the state, made on the first use with a collective. */
+static co_kfac_dist *dist_of(co_optim *o, co_error *err)
+{
+    tso_state *s = o->state;
+    if (!s->dist && (s->dist = malloc(sizeof *s->dist)) && co_kfac_dist_init(s->dist, o->ngroups, err)) {
+        free(s->dist);
+        s->dist = NULL;
+    }
+    if (!s->dist) co_error_set(err, CO_ENOMEM, "out of memory for distributed K-FAC");
+    return s->dist;
+}
+
+static co_status tso_collect(co_optim *o, co_error *err)
+{
+    tso_state *s = o->state;
+    co_kfac_dist *d = dist_of(o, err);
+    return d ? co_kfac_dist_collect(d, s->kfac, o->ngroups, o->coll, err) : CO_ENOMEM;
+}
+
+static void tso_share(co_optim *o)
+{
+    tso_state *s = o->state;
+    co_kfac_dist *d = dist_of(o, NULL);
+    if (d) co_kfac_dist_share(d, s->kfac, o->ngroups, o->coll);
 }
 
 static void sgd_update(co_group *gr, double lr, double wd)
@@ -83,21 +113,30 @@ static co_status tso_step(co_optim *o, const co_closure *c, co_error *err)
 {
     tso_state *s = o->state;
     int njobs = 0;
+    /* Distributed: every rank's statistics first, so that all take the same decisions. */
+    co_kfac_dist *dist = NULL;
+    if (o->coll && !s->switched) {
+        if (!(dist = dist_of(o, err))) return CO_ENOMEM;
+        co_status st = co_kfac_dist_stats(dist, s->kfac, o->ngroups, c, o->coll, err);
+        if (st) return st;
+    }
     for (int g = 0; g < o->ngroups; g++) {
         co_group *gr = &o->groups[g];
         double lr = co_lr(o, g), wd = co_hp(o, g, HP_WD);
         co_kfac *k = &s->kfac[g];
         co_capture cap;
         s->precond[g] = 0;
-        int have = !s->switched && k->rows > 0 && c && c->capture && c->capture(c->ctx, g, &cap) &&
-                   cap.a_dim == k->cols && cap.g_dim == k->rows && cap.n > 0;
+        int have = dist ? dist->have[g]
+                        : !s->switched && k->rows > 0 && c && c->capture && c->capture(c->ctx, g, &cap) &&
+                              cap.a_dim == k->cols && cap.g_dim == k->rows && cap.n > 0;
         if (!have) {
             /* Stage 2, or a layer without K-FAC statistics: plain SGD. */
             sgd_update(gr, s->switched ? lr * co_hp(o, g, HP_SGD_LR_SCALE) : lr, wd);
             continue;
         }
         co_apply_l2(o, g, wd);
-        co_kfac_update(k, &cap, co_hp(o, g, HP_GAMMA));
+        if (dist) co_kfac_fold(k, co_hp(o, g, HP_GAMMA), dist->finite[g]);
+        else co_kfac_update(k, &cap, co_hp(o, g, HP_GAMMA));
         if (k->updates == 0) {
             /* No finite statistics yet: nothing to precondition with. */
             sgd_update(gr, lr, 0);
@@ -114,7 +153,8 @@ static co_status tso_step(co_optim *o, const co_closure *c, co_error *err)
         }
     }
     if (njobs) {
-        co_status st = co_kfac_refresh_jobs(s->jobs, njobs, err);
+        co_status st = dist ? co_kfac_dist_refresh(dist, s->jobs, njobs, s->kfac, o->coll, err)
+                            : co_kfac_refresh_jobs(s->jobs, njobs, err);
         if (st) return st;
     }
     for (int g = 0; g < o->ngroups; g++) {
@@ -228,7 +268,9 @@ static const co_optim_ops tso_ops = {.init = tso_init,
                                      .epoch_end = tso_epoch_end,
                                      .needs = CO_NEEDS_CAPTURE | CO_NEEDS_EPOCH,
                                      .needs_now = tso_needs_now,
-                                     .diagnostic = tso_diagnostic};
+                                     .diagnostic = tso_diagnostic,
+                                     .collect = tso_collect,
+                                     .share = tso_share};
 
 const co_optim_info co_info_tso_alra = {"tso-alra", "K-FAC Fisher^-1/2 preconditioning, then plain SGD (two stages)",
                                         "Ida & Fujiwara, TSO-ALRA (paper 004), eq. 12-18, §III-B", HP_COUNT, tso_hp,

@@ -43,13 +43,27 @@ co_status co_checkpoint_save(const char *path, const co_model *m, const co_optim
     return st;
 }
 
+co_status co_checkpoint_read(const char *path, void **buf, size_t *len, co_error *err)
+{
+    return co_file_read_framed(path, CKPT_MAGIC, CKPT_VERSION, buf, len, err);
+}
+
 co_status co_checkpoint_load(const char *path, co_model *m, co_optim *opt, co_train_pos *pos, co_epoch_stats *history,
                              int max, int *nhistory, co_error *err)
 {
     void *buf;
     size_t len;
-    co_status st = co_file_read_framed(path, CKPT_MAGIC, CKPT_VERSION, &buf, &len, err);
+    co_status st = co_checkpoint_read(path, &buf, &len, err);
     if (st) return st;
+    st = co_checkpoint_parse(path, buf, len, m, opt, pos, history, max, nhistory, err);
+    free(buf);
+    return st;
+}
+
+co_status co_checkpoint_parse(const char *path, const void *buf, size_t len, co_model *m, co_optim *opt,
+                              co_train_pos *pos, co_epoch_stats *history, int max, int *nhistory, co_error *err)
+{
+    co_status st = CO_OK;
     const unsigned char *p = buf, *end = p + len;
     size_t np = co_model_param_count(m);
     co_train_pos tmp;
@@ -116,7 +130,6 @@ co_status co_checkpoint_load(const char *path, co_model *m, co_optim *opt, co_tr
     *nhistory = nh;
     *pos = tmp;
 done:
-    free(buf);
     return st;
 }
 

@@ -24,5 +24,10 @@ co_status co_checkpoint_save(const char *path, const co_model *m, const co_optim
  * whole file is checked before anything is changed. */
 co_status co_checkpoint_load(const char *path, co_model *m, co_optim *opt, co_train_pos *pos, co_epoch_stats *history,
                              int max, int *nhistory, co_error *err);
+/* co_checkpoint_load in two halves (a distributed run reads on rank 0 and parses everywhere):
+ * the checked payload of the file (malloc'ed), and its parse (path names it in messages). */
+co_status co_checkpoint_read(const char *path, void **buf, size_t *len, co_error *err);
+co_status co_checkpoint_parse(const char *path, const void *buf, size_t len, co_model *m, co_optim *opt,
+                              co_train_pos *pos, co_epoch_stats *history, int max, int *nhistory, co_error *err);
 
 #endif

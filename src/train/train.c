@@ -1,6 +1,6 @@
 /* The training loop shared by the CLI and every experiment: minibatches, the closure the
  * curvature methods re-evaluate, schedules, per-epoch evaluation, logs. */
-#include "checkpoint.h"
+#include "dist_train.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -14,12 +14,14 @@ typedef struct {
     int n;
     co_loss_kind loss;
     float *dout;
+    co_shard_batch *shard; /* distributed run: this rank's part of every minibatch */
 } batch_ctx;
 
-/* Forward, loss, backward on the current minibatch at the current parameters. */
-static double batch_eval(void *ctx)
+/* Forward, loss, backward on the whole current minibatch at the current parameters. */
+static double batch_eval_whole(void *ctx)
 {
     batch_ctx *c = ctx;
+    if (c->shard) co_model_set_shard(c->model, 0, 0, NULL);
     const float *out = co_model_forward(c->model, c->x, c->n, 1, NULL);
     if (!out) return NAN;
     double l = co_loss(c->loss, out, c->y, c->n, co_model_out_size(c->model), c->dout);
@@ -27,10 +29,29 @@ static double batch_eval(void *ctx)
     return l;
 }
 
+/* The same, in a distributed run the ranks' shards summed. */
+static double batch_eval(void *ctx)
+{
+    batch_ctx *c = ctx;
+    return c->shard ? co_shard_batch_eval(c->shard, c->x, c->y, c->n) : batch_eval_whole(ctx);
+}
+
 static int batch_capture(void *ctx, int group, co_capture *out)
 {
     batch_ctx *c = ctx;
-    return co_model_capture(c->model, group, out);
+    return c->shard ? co_shard_batch_capture(c->shard, group, out) : co_model_capture(c->model, group, out);
+}
+
+static co_status save_checkpoint(const co_collective *coll, const co_train_config *cfg, const co_model *m,
+                                 co_optim *opt, const co_train_pos *pos, const co_train_result *res, co_error *err)
+{
+    return coll ? co_dist_checkpoint_save(coll, cfg->checkpoint_path, m, opt, pos, res->history, res->epochs_run, err)
+                : co_checkpoint_save(cfg->checkpoint_path, m, opt, pos, res->history, res->epochs_run, err);
+}
+
+static int step_limit(const co_train_config *cfg, const co_optim *opt)
+{
+    return cfg->max_steps > 0 && co_optim_steps(opt) >= (uint64_t)cfg->max_steps;
 }
 
 static double now_seconds(void)
@@ -129,6 +150,9 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
     res->history = calloc((size_t)(cfg->epochs ? cfg->epochs : 1), sizeof *res->history);
     co_loader loader;
     memset(&loader, 0, sizeof loader);
+    const co_collective *coll = cfg->collective && cfg->collective->size > 1 ? cfg->collective : NULL;
+    co_shard_batch shard;
+    memset(&shard, 0, sizeof shard);
     co_status st = CO_OK;
     FILE *csv = NULL;
     if (!groups || !dout || !res->history) {
@@ -137,6 +161,12 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
     }
     co_model_groups(m, groups);
     if ((st = co_loader_init(&loader, train, cfg->batch, 1, cfg->seed, err))) goto done;
+    if (coll) {
+        st = co_shard_batch_init(&shard, m, groups, ngroups, coll, cfg->loss, train->y_dim, cfg->shard_even, cfg->batch,
+                                 err);
+        if (st) goto done;
+        co_optim_set_collective(opt, coll);
+    }
     if (cfg->csv_path) {
         csv = fopen(cfg->csv_path, "w");
         if (!csv) {
@@ -145,15 +175,23 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
         }
         fprintf(csv, "epoch,train_loss,test_loss,test_acc,train_acc,val_loss,lr_scale,seconds\n");
     }
-    batch_ctx bc = {m, NULL, NULL, 0, cfg->loss, dout};
-    co_closure closure = {&bc, batch_eval, batch_capture};
+    batch_ctx bc = {m, NULL, NULL, 0, cfg->loss, dout, coll ? &shard : NULL};
+    /* A rank evaluating alone would move a dropout stream the others do not. */
+    co_closure closure = {.ctx = &bc, .eval = batch_eval, .capture = batch_capture,
+                          .eval_whole = co_model_state_size(m) == 0 ? batch_eval_whole : NULL};
     co_train_pos pos = {.epoch_rng = loader.rng, .epochs_to_80 = -1};
-    if (cfg->resume && cfg->checkpoint_path && access(cfg->checkpoint_path, F_OK) == 0) {
-        int nh = 0;
-        st = co_checkpoint_load(cfg->checkpoint_path, m, opt, &pos, res->history, cfg->epochs, &nh, err);
+    if (cfg->resume && cfg->checkpoint_path) {
+        int nh = 0, found = !coll && access(cfg->checkpoint_path, F_OK) == 0;
+        if (coll)
+            st = co_dist_checkpoint_load(coll, cfg->checkpoint_path, m, opt, &pos, res->history, cfg->epochs, &nh,
+                                         &found, err);
+        else if (found)
+            st = co_checkpoint_load(cfg->checkpoint_path, m, opt, &pos, res->history, cfg->epochs, &nh, err);
         if (st) goto done;
-        res->epochs_run = nh;
-        res->resumed_from_epoch = pos.epoch + 1;
+        if (found) {
+            res->epochs_run = nh;
+            res->resumed_from_epoch = pos.epoch + 1;
+        }
     }
     res->epochs_to_80 = pos.epochs_to_80;
     res->skipped_steps = pos.skipped;
@@ -162,10 +200,11 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
     double t0 = now_seconds();
     long steps_run = 0;
     progress_clock clock = {.stride = 1, .countdown = 1, .last_read = t0, .next_report = t0};
-    for (int epoch = pos.epoch; epoch < cfg->epochs; epoch++) {
+    for (int epoch = pos.epoch; epoch < cfg->epochs && !step_limit(cfg, opt); epoch++) {
         /* Per epoch: a two-stage optimizer stops needing captures after a switch, and a
          * convolution that is not asked for one skips the patch matrix. */
-        co_model_set_capture(m, (co_optim_needs(opt) & CO_NEEDS_CAPTURE) != 0);
+        shard.capturing = (co_optim_needs(opt) & CO_NEEDS_CAPTURE) != 0;
+        co_model_set_capture(m, shard.capturing);
         double te = now_seconds();
         /* The epoch's order is drawn from the shuffle stream as it stood before it, which is
          * what a checkpoint keeps; a resumed epoch re-draws the same order and skips ahead. */
@@ -204,9 +243,13 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
                 }
                 pos.loss_sum += l * b;
                 pos.seen += b;
+                if (coll && cfg->dist_check_every > 0 && co_optim_steps(opt) % (uint64_t)cfg->dist_check_every == 0 &&
+                    (st = co_dist_check_params(coll, groups, ngroups, co_optim_steps(opt), err)))
+                    goto done;
                 if (cfg->eval_every > 0 && cfg->on_eval && co_optim_steps(opt) % (uint64_t)cfg->eval_every == 0) {
                     double el, ea;
-                    if ((st = co_evaluate(m, cfg->eval_set ? cfg->eval_set : test, cfg->loss, 256, &el, &ea, err)))
+                    if ((st = co_evaluate_collective(m, cfg->eval_set ? cfg->eval_set : test, cfg->loss, 256, coll, &el,
+                                                     &ea, err)))
                         goto done;
                     cfg->on_eval(co_optim_steps(opt), el, ea, cfg->cb_ctx);
                 }
@@ -217,8 +260,9 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
                 report_progress(cfg, &loader, &pos, epoch, steps_run, t0, 0, NULL);
             if (cfg->checkpoint_path && cfg->checkpoint_every > 0 &&
                 co_optim_steps(opt) % (uint64_t)cfg->checkpoint_every == 0 && loader.pos < train->n &&
-                (st = co_checkpoint_save(cfg->checkpoint_path, m, opt, &pos, res->history, res->epochs_run, err)))
+                (st = save_checkpoint(coll, cfg, m, opt, &pos, res, err)))
                 goto done;
+            if (step_limit(cfg, opt)) break;
         }
         if (cfg->on_progress) report_progress(cfg, &loader, &pos, epoch, steps_run, t0, 1, NULL);
         co_epoch_stats *s = &res->history[epoch];
@@ -226,11 +270,12 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
         s->train_loss = pos.seen ? pos.loss_sum / pos.seen : NAN;
         s->val_loss = NAN;
         s->train_acc = NAN;
-        if ((st = co_evaluate(m, test, cfg->loss, 256, &s->test_loss, &s->test_acc, err))) goto done;
-        if (cfg->val && (st = co_evaluate(m, cfg->val, cfg->loss, 256, &s->val_loss, NULL, err))) goto done;
+        if ((st = co_evaluate_collective(m, test, cfg->loss, 256, coll, &s->test_loss, &s->test_acc, err))) goto done;
+        if (cfg->val && (st = co_evaluate_collective(m, cfg->val, cfg->loss, 256, coll, &s->val_loss, NULL, err)))
+            goto done;
         /* A task without a test accuracy (reconstruction, regression) has no training one either. */
         if (cfg->eval_train_acc && !isnan(s->test_acc) &&
-            (st = co_evaluate(m, train, cfg->loss, 256, NULL, &s->train_acc, err)))
+            (st = co_evaluate_collective(m, train, cfg->loss, 256, coll, NULL, &s->train_acc, err)))
             goto done;
         s->lr_scale = co_optim_lr_scale(opt);
         s->seconds = now_seconds() - te;
@@ -238,15 +283,15 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
         res->epochs_run = epoch + 1;
         if (res->epochs_to_80 < 0 && s->test_acc >= 0.8) res->epochs_to_80 = epoch + 1;
         pos = (co_train_pos){.epoch = epoch + 1, .epoch_rng = loader.rng, .skipped = pos.skipped, .epochs_to_80 = res->epochs_to_80};
-        if (cfg->checkpoint_path &&
-            (st = co_checkpoint_save(cfg->checkpoint_path, m, opt, &pos, res->history, res->epochs_run, err)))
-            goto done;
+        if (cfg->checkpoint_path && (st = save_checkpoint(coll, cfg, m, opt, &pos, res, err))) goto done;
         if (csv) write_csv_row(csv, s);
         if (cfg->on_progress) report_progress(cfg, &loader, &pos, epoch, steps_run, t0, 0, s);
         if (cfg->on_epoch) cfg->on_epoch(s, cfg->cb_ctx);
     }
     res->skipped_steps = pos.skipped;
     res->seconds = now_seconds() - t0;
+    /* Rank 0 ends with the complete optimizer state, ready to be saved. */
+    if (coll && (st = co_optim_collect_state(opt, err))) goto done;
     if (res->epochs_run > 0) {
         co_epoch_stats *last = &res->history[res->epochs_run - 1];
         res->final_test_acc = last->test_acc;
@@ -256,6 +301,10 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
 done:
     if (csv && fclose(csv) != 0 && !st) st = co_error_set(err, CO_EIO, "%s: write failed", cfg->csv_path);
     co_loader_free(&loader);
+    if (coll) {
+        co_shard_batch_free(&shard);
+        co_optim_set_collective(opt, NULL);
+    }
     free(groups);
     free(dout);
     return st;
