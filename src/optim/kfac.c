@@ -145,6 +145,20 @@ skip:
     k->skipped++;
 }
 
+static double trace(const double *x, int n)
+{
+    double t = 0;
+    for (int i = 0; i < n; i++) t += x[(size_t)i * n + i];
+    return t;
+}
+
+double co_kfac_drift(const co_kfac *k, int which)
+{
+    double now = which ? trace(k->B, k->rows) : trace(k->A, k->m), then = k->root_trace[which];
+    if (!(now > 0) || !(then > 0)) return INFINITY;
+    return (now > then ? now / then : then / now) - 1.0;
+}
+
 /* Eigenpairs of a symmetric factor into e->x (column-major) and l; eigenvalues clamped at
  * 0 (the factors are PSD in exact arithmetic, rounding can make the smallest slightly
  * negative). */
@@ -182,7 +196,9 @@ static co_status refresh_factor(co_kfac_job *j)
     double *u = j->which ? k->ub : k->ua, *l = j->which ? k->lb : k->la;
     float *r = j->which ? k->rb : k->ra;
     int n = e->n;
-    if (eigen(e, l, j->which ? k->B : k->A)) return CO_ENUMERIC;
+    const double *f = j->which ? k->B : k->A;
+    k->root_trace[j->which] = trace(f, n);
+    if (eigen(e, l, f)) return CO_ENUMERIC;
     if (j->mode == CO_KFAC_DAMP_FACTORS) {
         inv_root(r, e, u, l, j->damping);
     } else {

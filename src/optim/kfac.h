@@ -36,6 +36,7 @@ typedef struct co_kfac {
     double *colsum;     /* cols: the patch column sums (the bias row of A) */
     co_kfac_eig ea, eb; /* A's and B's, so both (and other layers') can run at once */
     int have_roots;
+    double root_trace[2]; /* tr(A), tr(B) when their roots were last formed */
 } co_kfac;
 
 co_status co_kfac_init(co_kfac *k, int rows, int cols, int has_bias, co_error *err);
@@ -45,6 +46,9 @@ void co_kfac_free(co_kfac *k);
  * loss, so per-sample gradients are batch * g: B's batch term is batch * sum_rows g g^T
  * (for a convolution the rows are positions too and this is KFC's T-scaled factor). */
 void co_kfac_update(co_kfac *k, const co_capture *cap, double gamma);
+/* How far a factor has moved since its root was formed: max(r, 1/r) - 1 for r the ratio of
+ * its trace now to its trace then (0 when unchanged; +inf when either is 0). */
+double co_kfac_drift(const co_kfac *k, int which);
 /* Eigendecomposes A and B (eigenvalues clamped >= 0) and caches the damped roots. */
 co_status co_kfac_refresh(co_kfac *k, double damping, co_kfac_damping mode, co_error *err);
 /* One factor to refresh: k's A (which = 0) or B (which = 1). */

@@ -455,3 +455,5 @@ co_status co_plot_boundary(const char *png, const char *title, const char *grid,
     fprintf(f, " using 1:2 with points pt 6 ps 0.8 lc rgb 'black' title 'test points (filled: class 1)'\n");
     return figure_run(&fg, err);
 }
+
+co_status co_plot_script(const char *script, co_error *err) { return run_gnuplot(script, err); }

@@ -57,4 +57,7 @@ co_status co_plot_ranking(const char *png, const char *title, const char *dat, i
  * the 0.5 contour and the labelled points ('x y label' rows) on top. */
 co_status co_plot_boundary(const char *png, const char *title, const char *grid, const char *points, co_error *err);
 
+/* Runs a gnuplot script written by the caller (figures no helper above draws). */
+co_status co_plot_script(const char *script, co_error *err);
+
 #endif
