@@ -421,9 +421,10 @@ static const char *kind_name(entry_kind k)
 static co_status plot_overview(const char *dir, const preset *p, int np, run_result (*res)[MAX_ENTRIES][MAX_SEEDS],
                                co_error *err)
 {
-    char dat[4200], gp[4200], png[4200];
-    snprintf(dat, sizeof dat, "%s/overview.dat", dir);
-    snprintf(gp, sizeof gp, "%s/overview.png.gp", dir);
+    char data[4200], dat[4300], png[4200];
+    co_status st = co_plot_data_dir(dir, data, sizeof data, err);
+    if (st) return st;
+    snprintf(dat, sizeof dat, "%s/overview.dat", data);
     snprintf(png, sizeof png, "%s/overview.png", dir);
     FILE *f = fopen(dat, "w");
     if (!f) return co_error_set(err, CO_EIO, "%s: cannot create", dat);
@@ -457,32 +458,24 @@ static co_status plot_overview(const char *dir, const preset *p, int np, run_res
         }
         fputc('\n', f);
     }
-    fclose(f);
-    f = fopen(gp, "w");
-    if (!f) return co_error_set(err, CO_EIO, "%s: cannot create", gp);
-    fprintf(f, "set terminal pngcairo size %d,%d font 'sans,9'\nset output '%s'\nset termoption noenhanced\n", 420 + 150 * np,
-            140 + 22 * NENTRIES, png);
-    fprintf(f, "set title \"Final test accuracy (autoencoder: test MSE), mean over seeds\"\n");
-    fprintf(f, "set cbrange [-1:2]\nset cblabel 'final test loss / untrained loss (2: diverged, -1: not run)'\n");
-    fprintf(f, "set palette defined (-1 '#ffffff', -0.01 '#ffffff', 0 '#1a9850', 0.5 '#a6d96a', 0.9 '#e0e0e0', 1.5 '#f46d43', 2 '#a50026')\n");
-    fprintf(f, "set xrange [-0.5:%f]\nset yrange [-0.5:%f]\nset xtics (", np - 0.5, NENTRIES - 0.5);
-    for (int j = 0; j < np; j++) fprintf(f, "%s'%s' %d", j ? ", " : "", p[j].id, j);
-    fprintf(f, ")\nset ytics (");
-    for (int i = 0; i < NENTRIES; i++) fprintf(f, "%s'%s' %d", i ? ", " : "", entries[i].label, NENTRIES - 1 - i);
-    fprintf(f, ")\nset tics nomirror\nplot '%s' using 1:2:3 with image notitle, '' using 1:2:4 with labels notitle\n", dat);
-    fclose(f);
-    return co_plot_script(gp, err);
+    if (fclose(f) != 0) return co_error_set(err, CO_EIO, "%s: write failed", dat);
+    const char *xl[MAX_PRESETS], *yl[MAX_ENTRIES];
+    for (int j = 0; j < np; j++) xl[j] = p[j].id;
+    for (int i = 0; i < NENTRIES; i++) yl[i] = entries[i].label;
+    return co_plot_status_map(png, "Final test accuracy (autoencoder: test MSE), mean over seeds", dat, xl, np, yl,
+                              NENTRIES, err);
 }
 
 /* One row per configuration, the sweep's learning rates across: a filled circle where it
- * trains, a grey dot where it did not learn, a red cross where it diverged; a square marks
- * the default learning rate. */
+ * trains, a grey dot where it did not learn, a cross where it diverged; a square marks the
+ * default learning rate. */
 static co_status plot_sweep(const char *dir, const preset *p, long steps, const double *lrs, int nlr, const int *rows,
                             int nrows, run_result (*sw)[MAX_LRS], const double *defaults, co_error *err)
 {
-    char dat[4200], gp[4200], png[4200];
-    snprintf(dat, sizeof dat, "%s/lr_sweep_%s.dat", dir, p->id);
-    snprintf(gp, sizeof gp, "%s/lr_sweep_%s.png.gp", dir, p->id);
+    char data[4200], dat[4300], png[4200], title[512];
+    co_status st = co_plot_data_dir(dir, data, sizeof data, err);
+    if (st) return st;
+    snprintf(dat, sizeof dat, "%s/lr_sweep_%s.dat", data, p->id);
     snprintf(png, sizeof png, "%s/lr_sweep_%s.png", dir, p->id);
     FILE *f = fopen(dat, "w");
     if (!f) return co_error_set(err, CO_EIO, "%s: cannot create", dat);
@@ -497,25 +490,12 @@ static co_status plot_sweep(const char *dir, const preset *p, long steps, const 
         }
     fprintf(f, "\n\n# default lr per row\n");
     for (int r = 0; r < nrows; r++) fprintf(f, "%g %d\n", defaults[r], nrows - 1 - r);
-    fclose(f);
-    f = fopen(gp, "w");
-    if (!f) return co_error_set(err, CO_EIO, "%s: cannot create", gp);
-    fprintf(f, "set terminal pngcairo size 900,%d font 'sans,9'\nset output '%s'\nset termoption noenhanced\n",
-            140 + 22 * nrows, png);
-    fprintf(f, "set title \"Learning rates that train: %s, %ld steps\\n(green: final test loss at most %.0f%% of the "
-               "untrained; grey: less; red x: diverged; square: the default lr)\"\n",
-            p->title, steps, 100 * (1 - TRAINS_GAIN));
-    fprintf(f, "set logscale x\nset xrange [%g:%g]\nset xlabel 'learning rate'\nset yrange [-0.5:%f]\nset ytics (",
-            lrs[0] / 2, lrs[nlr - 1] * 2, nrows - 0.5);
-    for (int r = 0; r < nrows; r++) fprintf(f, "%s'%s' %d", r ? ", " : "", entries[rows[r]].label, nrows - 1 - r);
-    fprintf(f, ")\nset grid xtics\nset key off\n");
-    fprintf(f, "plot '%s' index 0 using 1:($3==0?$2:1/0) with points pt 7 ps 1.6 lc rgb '#1a9850', "
-               "'' index 0 using 1:($3==1?$2:1/0) with points pt 7 ps 0.8 lc rgb '#999999', "
-               "'' index 0 using 1:($3==2?$2:1/0) with points pt 2 ps 1.4 lw 2 lc rgb '#d73027', "
-               "'' index 1 using 1:2 with points pt 4 ps 2.2 lw 1.5 lc rgb 'black'\n",
-            dat);
-    fclose(f);
-    return co_plot_script(gp, err);
+    if (fclose(f) != 0) return co_error_set(err, CO_EIO, "%s: write failed", dat);
+    /* The markers are explained in the report under the figure. */
+    snprintf(title, sizeof title, "Learning rates that train: %s, %ld steps", p->title, steps);
+    const char *yl[MAX_ENTRIES];
+    for (int r = 0; r < nrows; r++) yl[r] = entries[rows[r]].label;
+    return co_plot_lr_ranges(png, title, dat, lrs[0], lrs[nlr - 1], yl, nrows, err);
 }
 
 /* ---------------------------------------------------------------- the experiment */
@@ -735,7 +715,10 @@ static co_status robustness(const char *dir, const co_reproduce_options *o, co_e
     co_json_array(js, lrs, nlr);
     fprintf(js, ", \"presets\": [");
     for (int j = 0; j < nsp; j++) {
-        fprintf(md, "### %s\n\n![lr sweep](lr_sweep_%s.png)\n\n| configuration | default lr |", sp[j].title, sp[j].id);
+        fprintf(md, "### %s\n\n![lr sweep](lr_sweep_%s.png)\n\n*Large green dot: trains; small grey dot: did not "
+                    "learn that much; cross: diverged; square: the default learning rate.*\n\n"
+                    "| configuration | default lr |",
+                sp[j].title, sp[j].id);
         for (int k = 0; k < nlr; k++) fprintf(md, " %g |", lrs[k]);
         fprintf(md, " range that trains |\n|---|---|");
         for (int k = 0; k < nlr; k++) fprintf(md, "---|");
