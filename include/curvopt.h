@@ -167,7 +167,11 @@ enum co_hparam_flags {
     CO_HP_MIN_OPEN = 4,  /* value > min rather than >= min */
     CO_HP_MAX_OPEN = 8,  /* value < max rather than <= max */
     CO_HP_GLOBAL = 16,   /* one value for the optimizer, not per group */
-    CO_HP_FIXED = 32     /* decides the state's storage: fixed when the optimizer is created */
+    CO_HP_FIXED = 32,    /* decides the state's storage: fixed when the optimizer is created */
+    /* A safeguard: a departure from the method's paper that keeps it from diverging on
+     * networks the paper did not try (docs/optimizers/<name>.md). 0 switches it off, and so
+     * does the method's `faithful=1`, which runs the paper's algorithm as published. */
+    CO_HP_SAFEGUARD = 64
 };
 
 typedef struct co_hparam {

@@ -159,7 +159,7 @@ static void test_alignment_factor(void)
 {
     toy a, b;
     /* Parallel: g1 = g2 -> cos(g2, m2) = 1 -> factor 1 + lambda = 2 against lambda = 0. */
-    co_optim *o1 = toy_new(&a, 2, "rank_max=0,lambda=1,beta1=0.5");
+    co_optim *o1 = toy_new(&a, 2, "rank_max=0,lambda=1,beta1=0.5,faithful=1");
     co_optim *o0 = toy_new(&b, 2, "rank_max=0,lambda=0,beta1=0.5");
     for (int s = 0; s < 2; s++) {
         a.g[0] = b.g[0] = 1;
@@ -175,7 +175,7 @@ static void test_alignment_factor(void)
     co_optim_free(o1);
     co_optim_free(o0);
     /* Orthogonal: beta1 = 0.5, g1 = (4, 0), g2 = (-1, 1) gives g2 . m2 = 0 exactly. */
-    o1 = toy_new(&a, 2, "rank_max=0,lambda=1,beta1=0.5");
+    o1 = toy_new(&a, 2, "rank_max=0,lambda=1,beta1=0.5,faithful=1");
     o0 = toy_new(&b, 2, "rank_max=0,lambda=0,beta1=0.5");
     a.g[0] = b.g[0] = 4;
     a.g[1] = b.g[1] = 0;
@@ -474,6 +474,65 @@ static void test_save_load(void)
     co_optim_free(o2);
 }
 
+/* The safeguards (docs/optimizers/da-rmsprop.md, "Safeguards"). A strongly correlated stream
+ * whose coordinates span four orders of magnitude: the whitened rank-1 correction of the
+ * published step mixes coordinates of very different sqrt(v), so on the small ones the step
+ * exceeds RMSprop's many times (what blew up the MNIST classifier); curv_clip keeps every
+ * coordinate within RMSprop's step. gain_max = 1 makes aligned steps RMSprop's exactly. */
+static void test_safeguards(void)
+{
+    enum { N = 64, STEPS = 60 };
+    double worst[2] = {0, 0};
+    for (int v = 0; v < 2; v++) {
+        toy a, b;
+        co_optim *da = toy_new(&a, N, v ? "lambda=0,p=1,rank_max=2" : "lambda=0,p=1,rank_max=2,faithful=1");
+        co_error err;
+        memset(&b, 0, sizeof b);
+        b.grp = (co_group){.name = "toy", .kind = CO_GROUP_DENSE, .ntensors = 1, .param = {b.p}, .grad = {b.g}, .size = {N}};
+        co_optim *rms = co_optim_new("rmsprop", &b.grp, 1, NULL, 5, &err);
+        CHECK(da && rms, "create");
+        if (!da || !rms) return;
+        co_rng r;
+        co_rng_seed(&r, 77, 1);
+        for (int t = 0; t < STEPS; t++) {
+            double common = 1 + 0.1 * co_rng_normal(&r);
+            for (int i = 0; i < N; i++)
+                a.g[i] = b.g[i] = (float)(pow(10.0, -4.0 * i / (N - 1)) * (common + 0.05 * co_rng_normal(&r)));
+            float pa[N], pb[N];
+            memcpy(pa, a.p, sizeof pa);
+            memcpy(pb, b.p, sizeof pb);
+            co_optim_step(da, NULL, NULL);
+            co_optim_step(rms, NULL, NULL);
+            for (int i = 0; i < N; i++) {
+                double ref = fabs((double)b.p[i] - pb[i]);
+                if (ref > 0) worst[v] = fmax(worst[v], fabs((double)a.p[i] - pa[i]) / ref);
+            }
+        }
+        co_optim_free(da);
+        co_optim_free(rms);
+    }
+    printf("largest coordinate step over RMSprop's: published %.3g, curv_clip=1 %.6f\n", worst[0], worst[1]);
+    CHECK(worst[0] > 2, "the published step never exceeded RMSprop's by 2x (%.3g): the check cannot fail", worst[0]);
+    /* Up to the rounding of the parameters the moves are measured from. */
+    CHECK(worst[1] <= 1 + 1e-4, "curv_clip=1: a coordinate moved %.6f x RMSprop's step", worst[1]);
+
+    /* gain_max: constant gradients (cos = 1) at rank 0 give RMSprop's step bit for bit. */
+    toy a, b;
+    co_optim *da = toy_new(&a, 8, "rank_max=0,lambda=1");
+    co_error err;
+    memset(&b, 0, sizeof b);
+    b.grp = (co_group){.name = "toy", .kind = CO_GROUP_DENSE, .ntensors = 1, .param = {b.p}, .grad = {b.g}, .size = {8}};
+    co_optim *rms = co_optim_new("rmsprop", &b.grp, 1, NULL, 5, &err);
+    for (int t = 0; t < 10; t++) {
+        for (int i = 0; i < 8; i++) a.g[i] = b.g[i] = 0.1f * (float)(i + 1);
+        co_optim_step(da, NULL, NULL);
+        co_optim_step(rms, NULL, NULL);
+    }
+    CHECK(memcmp(a.p, b.p, sizeof(float) * 8) == 0, "gain_max=1: aligned steps differ from RMSprop's");
+    co_optim_free(da);
+    co_optim_free(rms);
+}
+
 int main(void)
 {
     test_woodbury();
@@ -486,5 +545,6 @@ int main(void)
     test_descent();
     test_equals_rmsprop();
     test_save_load();
+    test_safeguards();
     return co_test_finish();
 }

@@ -260,7 +260,8 @@ static void test_1d_negative_curvature(void)
         pb.p[0] = 0.0;
         pb.theta[0] = 0.2f;
         const double alpha = 0.5, clip = 0.3;
-        co_optim *o = make_1d(&pb, m, "lr=0.01,alpha=0.5,clip=0.3,warmup=2", 3);
+        /* Eq. 4 as published: the sign-reversed, clipped step (faithful; the default is neg_gd). */
+        co_optim *o = make_1d(&pb, m, "lr=0.01,alpha=0.5,clip=0.3,warmup=2,faithful=1", 3);
         if (!o) continue;
         for (int t = 0; t < 4; t++) {
             problem_eval(&pb);
@@ -372,7 +373,8 @@ static void test_asgd_curvature_spread(void)
     /* With a weak prior (small initial dispersions) the rate sigma_theta/sigma_g becomes
      * 1/h_i per coordinate at once: the step count does not depend on the spread. Plain
      * gradient descent would need about spread * log(1/tol) / 2 steps (~7e6 here). */
-    const char *weak[] = {"sigma_theta0=1e-3,sigma_g0=1e-3", "sigma_theta0=1e-3,sigma_g0=1e-3,lambda_min=1e-6"};
+    const char *weak[] = {"sigma_theta0=1e-3,sigma_g0=1e-3,faithful=1",
+                          "sigma_theta0=1e-3,sigma_g0=1e-3,lambda_min=1e-6,faithful=1"};
     for (int m = 0; m < 2; m++) {
         const char *name = m ? "ogr-asgdc" : "ogr-asgd";
         int n1 = separable_steps(name, weak[m], 1.0, 2000);
@@ -381,7 +383,7 @@ static void test_asgd_curvature_spread(void)
         CHECK(n1 > 0 && n1 < 200, "%s: spread 1 took %d steps", name, n1);
         CHECK(n6 > 0 && n6 <= 1.5 * n1 + 10, "%s: spread 1e6 took %d steps vs %d at spread 1", name, n6, n1);
         /* The paper's prior (dispersions 1) is forgotten at rate beta: a log(spread) delay only. */
-        const char *paper = m ? "lambda_min=1e-6" : NULL;
+        const char *paper = m ? "lambda_min=1e-6,faithful=1" : "faithful=1";
         int d1 = separable_steps(name, paper, 1.0, 2000), d6 = separable_steps(name, paper, 1e6, 2000);
         printf("%s paper prior: %d steps at spread 1, %d at spread 1e6\n", name, d1, d6);
         CHECK(d1 > 0 && d1 < 200, "%s paper prior: spread 1 took %d steps", name, d1);
@@ -414,7 +416,7 @@ static void test_asgd_first_step(void)
     co_optim_free(o);
     /* Algorithm 9: lambda = 0 (no spread yet), nu = beta sg0^2 + (1-beta) (beta g)^2. */
     pb.theta[0] = (float)th0;
-    o = make(&pb, "ogr-asgdc", "lr=0.5,beta=0.9,sigma_theta0=0.2,sigma_g0=0.5,gamma=0.1,lambda_min=1e-9");
+    o = make(&pb, "ogr-asgdc", "lr=0.5,beta=0.9,sigma_theta0=0.2,sigma_g0=0.5,gamma=0.1,lambda_min=1e-9,faithful=1");
     problem_eval(&pb);
     co_optim_step(o, NULL, NULL);
     double nu = beta * sg0 * sg0 + (1 - beta) * (beta * g0) * (beta * g0);
@@ -427,6 +429,49 @@ static void test_asgd_first_step(void)
     problem_eval(&pb);
     co_optim_step(o, NULL, NULL);
     CHECK_CLOSE(pb.theta[0], th0 - alpha * g0 / 2, 1e-6, "ogr-asgdc lambda_min");
+    co_optim_free(o);
+}
+
+/* The coordinate-wise safeguards (docs/optimizers/ogr-asgd.md, "Safeguards"): rate_max caps
+ * the rate at rate_max x lr (ogr-asgdc's default 1 turns its prior rate lr / (gamma
+ * sigma_g0 / sigma_theta0), 10 lr here, into lr); rate_growth keeps each rate within that
+ * factor of the average of its past rates, which starts at 1 (in units of lr). */
+static void test_asgd_safeguards(void)
+{
+    const double th0 = 0.4, g0 = 0.3, alpha = 0.5;
+    problem pb;
+    problem_init(&pb, 1, 1);
+    pb.h[0] = 0;
+    pb.c[0] = g0;
+    const char *hp[] = {NULL, "faithful=1", "rate_max=0.25", "rate_max=0,rate_growth=1.2"};
+    /* First steps: prior rate 1/h with h = gamma sqrt(nu / var_theta) ~ 0.1, capped at 1 by the
+     * default; the faithful one takes the paper's 1/h; growth 1.2 from an average of 1. */
+    for (int v = 0; v < 4; v++) {
+        pb.theta[0] = (float)th0;
+        co_optim *o = make(&pb, "ogr-asgdc", hp[v]);
+        problem_eval(&pb);
+        co_optim_step(o, NULL, NULL);
+        double move = (th0 - pb.theta[0]) / (alpha * g0);
+        const double expect[] = {1, NAN, 0.25, 1.2};
+        if (v == 1) CHECK(move > 5, "ogr-asgdc faithful: first rate %.4f, expected the prior's ~10", move);
+        else CHECK(fabs(move - expect[v]) < 1e-5, "ogr-asgdc %s: first rate %.6f, expected %g", hp[v] ? hp[v] : "defaults",
+                   move, expect[v]);
+        co_optim_free(o);
+    }
+    /* rate_growth over many steps: no rate exceeds growth x the running average of the rates. */
+    pb.theta[0] = (float)th0;
+    co_optim *o = make(&pb, "ogr-asgd", "rate_growth=1.5,sigma_theta0=10,sigma_g0=1e-3");
+    double avg = 1, worst = 0;
+    for (int t = 0; t < 40; t++) {
+        float before = pb.theta[0];
+        problem_eval(&pb);
+        co_optim_step(o, NULL, NULL);
+        double rate = (before - pb.theta[0]) / (alpha * g0);
+        worst = fmax(worst, rate / (1.5 * avg));
+        avg = 0.9 * avg + 0.1 * rate;
+    }
+    CHECK(worst <= 1 + 1e-4, "ogr-asgd rate_growth=1.5: a rate reached %.5f x the bound", worst);
+    CHECK(worst > 0.99, "the prior rate (10^4) never met the bound: the check cannot fail");
     co_optim_free(o);
 }
 
@@ -554,6 +599,7 @@ int main(void)
     test_asgd_first_step();
     test_asgd_curvature_spread();
     test_asgdc_noisy();
+    test_asgd_safeguards();
     test_moons();
     test_save_load();
     return co_test_finish();

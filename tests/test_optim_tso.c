@@ -246,19 +246,22 @@ typedef struct {
     co_optim *opt;
 } rig;
 
-static void rig_new(rig *g, const char *hp)
+static void rig_new_sized(rig *g, int n, const char *mlp, uint64_t seed, const char *hp)
 {
-    co_dataset *all = co_make_moons(200, 0.2, 3, NULL);
-    co_dataset_split(all, 0.2, 3, &g->train, &g->test, NULL); /* 160 training samples: 5 steps of 32 */
+    co_dataset *all = co_make_moons(n, 0.2, 3, NULL);
+    co_dataset_split(all, 0.2, 3, &g->train, &g->test, NULL);
     co_dataset_free(all);
-    g->model = co_model_new_mlp("mlp:2-16-16-1", CO_ACT_RELU, CO_ACT_NONE, NULL);
-    co_model_init(g->model, 5);
+    g->model = co_model_new_mlp(mlp, CO_ACT_RELU, CO_ACT_NONE, NULL);
+    co_model_init(g->model, seed);
     co_group groups[8];
     co_model_groups(g->model, groups);
     co_error err;
     g->opt = co_optim_new("tso-alra", groups, co_model_ngroups(g->model), hp, 1, &err);
     CHECK(g->opt != NULL, "create: %s", g->opt ? "" : err.msg);
 }
+
+/* 160 training samples: 5 steps of 32. */
+static void rig_new(rig *g, const char *hp) { rig_new_sized(g, 200, "mlp:2-16-16-1", 5, hp); }
 
 static void rig_train(rig *g, int epochs, co_train_result *res)
 {
@@ -297,9 +300,9 @@ static void test_refresh_interval(void)
      * cached roots are used unchanged, so both runs agree; step 6 refreshes one of them. */
     rig a, b, c;
     co_train_result r;
-    rig_new(&a, "T_int=5");
-    rig_new(&b, "T_int=1000");
-    rig_new(&c, "T_int=1");
+    rig_new(&a, "T_int=5,faithful=1");
+    rig_new(&b, "T_int=1000,faithful=1");
+    rig_new(&c, "T_int=1,faithful=1");
     rig_train(&a, 1, &r);
     co_train_result_free(&r);
     rig_train(&b, 1, &r);
@@ -491,7 +494,7 @@ static void test_conv_training(void)
     co_model_groups(m, groups);
     int ng = co_model_ngroups(m);
     CHECK(ng == 2 && groups[0].kind == CO_GROUP_CONV2D, "expected a conv group then a linear one (%d groups)", ng);
-    co_optim *o = co_optim_new("tso-alra", groups, ng, "lr=0.05,T_int=4", 1, &err);
+    co_optim *o = co_optim_new("tso-alra", groups, ng, "lr=0.05,T_int=4,faithful=1", 1, &err);
     CHECK(o != NULL, "create: %s", o ? "" : err.msg);
     double initial;
     co_evaluate(m, d, CO_LOSS_CROSS_ENTROPY, 256, &initial, NULL, NULL);
@@ -514,6 +517,129 @@ static void test_conv_training(void)
     co_dataset_free(d);
 }
 
+static double rig_capture_eval(void *ctx) { (void)ctx; return 0; }
+
+static int rig_capture(void *ctx, int group, co_capture *out) { return co_model_capture(ctx, group, out); }
+
+static void rig_step(rig *g, float scale)
+{
+    enum { B = 32 };
+    float x[2 * B], y[B], dout[B];
+    for (int i = 0; i < 2 * B; i++) x[i] = scale * g->train->x[i];
+    for (int i = 0; i < B; i++) y[i] = g->train->y[i];
+    co_model_set_capture(g->model, 1);
+    const float *out = co_model_forward(g->model, x, B, 1, NULL);
+    co_loss(CO_LOSS_BCE_LOGITS, out, y, B, 1, dout);
+    co_model_backward(g->model, dout);
+    co_closure c = {g->model, rig_capture_eval, rig_capture, NULL};
+    co_error err;
+    CHECK(co_optim_step(g->opt, &c, &err) == CO_OK, "step: %s", err.msg);
+}
+
+static size_t rig_params(rig *g, float *p)
+{
+    co_model_get_params(g->model, p);
+    return co_model_param_count(g->model);
+}
+
+/* The safeguards (docs/optimizers/tso-alra.md, "Safeguards"): faithful=1 switches them off
+ * whatever their values; the KL clip scales the whole step by nu = sqrt(kl_clip / (lr^2
+ * <direction, gradient>)); refresh_tol refreshes a layer's roots as soon as a factor's trace
+ * has moved by more than that factor, and not otherwise. */
+static void test_safeguards(void)
+{
+    float p0[400], p1[400], before[400];
+    /* faithful=1 ignores the safeguards' values. */
+    rig a, b, c;
+    co_train_result r;
+    rig_new(&a, "faithful=1,kl_clip=1e-9,refresh_tol=1e-3");
+    rig_new(&b, "kl_clip=0,refresh_tol=0");
+    rig_new(&c, "kl_clip=1e-9,refresh_tol=1e-3");
+    rig_train(&a, 2, &r);
+    co_train_result_free(&r);
+    rig_train(&b, 2, &r);
+    co_train_result_free(&r);
+    rig_train(&c, 2, &r);
+    co_train_result_free(&r);
+    CHECK(same_params(&a, &b), "faithful=1 did not switch the safeguards off");
+    CHECK(!same_params(&a, &c), "the safeguards changed nothing: the comparison cannot fail");
+    double early;
+    co_optim_diagnostic(c.opt, "early_refreshes", &early, 1);
+    CHECK(early > 0, "refresh_tol=1e-3: no early refresh in 10 steps");
+    rig_free(&a);
+    rig_free(&b);
+    rig_free(&c);
+
+    /* The KL clip: one step, clipped against unclipped from the same point. */
+    const double lr = 0.5, kl = 1e-4;
+    rig_new(&a, "lr=0.5,kl_clip=0,refresh_tol=0");
+    rig_new(&b, "lr=0.5,kl_clip=1e-4,refresh_tol=0");
+    size_t n = rig_params(&a, before);
+    rig_step(&a, 1);
+    rig_step(&b, 1);
+    rig_params(&a, p0);
+    rig_params(&b, p1);
+    /* lr^2 <direction, gradient> = lr <move, gradient>; the gradients are still in the buffers. */
+    co_group groups[8];
+    co_model_groups(a.model, groups);
+    double vg = 0;
+    size_t off = 0;
+    for (int g = 0; g < co_model_ngroups(a.model); g++)
+        for (int k = 0; k < groups[g].ntensors; k++)
+            for (size_t i = 0; i < groups[g].size[k]; i++, off++) vg += (double)(before[off] - p0[off]) * groups[g].grad[k][i];
+    vg *= lr;
+    double nu = sqrt(kl / vg), reported;
+    co_optim_diagnostic(b.opt, "kl_scale", &reported, 1);
+    CHECK(vg > kl && fabs(reported - nu) < 1e-5 * nu, "kl_scale %.9g, expected sqrt(%g / %.6g) = %.9g", reported, kl, vg,
+          nu);
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs((p1[i] - before[i]) - nu * (p0[i] - before[i])));
+    CHECK(worst < 1e-6, "clipped move differs from nu x unclipped by %.3g", worst);
+    rig_free(&a);
+    rig_free(&b);
+
+    /* refresh_tol: the inputs grow tenfold at step 3, so A's trace moves far past 2x. */
+    for (int faithful = 0; faithful < 2; faithful++) {
+        rig_new(&a, faithful ? "T_int=100,faithful=1" : "T_int=100,refresh_tol=1");
+        rig_step(&a, 1);
+        rig_step(&a, 1);
+        co_optim_diagnostic(a.opt, "early_refreshes", &early, 1);
+        CHECK(early == 0, "early refresh on a stationary stream (%g)", early);
+        for (int s = 0; s < 3; s++) rig_step(&a, 10);
+        co_optim_diagnostic(a.opt, "early_refreshes", &early, 1);
+        if (faithful) CHECK(early == 0, "faithful=1 refreshed early (%g)", early);
+        else CHECK(early >= 1, "the inputs grew tenfold and no root was refreshed early");
+        rig_free(&a);
+    }
+}
+
+/* The paper's damping example 1e-6 on the make_moons MLP: as published the step amplifies
+ * directions the stale factors have not seen and the run blows up (test loss 8.5 against an untrained 0.7 after 20
+ * epochs); with either default safeguard it trains. */
+static void test_safeguards_prevent_divergence(void)
+{
+    const char *hp[] = {"damping=1e-6,faithful=1", "damping=1e-6", "damping=1e-6,kl_clip=0", "damping=1e-6,refresh_tol=0"};
+    double loss[4];
+    for (int v = 0; v < 4; v++) {
+        rig g;
+        rig_new_sized(&g, 1000, "mlp:2-64-1", 0, hp[v]);
+        co_train_result r;
+        co_train_config c;
+        co_train_config_default(&c);
+        c.epochs = 20;
+        c.batch = 32;
+        c.seed = 0;
+        co_error err;
+        CHECK(co_train(g.model, g.opt, g.train, g.test, &c, &r, &err) == CO_OK, "train: %s", err.msg);
+        loss[v] = r.final_test_loss;
+        printf("tso-alra %s: final test loss %.4f\n", hp[v], loss[v]);
+        co_train_result_free(&r);
+        rig_free(&g);
+    }
+    CHECK(!(loss[0] < 2), "as published, damping 1e-6 did not diverge (test loss %.4f): the check cannot fail", loss[0]);
+    for (int v = 1; v < 4; v++) CHECK(loss[v] < 0.3, "%s: test loss %.4f", hp[v], loss[v]);
+}
+
 int main(void)
 {
     test_dense_kronecker(CO_KFAC_DAMP_FACTORS);
@@ -526,5 +652,7 @@ int main(void)
     test_patience_in_training();
     test_conv_training();
     test_training_and_resume();
+    test_safeguards();
+    test_safeguards_prevent_divergence();
     return co_test_finish();
 }

@@ -45,6 +45,32 @@ static int load_command(const char *dir, char *store, size_t cap, char **argv, i
     return 0;
 }
 
+/* After a stop on a NaN/Inf: what to try, from the optimizer's own hyperparameters (its
+ * learning rate and, for a curvature method, the safeguards `curvopt list` marks). */
+static void print_nonfinite_hint(const co_optim *opt)
+{
+    const co_optim_info *info = co_optim_info_of(opt);
+    double lr = co_optim_get(opt, 0, "lr");
+    fprintf(stderr, "what to try:\n  - a smaller learning rate: --lr %g (this run: %g)\n", lr / 10, lr);
+    int faithful = co_optim_find_hparam(info, "faithful", NULL) && co_optim_get(opt, 0, "faithful") != 0;
+    if (faithful)
+        fprintf(stderr, "  - %s's safeguards: this run has faithful=1 (the paper's algorithm, every safeguard off); "
+                        "without it (--hp faithful=0) they are on\n",
+                info->name);
+    int header = 0;
+    for (int i = 0; i < info->nhparams; i++) {
+        const co_hparam *h = &info->hparams[i];
+        if (!(h->flags & CO_HP_SAFEGUARD)) continue;
+        if (!header++)
+            fprintf(stderr, "  - %s's safeguards (docs/optimizers/%s.md)%s:\n", info->name, info->name,
+                    faithful ? ", off in this run" : "");
+        double v = co_optim_get(opt, 0, h->name);
+        fprintf(stderr, "      %s=%g (default %g%s): %s\n", h->name, v, h->def,
+                !faithful && v == 0 && h->def != 0 ? "; off in this run" : "", h->doc);
+    }
+    fprintf(stderr, "  - global gradient-norm clipping: --clip 1; or --skip-nonfinite to skip such steps\n");
+}
+
 int cmd_train(int argc, char **argv)
 {
     static char store[65536];
@@ -122,6 +148,7 @@ int cmd_train(int argc, char **argv)
     }
     if (st) {
         fprintf(stderr, "curvopt train: %s\n", err.msg);
+        if (st == CO_ENUMERIC) print_nonfinite_hint(run.opt);
         co_train_result_free(&res);
         co_run_free(&run);
         return 1;

@@ -37,5 +37,7 @@ co_status co_reproduce_lama_adam(const char *dir, const co_reproduce_options *o,
 co_status co_reproduce_moons_all(const char *dir, const co_reproduce_options *o, co_error *err);
 co_status co_reproduce_quasi_adam(const char *dir, const co_reproduce_options *o, co_error *err);
 co_status co_reproduce_tso_alra(const char *dir, const co_reproduce_options *o, co_error *err);
+/* Not a paper's protocol: every optimizer at its defaults on every preset (issue 12). */
+co_status co_reproduce_robustness(const char *dir, const co_reproduce_options *o, co_error *err);
 
 #endif

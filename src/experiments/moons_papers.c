@@ -193,16 +193,8 @@ static void figure_md(FILE *md, const char *png, const char *caption)
 
 static co_status open_reports(const char *dir, const char *id, FILE **md, FILE **json, co_error *err)
 {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/report.md", dir);
-    *md = fopen(path, "w");
-    snprintf(path, sizeof path, "%s/results.json", dir);
-    *json = fopen(path, "w");
-    if (!*md || !*json) {
-        if (*md) fclose(*md);
-        if (*json) fclose(*json);
-        return co_error_set(err, CO_EIO, "%s: cannot write report files", dir);
-    }
+    co_status st = study_open_reports(dir, md, json, err);
+    if (st) return st;
     fprintf(*json, "{\n  \"experiment\": \"%s\",\n", id);
     return CO_OK;
 }

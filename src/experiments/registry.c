@@ -10,6 +10,8 @@ static const co_experiment experiments[] = {
     {"quasi-adam", "Quasi-Adam vs Adam: classifiers, ResNet34/SVHN if present, autoencoders (paper 003, Exp. I-V)",
      co_reproduce_quasi_adam},
     {"tso-alra", "TSO-ALRA vs SGD, Adam, AMSGrad: test loss per epoch, AlexNet/VGG (paper 004, §V)", co_reproduce_tso_alra},
+    {"robustness", "every optimizer at its defaults on every preset, faithful vs safeguarded, lr sweep (issue 12)",
+     co_reproduce_robustness},
 };
 
 int co_experiment_count(void) { return (int)(sizeof experiments / sizeof experiments[0]); }

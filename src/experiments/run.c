@@ -51,6 +51,21 @@ co_status co_parse_loss(const char *s, co_loss_kind *out, co_error *err)
 
 const char *co_loss_name(co_loss_kind k) { return (int)k >= 0 && (int)k < NLOSSES ? loss_names[k] : "?"; }
 
+/* The first n samples of d (all when n <= 0), copied. */
+static co_dataset *prefix_copy(const co_dataset *d, int n, co_error *err)
+{
+    if (n <= 0 || n > d->n) n = d->n;
+    int *idx = malloc((size_t)n * sizeof *idx);
+    if (!idx) {
+        co_error_set(err, CO_ENOMEM, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) idx[i] = i;
+    co_dataset *sub = co_dataset_subset(d, idx, n, err);
+    free(idx);
+    return sub;
+}
+
 /* Keeps the first n samples (a prefix: the files' own order). */
 static co_status truncate_to(co_dataset **d, int n, co_error *err)
 {
@@ -68,12 +83,16 @@ static co_status truncate_to(co_dataset **d, int n, co_error *err)
 
 static co_status build_data(const co_run_spec *s, co_run *run, co_error *err)
 {
-    co_status st;
+    co_status st = CO_OK;
     if (strcmp(s->data, "moons") == 0) {
         co_dataset *all = co_make_moons(s->n, s->noise, s->data_seed, err);
         if (!all) return err->code;
         st = co_dataset_split(all, s->test_frac, s->data_seed, &run->train, &run->test, err);
         co_dataset_free(all);
+    } else if (s->loaded_train && s->loaded_test) {
+        if (!(run->train = prefix_copy(s->loaded_train, s->train_limit, err)) ||
+            !(run->test = prefix_copy(s->loaded_test, s->test_limit, err)))
+            return err->code;
     } else {
         /* File datasets come with their own train/test split. */
         if ((st = co_dataset_load(s->data, s->data_dir, 1, &run->train, err))) return st;

@@ -10,6 +10,9 @@
 typedef struct co_run_spec {
     const char *data; /* "moons", or a file dataset: mnist, fashion-mnist, cifar10, cifar100, svhn */
     const char *data_dir; /* where file datasets are looked for first (NULL: defaults) */
+    /* Optional, borrowed: the file dataset `data` already loaded (training and test split);
+     * its samples are copied instead of read again (studies run hundreds of short runs). */
+    const co_dataset *loaded_train, *loaded_test;
     int train_limit, test_limit; /* > 0: keep only the first N samples (quick runs) */
     int n;
     double noise;

@@ -48,7 +48,7 @@ double study_e80_mean(const study_result *r, int *reached)
     return k ? s / k : NAN;
 }
 
-static int make_dir(const char *path)
+int study_make_dirs(const char *path)
 {
     char p[4096];
     snprintf(p, sizeof p, "%s", path);
@@ -73,6 +73,29 @@ static void on_epoch(const co_epoch_stats *st, void *ctx)
     if (h->s->hook) h->s->hook(h->opt, st, h->entry, h->seed_index, h->s->hook_ctx);
 }
 
+co_status study_open_reports(const char *dir, FILE **md, FILE **json, co_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/report.md", dir);
+    *md = fopen(path, "w");
+    snprintf(path, sizeof path, "%s/results.json", dir);
+    *json = fopen(path, "w");
+    if (*md && *json) return CO_OK;
+    if (*md) fclose(*md);
+    if (*json) fclose(*json);
+    return co_error_set(err, CO_EIO, "%s: cannot write the report files", dir);
+}
+
+/* The hyperparameter list a run of the study gets: faithful=1 first unless the study keeps
+ * the safeguards (a later explicit value still wins). */
+static const char *run_hparams(const study *s, const char *opt, const char *hparams, char *buf, size_t n)
+{
+    const co_optim_info *info = co_optim_find(opt);
+    if (s->safeguards || !info || !co_optim_find_hparam(info, "faithful", NULL)) return hparams;
+    snprintf(buf, n, "faithful=1%s%s", hparams ? "," : "", hparams ? hparams : "");
+    return buf;
+}
+
 co_status study_validate(const study *s, const char *opt, double lr, const char *hparams, double *acc, double *loss,
                          co_error *err)
 {
@@ -80,7 +103,8 @@ co_status study_validate(const study *s, const char *opt, double lr, const char 
     for (int t = 0; t < s->tune_seeds; t++) {
         co_run_spec spec = s->base;
         spec.opt = opt;
-        spec.hparams = hparams;
+        char hp[512];
+        spec.hparams = run_hparams(s, opt, hparams, hp, sizeof hp);
         spec.lr = lr;
         spec.val_frac = s->val_frac;
         spec.seed = s->seed0 + 1000 + (uint64_t)t;
@@ -208,13 +232,14 @@ static co_status run_entry(const study *s, int ei, const char *dir, study_result
     for (int k = 0; k < s->seeds; k++) {
         co_run_spec spec = s->base;
         spec.opt = e->opt;
-        spec.hparams = e->hparams ? e->hparams : s->base.hparams;
+        char hp[512];
+        spec.hparams = run_hparams(s, e->opt, e->hparams ? e->hparams : s->base.hparams, hp, sizeof hp);
         spec.lr = r->lr;
         spec.seed = s->seed0 + (uint64_t)k;
         if (s->vary_data_seed) spec.data_seed = spec.seed;
         char rdir[4200];
         snprintf(rdir, sizeof rdir, "%s/runs/%s/seed%d", dir, e->opt, k);
-        if (make_dir(rdir) != 0) {
+        if (study_make_dirs(rdir) != 0) {
             st = co_error_set(err, CO_EIO, "%s: cannot create: %s", rdir, strerror(errno));
             goto done;
         }
@@ -296,7 +321,7 @@ co_status study_run(const study *s, const char *dir, study_result *results, int 
         return co_error_set(err, CO_EINVAL, "%d seeds (expected 1..%d)", s->seeds, STUDY_MAX_SEEDS);
     /* Zeroed first so that study_result_free is safe after an early return. */
     memset(results, 0, (size_t)s->nentries * sizeof *results);
-    if (make_dir(dir) != 0) return co_error_set(err, CO_EIO, "%s: cannot create: %s", dir, strerror(errno));
+    if (study_make_dirs(dir) != 0) return co_error_set(err, CO_EIO, "%s: cannot create: %s", dir, strerror(errno));
     for (int i = 0; i < s->nentries; i++) {
         co_status st = run_entry(s, i, dir, &results[i], verbose, err);
         /* A method that fails is reported as failed; the others still run. */

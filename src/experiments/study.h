@@ -52,6 +52,9 @@ typedef struct study {
     int resume;           /* continue from those checkpoints */
     int no_train_acc;     /* skip the per-epoch training-accuracy pass (a forward pass over the training split) */
     int keep_history;     /* keep every seed's per-epoch statistics in study_result.history */
+    /* 0 (the default): every method runs as its paper publishes it (`faithful=1` where the
+     * method has that switch); 1: with its default safeguards. */
+    int safeguards;
     study_entry entries[STUDY_MAX_ENTRIES];
     int nentries;
     study_epoch_hook hook;
@@ -77,6 +80,11 @@ int study_planned_runs(const study *s);
  * uses it, and protocols that tune more than the learning rate call it themselves. */
 co_status study_validate(const study *s, const char *opt, double lr, const char *hparams, double *acc, double *loss,
                          co_error *err);
+
+/* mkdir -p; 0 or -1 (errno set). */
+int study_make_dirs(const char *path);
+/* DIR/report.md and DIR/results.json opened for writing (both or neither). */
+co_status study_open_reports(const char *dir, FILE **md, FILE **json, co_error *err);
 
 double study_mean(const double *x, int n);
 double study_std(const double *x, int n); /* sample standard deviation (n-1) */

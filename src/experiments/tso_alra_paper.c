@@ -679,17 +679,8 @@ co_status co_reproduce_tso_alra(const char *dir, const co_reproduce_options *o, 
         if (o->verbose && !sums[i].ran) co_progress_note(o->progress, stderr, "    not run: %s\n", sums[i].reason);
     }
 
-    char path[4200];
-    snprintf(path, sizeof path, "%s/report.md", dir);
-    FILE *md = fopen(path, "w");
-    snprintf(path, sizeof path, "%s/results.json", dir);
-    FILE *js = fopen(path, "w");
-    if (!md || !js) {
-        if (md) fclose(md);
-        if (js) fclose(js);
-        st = co_error_set(err, CO_EIO, "%s: cannot write the report", dir);
-        goto done;
-    }
+    FILE *md, *js;
+    if ((st = study_open_reports(dir, &md, &js, err))) goto done;
     fprintf(md, "# TSO-ALRA vs SGD, Adam and AMSGrad: test loss per epoch (paper 004, §V, Figs. 1-4)\n\n");
     protocol_md(md, &p, o);
     fprintf(js, "{\n  \"experiment\": \"tso-alra\",\n  \"mode\": \"%s\", \"tuned\": %s,\n", p.mode,

@@ -42,6 +42,9 @@ enum {
     HP_POWER_ITERS,
     HP_WD,
     HP_ALIGN_PER_LAYER,
+    HP_FAITHFUL,
+    HP_GAIN_MAX,
+    HP_CURV_CLIP,
     HP_COUNT
 };
 
@@ -236,7 +239,9 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
             const double *ld = s->layer_dots + 3 * g;
             a = ld[1] > 0 && ld[2] > 0 ? ld[0] / (sqrt(ld[1]) * sqrt(ld[2])) : 0;
         }
-        float step = (float)(co_lr(o, g) * (1.0 + co_hp(o, g, HP_LAMBDA) * a));
+        double gain = 1.0 + co_hp(o, g, HP_LAMBDA) * a, gain_max = co_guard(o, g, HP_GAIN_MAX);
+        if (gain_max > 0 && gain > gain_max) gain = gain_max;
+        float step = (float)(co_lr(o, g) * gain);
         int rmax = (int)co_hp(o, g, HP_RANK_MAX);
         if (rmax > 0) {
             /* The layer's whitened gradient u = D g as one vector: the sketch sees the whole layer. */
@@ -273,10 +278,20 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
         double *mu = s->mu + (size_t)g * (s->rmax ? s->rmax : 1);
         co_woodbury_apply(s->wbuf, s->wbuf, q, mu, (int)n, r, co_hp(o, g, HP_DELTA), s->proj);
         off = 0;
+        const float clip = (float)co_guard(o, g, HP_CURV_CLIP);
         for (int k = 0; k < gr->ntensors; k++) {
             float *p = gr->param[k];
-            const float *den = co_slot(s->den, g, k);
-            for (size_t i = 0; i < gr->size[k]; i++) p[i] -= step * (s->wbuf[off + i] / sqrtf(den[i]));
+            const float *gp = gr->grad[k], *den = co_slot(s->den, g, k);
+            if (clip > 0) {
+                /* The curvature correction may rotate the step but not make any coordinate's
+                 * move larger than clip times RMSprop's own, |g| / (sqrt(v) + eps). */
+                for (size_t i = 0; i < gr->size[k]; i++) {
+                    float d = s->wbuf[off + i] / sqrtf(den[i]), bound = clip * (fabsf(gp[i]) / den[i]);
+                    p[i] -= step * fminf(fmaxf(d, -bound), bound);
+                }
+            } else {
+                for (size_t i = 0; i < gr->size[k]; i++) p[i] -= step * (s->wbuf[off + i] / sqrtf(den[i]));
+            }
             off += gr->size[k];
         }
     }
@@ -297,7 +312,8 @@ static void darms_visit(co_optim *o, co_state_visitor *v)
         snprintf(key, sizeof key, "sketch_rows_used/%d", g);
         int32_t used = sk->used;
         v->blob(v, key, &used, sizeof used);
-        sk->used = used;
+        /* A loaded file is outside our control: counts beyond the buffers are clamped. */
+        sk->used = used < 0 ? 0 : used > sk->rows ? sk->rows : used;
         /* The eigen-decomposition of the sketch is recomputed from B when needed; the factors
          * in use are state. */
         if (sk->rows) {
@@ -312,6 +328,10 @@ static void darms_visit(co_optim *o, co_state_visitor *v)
     v->blob(v, "Q", s->q, (size_t)G * s->maxn * R * sizeof(float));
     v->blob(v, "mu", s->mu, (size_t)G * R * sizeof(double));
     v->blob(v, "rank", s->rank, (size_t)G * sizeof *s->rank);
+    for (int g = 0; g < G; g++) {
+        int rmax = (int)co_hp(o, g, HP_RANK_MAX);
+        if (s->rank[g] < 0 || s->rank[g] > rmax) s->rank[g] = s->rank[g] < 0 ? 0 : rmax;
+    }
     v->blob(v, "sigma1", s->sigma1, (size_t)G * sizeof(double));
     v->blob(v, "error", s->err, (size_t)G * sizeof(double));
     v->blob(v, "updates", s->updates, (size_t)G * sizeof *s->updates);
@@ -354,6 +374,9 @@ static const co_hparam darms_hp[HP_COUNT] = {
     {"power_iters", 20, 1, 1000, CO_HP_INT, "power-iteration steps for sigma_1 (eq. 4)"},
     {"weight_decay", 0, 0, 1e3, 0, "L2 penalty added to the gradient"},
     {"align_per_layer", 0, 0, 1, CO_HP_BOOL, "cosine of eq. 6 per layer instead of over all parameters"},
+    {"faithful", 0, 0, 1, CO_HP_BOOL | CO_HP_GLOBAL, "1: the paper's algorithm as published (every safeguard off)"},
+    {"gain_max", 1, 0, 11, CO_HP_SAFEGUARD, "cap of the alignment factor 1 + lambda cos(g, m) (0: off)"},
+    {"curv_clip", 1, 0, 1e6, CO_HP_SAFEGUARD, "no coordinate moves more than curv_clip x RMSprop's step |g| / (sqrt(v) + eps) (0: off)"},
 };
 
 static const co_optim_ops darms_ops = {.init = darms_init,

@@ -169,6 +169,30 @@ void co_kfac_update(co_kfac *k, const co_capture *cap, double gamma)
     co_kfac_fold(k, gamma, co_kfac_stats_finite(k));
 }
 
+static double trace(const double *x, int n)
+{
+    double t = 0;
+    for (int i = 0; i < n; i++) t += x[(size_t)i * n + i];
+    return t;
+}
+
+double co_kfac_trace(const co_kfac *k, int which)
+{
+    return which ? trace(k->B, k->rows) : trace(k->A, k->m);
+}
+
+double co_kfac_drift(const co_kfac *k, int which)
+{
+    return co_kfac_drift_at(k, which, co_kfac_trace(k, which));
+}
+
+double co_kfac_drift_at(const co_kfac *k, int which, double now)
+{
+    double then = k->root_trace[which];
+    if (!(now > 0) || !(then > 0)) return INFINITY;
+    return (now > then ? now / then : then / now) - 1.0;
+}
+
 /* Eigenpairs of a symmetric factor into e->x (column-major) and l; eigenvalues clamped at
  * 0 (the factors are PSD in exact arithmetic, rounding can make the smallest slightly
  * negative). */
@@ -206,7 +230,9 @@ static co_status refresh_factor(co_kfac_job *j)
     double *u = j->which ? k->ub : k->ua, *l = j->which ? k->lb : k->la;
     float *r = j->which ? k->rb : k->ra;
     int n = e->n;
-    if (eigen(e, l, j->which ? k->B : k->A)) return CO_ENUMERIC;
+    const double *f = j->which ? k->B : k->A;
+    k->root_trace[j->which] = trace(f, n);
+    if (eigen(e, l, f)) return CO_ENUMERIC;
     if (j->mode == CO_KFAC_DAMP_FACTORS) {
         inv_root(r, e, u, l, j->damping);
     } else {

@@ -36,6 +36,7 @@ typedef struct co_kfac {
     double *colsum;     /* cols: the patch column sums (the bias row of A) */
     co_kfac_eig ea, eb; /* A's and B's, so both (and other layers') can run at once */
     int have_roots;
+    double root_trace[2]; /* tr(A), tr(B) when their roots were last formed */
 } co_kfac;
 
 co_status co_kfac_init(co_kfac *k, int rows, int cols, int has_bias, co_error *err);
@@ -52,6 +53,13 @@ void co_kfac_stats(co_kfac *k, const float *a, const float *g, int rows, double 
 int co_kfac_stats_finite(const co_kfac *k);
 /* finite 0: the batch is left out (counted in skipped). */
 void co_kfac_fold(co_kfac *k, double gamma, int finite);
+/* How far a factor has moved since its root was formed: max(r, 1/r) - 1 for r the ratio of
+ * its trace now to its trace then (0 when unchanged; +inf when either is 0). */
+double co_kfac_drift(const co_kfac *k, int which);
+/* The same against a given trace now (a distributed run's trace summed over the ranks'
+ * shares), and a factor's trace. */
+double co_kfac_drift_at(const co_kfac *k, int which, double now);
+double co_kfac_trace(const co_kfac *k, int which);
 /* Eigendecomposes A and B (eigenvalues clamped >= 0) and caches the damped roots. */
 co_status co_kfac_refresh(co_kfac *k, double damping, co_kfac_damping mode, co_error *err);
 /* One factor to refresh: k's A (which = 0) or B (which = 1). */

@@ -32,6 +32,7 @@ enum {
     HP_BETA1_MAX,
     HP_INVERT,
     HP_EMA_CORRECTION,
+    HP_FAITHFUL,
     HP_COUNT
 };
 
@@ -193,6 +194,7 @@ static const co_hparam lama_hp[HP_COUNT] = {
     {"invert", 0, 0, 1, CO_HP_BOOL, "1: sigmoid(-lambda h), alpha shrinks with curvature (paper §5.1 text)"},
     {"ema_correction", 0, 0, 1, CO_HP_BOOL,
      "0: Adam's 1-beta1^t (eq. 3); 1: divide m by the modified EMA's own weight total"},
+    {"faithful", 0, 0, 1, CO_HP_BOOL | CO_HP_GLOBAL, "1: the paper's algorithm (no safeguards here: changes nothing)"},
 };
 
 static const co_optim_ops lama_ops = {.init = lama_init,

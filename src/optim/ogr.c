@@ -73,7 +73,7 @@ double co_ogr_parabola_step(const co_ogr_avg *a, double theta, double alpha, dou
 
 /* ------------------------------------------------------------ the optimizers */
 
-enum { HP_LR, HP_ALPHA, HP_BETA, HP_GAMMA, HP_CLIP, HP_WARMUP, HP_PERP, HP_NEG_GD, HP_WD, HP_STAGE };
+enum { HP_LR, HP_ALPHA, HP_BETA, HP_GAMMA, HP_CLIP, HP_WARMUP, HP_PERP, HP_NEG_GD, HP_WD, HP_FAITHFUL, HP_STAGE };
 
 typedef enum { OGR_ROTATE, OGR_SAFE, OGR_CENTERED } ogr_variant;
 
@@ -294,7 +294,7 @@ static co_status ogr_step(co_optim *o, const co_closure *c, co_error *err)
     double beta = co_hp(o, 0, HP_BETA);
     double alpha = co_hp(o, 0, HP_ALPHA) * o->lr_scale, clip = co_hp(o, 0, HP_CLIP);
     uint64_t warm = (uint64_t)co_hp(o, 0, HP_WARMUP);
-    int perp = co_hp(o, 0, HP_PERP) != 0, neg_gd = co_hp(o, 0, HP_NEG_GD) != 0;
+    int perp = co_hp(o, 0, HP_PERP) != 0, neg_gd = co_guard(o, 0, HP_NEG_GD) != 0;
     for (int g = 0; g < o->ngroups; g++) co_apply_l2(o, g, co_hp(o, g, HP_WD));
     s->k++;
     double th, gd;
@@ -417,8 +417,10 @@ static int ogr_diagnostic(const co_optim *o, const char *name, double *out, int 
     {"clip", 0.1, 0, 1e6, CO_HP_MIN_OPEN | G, "epsilon of C(x): largest move along the direction"},             \
     {"warmup", 10, 1, 1e9, CO_HP_INT | G, "m of Algorithm 5: 2m momentum steps before the model is used"},       \
     {"perp", 1, 0, 1, CO_HP_BOOL | G, "gradient descent with rate lr in the remaining directions"},              \
-    {"neg_gd", 0, 0, 1, CO_HP_BOOL | G, "lambda < 0: gradient descent along the direction, not sign(lambda)"},   \
-    {"weight_decay", 0, 0, 1e3, 0, "L2 penalty added to the gradient"}
+    {"neg_gd", 1, 0, 1, CO_HP_BOOL | CO_HP_SAFEGUARD | G,                                                        \
+     "lambda < 0: gradient descent along the direction (Alg. 3's alternative), not eq. 4's sign(lambda) step"},  \
+    {"weight_decay", 0, 0, 1e3, 0, "L2 penalty added to the gradient"},                                          \
+    {"faithful", 0, 0, 1, CO_HP_BOOL | G, "1: the paper's algorithm as published (every safeguard off)"}
 
 static const co_hparam ogr1d_hp[] = {OGR_HPARAMS};
 static const co_hparam ogr1ds_hp[] = {

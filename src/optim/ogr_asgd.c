@@ -14,7 +14,7 @@
 #include <math.h>
 #include <string.h>
 
-enum { HP_LR, HP_BETA, HP_SIGMA_THETA0, HP_SIGMA_G0, HP_WD, HP_EPS, HP_DELTA };
+enum { HP_LR, HP_BETA, HP_SIGMA_THETA0, HP_SIGMA_G0, HP_WD, HP_EPS, HP_DELTA, HP_FAITHFUL, HP_RATE_GROWTH, HP_RATE_MAX };
 enum { HPC_GAMMA = HP_EPS, HPC_LAMBDA_MIN };
 
 typedef struct {
@@ -22,6 +22,7 @@ typedef struct {
     co_slots *mean_theta, *var_theta, *mean_g;
     co_slots *var_g; /* Algorithm 8: var(g); Algorithm 9: cov(g, theta) */
     co_slots *nu;    /* Algorithm 9 only: gradient-noise variance */
+    co_slots *rate_avg; /* rate_growth: average of each coordinate's past rates, in units of lr */
     uint64_t k;      /* steps taken; the first initialises the averages at the parameters */
 } asgd_state;
 
@@ -35,7 +36,8 @@ static co_status asgd_init_common(co_optim *o, int confidence, co_error *err)
     s->var_theta = co_slots_new(o, err);
     s->mean_g = co_slots_new(o, err);
     s->var_g = co_slots_new(o, err);
-    if (!s->mean_theta || !s->var_theta || !s->mean_g || !s->var_g) return CO_ENOMEM;
+    s->rate_avg = co_slots_new(o, err);
+    if (!s->mean_theta || !s->var_theta || !s->mean_g || !s->var_g || !s->rate_avg) return CO_ENOMEM;
     if (confidence && !(s->nu = co_slots_new(o, err))) return CO_ENOMEM;
     return CO_OK;
 }
@@ -57,7 +59,9 @@ static void asgd_start(co_optim *o, asgd_state *s)
             memcpy(co_slot(s->mean_theta, g, k), o->groups[g].param[k], n * sizeof(float));
             float *var_t = co_slot(s->var_theta, g, k), *mg = co_slot(s->mean_g, g, k);
             float *second = co_slot(s->var_g, g, k), *nu = s->nu ? co_slot(s->nu, g, k) : NULL;
+            float *ra = co_slot(s->rate_avg, g, k);
             for (size_t i = 0; i < n; i++) {
+                ra[i] = 1.0f;
                 var_t[i] = vt;
                 mg[i] = 0;
                 second[i] = s->confidence ? 0.0f : vg;
@@ -67,10 +71,11 @@ static void asgd_start(co_optim *o, asgd_state *s)
     }
 }
 
-/* Algorithm 8 on one tensor. */
+/* Algorithm 8 on one tensor. With ra (rate_growth > 0) a coordinate's rate (in units of
+ * alpha) is at most growth times the average of its past rates, which starts at 1. */
 static void asgd_tensor(float *restrict p, const float *restrict g, float *restrict mt, float *restrict vt,
                         float *restrict mg, float *restrict vg, size_t n, float beta, float alpha, float eps,
-                        float delta)
+                        float delta, float growth, float *restrict ra, float rmax)
 {
     const float a = 1.0f - beta;
 #pragma omp parallel for simd schedule(static) if (n > 65536)
@@ -84,14 +89,20 @@ static void asgd_tensor(float *restrict p, const float *restrict g, float *restr
         vg[i] = var_g;
         float rate = sqrtf(var_t / (var_g + eps));
         rate = rate > delta ? rate : delta;
+        if (rmax > 0) rate = rate < rmax ? rate : rmax;
+        if (ra) {
+            float cap = growth * ra[i];
+            rate = rate < cap ? rate : cap;
+            ra[i] = beta * ra[i] + a * rate;
+        }
         p[i] -= alpha * rate * g[i];
     }
 }
 
-/* Algorithm 9 on one tensor. */
+/* Algorithm 9 on one tensor; ra as in asgd_tensor (the rate is 1/h). */
 static void asgdc_tensor(float *restrict p, const float *restrict g, float *restrict mt, float *restrict vt,
                          float *restrict mg, float *restrict cv, float *restrict nu, size_t n, float beta,
-                         float alpha, float gamma, float lambda_min)
+                         float alpha, float gamma, float lambda_min, float growth, float *restrict ra, float rmax)
 {
     const float a = 1.0f - beta;
 #pragma omp parallel for simd schedule(static) if (n > 65536)
@@ -113,6 +124,12 @@ static void asgdc_tensor(float *restrict p, const float *restrict g, float *rest
         float noise = var_t > 0 ? sqrtf(nv / var_t) : (nv > 0 ? INFINITY : 0.0f);
         float h = fabsf(lambda) + gamma * noise;
         h = h > lambda_min ? h : lambda_min;
+        if (rmax > 0) h = h > 1.0f / rmax ? h : 1.0f / rmax;
+        if (ra) {
+            float floor = 1.0f / (growth * ra[i]);
+            h = h > floor ? h : floor;
+            ra[i] = beta * ra[i] + a / h;
+        }
         p[i] = pi - alpha * gi / h;
     }
 }
@@ -127,15 +144,18 @@ static co_status asgd_step(co_optim *o, const co_closure *c, co_error *err)
     for (int g = 0; g < o->ngroups; g++) {
         co_group *gr = &o->groups[g];
         float alpha = (float)co_lr(o, g), beta = (float)co_hp(o, g, HP_BETA);
+        float growth = (float)co_guard(o, g, HP_RATE_GROWTH), rmax = (float)co_guard(o, g, HP_RATE_MAX);
         for (int k = 0; k < gr->ntensors; k++) {
+            float *ra = growth > 0 ? co_slot(s->rate_avg, g, k) : NULL;
             if (s->confidence)
                 asgdc_tensor(gr->param[k], gr->grad[k], co_slot(s->mean_theta, g, k), co_slot(s->var_theta, g, k),
                              co_slot(s->mean_g, g, k), co_slot(s->var_g, g, k), co_slot(s->nu, g, k), gr->size[k],
-                             beta, alpha, (float)co_hp(o, g, HPC_GAMMA), (float)co_hp(o, g, HPC_LAMBDA_MIN));
+                             beta, alpha, (float)co_hp(o, g, HPC_GAMMA), (float)co_hp(o, g, HPC_LAMBDA_MIN), growth,
+                             ra, rmax);
             else
                 asgd_tensor(gr->param[k], gr->grad[k], co_slot(s->mean_theta, g, k), co_slot(s->var_theta, g, k),
                             co_slot(s->mean_g, g, k), co_slot(s->var_g, g, k), gr->size[k], beta, alpha,
-                            (float)co_hp(o, g, HP_EPS), (float)co_hp(o, g, HP_DELTA));
+                            (float)co_hp(o, g, HP_EPS), (float)co_hp(o, g, HP_DELTA), growth, ra, rmax);
         }
     }
     return CO_OK;
@@ -149,6 +169,7 @@ static void asgd_visit(co_optim *o, co_state_visitor *v)
     co_slots_visit(s->mean_g, o, v, "mean_g");
     co_slots_visit(s->var_g, o, v, s->confidence ? "cov_g_theta" : "var_g");
     if (s->nu) co_slots_visit(s->nu, o, v, "noise_var");
+    co_slots_visit(s->rate_avg, o, v, "rate_avg");
     v->blob(v, "steps", &s->k, sizeof s->k);
 }
 
@@ -160,6 +181,7 @@ static void asgd_free(co_optim *o)
     co_slots_free(s->mean_g);
     co_slots_free(s->var_g);
     co_slots_free(s->nu);
+    co_slots_free(s->rate_avg);
     free(s);
 }
 
@@ -168,12 +190,19 @@ static void asgd_free(co_optim *o)
     {"beta", 0.9, 0, 1, CO_HP_MIN_OPEN | CO_HP_MAX_OPEN, "weight of the OLD average in every average (eq. 3)"}, \
     {"sigma_theta0", 1, 0, 1e6, 0, "initial dispersion of theta: var_theta starts at sigma_theta0^2"}
 
+#define ASGD_GUARDS(rate_max_default)                                                                         \
+    {"faithful", 0, 0, 1, CO_HP_BOOL | CO_HP_GLOBAL, "1: the paper's algorithm as published (every safeguard off)"}, \
+    {"rate_growth", 0, 0, 1e6, CO_HP_SAFEGUARD,                                                               \
+     "a coordinate's rate is at most this times the average of its past rates (starting at lr) (0: off)"}, \
+    {"rate_max", rate_max_default, 0, 1e6, CO_HP_SAFEGUARD, "a coordinate's rate is at most rate_max x lr (0: off)"}
+
 static const co_hparam asgd_hp[] = {
     ASGD_COMMON,
     {"sigma_g0", 1, 0, 1e6, CO_HP_MIN_OPEN, "initial dispersion of g: var_g starts at sigma_g0^2"},
     {"weight_decay", 0, 0, 1e3, 0, "L2 penalty added to the gradient"},
     {"eps", 1e-12, 0, 1, 0, "added to var(g) under the square root: sqrt(var_theta / (var_g + eps))"},
     {"delta", 1e-4, 0, 1e3, 0, "minimal rate: max(sigma_theta / sigma_g, delta)"},
+    ASGD_GUARDS(0),
 };
 static const co_hparam asgdc_hp[] = {
     ASGD_COMMON,
@@ -182,6 +211,7 @@ static const co_hparam asgdc_hp[] = {
     {"gamma", 0.1, 0, 1e3, CO_HP_MIN_OPEN, "confidence level: |lambda| + gamma sigma / sigma_theta (eq. 13)"},
     {"lambda_min", 1e-2, 0, 1e6, CO_HP_MIN_OPEN,
      "floor of |lambda| + gamma sigma / sigma_theta: the rate never exceeds lr / lambda_min"},
+    ASGD_GUARDS(1),
 };
 
 static const co_optim_ops asgd_ops = {.init = asgd_init, .step = asgd_step, .visit = asgd_visit, .free = asgd_free};

@@ -294,6 +294,7 @@ co_optim *co_optim_new_per_group(const char *name, const co_group *groups, int n
             o->hp[(size_t)g * o->nhp + i] = i < info->nhparams ? info->hparams[i].def : common_hp[i - info->nhparams].def;
     }
     co_rng_seed(&o->rng, seed, CO_STREAM_OPTIM);
+    if (!co_optim_find_hparam(info, "faithful", &o->faithful_hp)) o->faithful_hp = -1;
     if (co_optim_set_list(o, -1, hparams, err) != CO_OK) {
         co_optim_free(o);
         return NULL;

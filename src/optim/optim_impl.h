@@ -52,12 +52,20 @@ struct co_optim {
     uint64_t t; /* completed steps; incremented before ops->step */
     co_rng rng; /* CO_STREAM_OPTIM */
     const co_collective *coll; /* distributed run (size > 1), or NULL */
+    int faithful_hp; /* index of the method's `faithful` switch, -1 when it has none */
     void *state; /* owned by the method */
 };
 
 static inline double co_hp(const co_optim *o, int g, int i) { return o->hp[(size_t)g * o->nhp + i]; }
 /* Effective learning rate of group g: hyperparameter 0 times the schedule's scale. */
 static inline double co_lr(const co_optim *o, int g) { return co_hp(o, g, 0) * o->lr_scale; }
+
+/* A safeguard hyperparameter (CO_HP_SAFEGUARD) of group g as the method must use it: 0 (off)
+ * while the method's `faithful` switch is on, its value otherwise. */
+static inline double co_guard(const co_optim *o, int g, int i)
+{
+    return o->faithful_hp >= 0 && co_hp(o, g, o->faithful_hp) != 0 ? 0.0 : co_hp(o, g, i);
+}
 
 /* One float buffer per (group, tensor), shaped like the parameters, zero-initialised. */
 typedef struct co_slots {

@@ -14,7 +14,7 @@
 #include <math.h>
 #include <string.h>
 
-enum { HP_LR, HP_BETA1, HP_BETA2, HP_EPS, HP_EPS_CURV, HP_MEMORY, HP_LR_DECAY_SQRT, HP_VARIANT, HP_COUNT };
+enum { HP_LR, HP_BETA1, HP_BETA2, HP_EPS, HP_EPS_CURV, HP_MEMORY, HP_LR_DECAY_SQRT, HP_VARIANT, HP_FAITHFUL, HP_COUNT };
 
 enum { VARIANT_PAPER = 0, VARIANT_AUTHORS_CODE = 1 };
 
@@ -395,6 +395,7 @@ static const co_hparam quasi_hp[HP_COUNT] = {
     {"lr_decay_sqrt", 0, 0, 1, CO_HP_BOOL | CO_HP_GLOBAL, "1: alpha_t = lr / sqrt(t) (Theorem 2's rate)"},
     {"variant", 0, 0, 1, CO_HP_INT | CO_HP_GLOBAL | CO_HP_FIXED,
      "0: paper eq. 10; 1: authors' code (per tensor, y from m, H m_t replaces Adam's step)"},
+    {"faithful", 0, 0, 1, CO_HP_BOOL | CO_HP_GLOBAL, "1: the paper's algorithm (no safeguards here: changes nothing)"},
 };
 
 static const co_optim_ops quasi_ops = {.init = quasi_init,

@@ -13,7 +13,21 @@
 #include <math.h>
 #include <string.h>
 
-enum { HP_LR, HP_GAMMA, HP_DAMPING, HP_T_INT, HP_SWITCH_EPOCH, HP_PATIENCE, HP_DAMP_MODE, HP_SGD_LR_SCALE, HP_WD, HP_COUNT };
+enum {
+    HP_LR,
+    HP_GAMMA,
+    HP_DAMPING,
+    HP_T_INT,
+    HP_SWITCH_EPOCH,
+    HP_PATIENCE,
+    HP_DAMP_MODE,
+    HP_SGD_LR_SCALE,
+    HP_WD,
+    HP_FAITHFUL,
+    HP_KL_CLIP,
+    HP_REFRESH_TOL,
+    HP_COUNT
+};
 
 typedef struct {
     co_kfac *kfac;   /* per group (rows == 0: no K-FAC for this group) */
@@ -22,10 +36,14 @@ typedef struct {
     double best_val;
     int32_t bad_epochs;
     int64_t refreshes;
-    float *dir_w, *dir_b; /* the largest layer's preconditioned gradient */
+    int64_t early_refreshes; /* refreshes brought forward by refresh_tol */
+    double kl_scale;         /* the last step's KL-clip factor nu (1: not clipped) */
+    float *dir;              /* every K-FAC layer's preconditioned gradient [W | b], at dir_off[g] */
+    size_t *dir_off;
     co_kfac_job *jobs;    /* 2 x ngroups: the factors a step refreshes */
     uint8_t *precond;     /* per group: this step preconditions it */
     co_kfac_dist *dist;   /* distributed run: the ranks' shares of the factors (kfac_dist.h) */
+    double *traces;       /* distributed run: per group, A's and B's traces summed over the ranks */
 } tso_state;
 
 static int kfac_group(const co_group *g) { return g->kind != CO_GROUP_DENSE && g->rows > 0 && g->cols > 0; }
@@ -38,20 +56,23 @@ static co_status tso_init(co_optim *o, co_error *err)
     s->best_val = INFINITY;
     s->kfac = calloc((size_t)o->ngroups, sizeof *s->kfac);
     if (!s->kfac) return co_error_set(err, CO_ENOMEM, "out of memory");
-    size_t maxw = 1, maxb = 1;
+    s->kl_scale = 1;
+    s->dir_off = calloc((size_t)o->ngroups, sizeof *s->dir_off);
+    if (!s->dir_off) return co_error_set(err, CO_ENOMEM, "out of memory");
+    size_t total = 1;
     for (int g = 0; g < o->ngroups; g++) {
         const co_group *gr = &o->groups[g];
         if (!kfac_group(gr)) continue;
         co_status st = co_kfac_init(&s->kfac[g], gr->rows, gr->cols, gr->ntensors > 1, err);
         if (st) return st;
-        if (gr->size[0] > maxw) maxw = gr->size[0];
-        if ((size_t)gr->rows > maxb) maxb = (size_t)gr->rows;
+        s->dir_off[g] = total;
+        total += gr->size[0] + (size_t)gr->rows;
     }
-    s->dir_w = co_falloc(maxw);
-    s->dir_b = co_falloc(maxb);
+    s->dir = co_falloc(total);
     s->jobs = calloc((size_t)o->ngroups * 2, sizeof *s->jobs);
+    s->traces = calloc((size_t)o->ngroups * 2, sizeof *s->traces);
     s->precond = calloc((size_t)o->ngroups, 1);
-    if (!s->dir_w || !s->dir_b || !s->jobs || !s->precond) return co_error_set(err, CO_ENOMEM, "out of memory");
+    if (!s->dir || !s->jobs || !s->traces || !s->precond) return co_error_set(err, CO_ENOMEM, "out of memory");
     return CO_OK;
 }
 
@@ -61,9 +82,10 @@ static void tso_free(co_optim *o)
     if (s->kfac)
         for (int g = 0; g < o->ngroups; g++) co_kfac_free(&s->kfac[g]);
     free(s->kfac);
-    free(s->dir_w);
-    free(s->dir_b);
+    free(s->dir);
+    free(s->dir_off);
     free(s->jobs);
+    free(s->traces);
     free(s->precond);
     if (s->dist) co_kfac_dist_free(s->dist);
     free(s->dist);
@@ -144,31 +166,89 @@ static co_status tso_step(co_optim *o, const co_closure *c, co_error *err)
         }
         s->precond[g] = 1;
         uint64_t tint = (uint64_t)co_hp(o, g, HP_T_INT);
-        /* Roots are recomputed every T_int steps and cached in between (first step included). */
-        if (!k->have_roots || (o->t - 1) % tint == 0) {
+        /* Roots are recomputed every T_int steps and cached in between (first step included);
+         * with refresh_tol also as soon as a factor's scale has moved by more than that. */
+        int due = !k->have_roots || (o->t - 1) % tint == 0;
+        double tol = co_guard(o, g, HP_REFRESH_TOL);
+        /* Distributed: a rank holds a share of each factor; the decision waits for the traces
+         * summed over the ranks (below), so that every rank decides alike. */
+        if (dist && !due && tol > 0) continue;
+        if (!due && tol > 0 && (co_kfac_drift(k, 0) > tol || co_kfac_drift(k, 1) > tol)) {
+            due = 1;
+            s->early_refreshes++;
+        }
+        if (due) {
             co_kfac_damping mode = (co_kfac_damping)(int)co_hp(o, g, HP_DAMP_MODE);
-            double damping = co_hp(o, g, HP_DAMPING);
-            for (int which = 0; which < 2; which++) s->jobs[njobs++] = (co_kfac_job){k, which, damping, mode, CO_OK};
+            for (int which = 0; which < 2; which++)
+                s->jobs[njobs++] = (co_kfac_job){k, which, co_hp(o, g, HP_DAMPING), mode, CO_OK};
             s->refreshes++;
+        }
+    }
+    double *traces = NULL;
+    if (dist && o->coll->size > 1) {
+        /* Factors' traces are linear in the shares: their sum over ranks is the one-process
+         * trace. Early refreshes (refresh_tol) are decided from it, and the refreshed factors'
+         * reference traces set from it on every rank. */
+        traces = s->traces;
+        for (int g = 0; g < o->ngroups; g++)
+            for (int w = 0; w < 2; w++) traces[2 * g + w] = s->precond[g] ? co_kfac_trace(&s->kfac[g], w) : 0;
+        co_status st = o->coll->allreduce_sum(o->coll->ctx, NULL, 0, traces, 2 * (size_t)o->ngroups, err);
+        if (st) return st;
+        for (int g = 0; g < o->ngroups; g++) {
+            co_kfac *k = &s->kfac[g];
+            double tol = co_guard(o, g, HP_REFRESH_TOL);
+            int queued = 0;
+            for (int j = 0; j < njobs; j++) queued |= s->jobs[j].k == k;
+            if (!s->precond[g] || queued || !(tol > 0)) continue;
+            if (co_kfac_drift_at(k, 0, traces[2 * g]) > tol || co_kfac_drift_at(k, 1, traces[2 * g + 1]) > tol) {
+                co_kfac_damping mode = (co_kfac_damping)(int)co_hp(o, g, HP_DAMP_MODE);
+                for (int which = 0; which < 2; which++)
+                    s->jobs[njobs++] = (co_kfac_job){k, which, co_hp(o, g, HP_DAMPING), mode, CO_OK};
+                s->refreshes++;
+                s->early_refreshes++;
+            }
         }
     }
     if (njobs) {
         co_status st = dist ? co_kfac_dist_refresh(dist, s->jobs, njobs, s->kfac, o->coll, err)
                             : co_kfac_refresh_jobs(s->jobs, njobs, err);
         if (st) return st;
+        if (traces)
+            for (int j = 0; j < njobs; j++) {
+                int g = (int)(s->jobs[j].k - s->kfac);
+                s->jobs[j].k->root_trace[s->jobs[j].which] = traces[2 * g + s->jobs[j].which];
+            }
     }
+    /* The directions, and for the KL clip (Ba et al. 2017; kfac-pytorch's kl_clip) the
+     * first-order size of the whole step, sum over layers of lr^2 <direction, gradient>. */
+    double vg = 0;
     for (int g = 0; g < o->ngroups; g++) {
         if (!s->precond[g]) continue;
         co_group *gr = &o->groups[g];
         co_kfac *k = &s->kfac[g];
-        co_kfac_damping mode = (co_kfac_damping)(int)co_hp(o, g, HP_DAMP_MODE);
-        co_kfac_apply(k, gr->grad[0], gr->ntensors > 1 ? gr->grad[1] : NULL, s->dir_w, s->dir_b,
-                      co_hp(o, g, HP_DAMPING), mode);
-        float l = (float)co_lr(o, g);
+        float *dw = s->dir + s->dir_off[g], *db = dw + gr->size[0];
+        co_kfac_apply(k, gr->grad[0], gr->ntensors > 1 ? gr->grad[1] : NULL, dw, db, co_hp(o, g, HP_DAMPING),
+                      (co_kfac_damping)(int)co_hp(o, g, HP_DAMP_MODE));
+        if (co_guard(o, g, HP_KL_CLIP) > 0) {
+            double d = 0, lr = co_lr(o, g);
+            for (size_t i = 0; i < gr->size[0]; i++) d += (double)dw[i] * gr->grad[0][i];
+            if (gr->ntensors > 1)
+                for (int i = 0; i < gr->rows; i++) d += (double)db[i] * gr->grad[1][i];
+            vg += lr * lr * d;
+        }
+    }
+    double kl = co_guard(o, 0, HP_KL_CLIP), nu = 1.0;
+    if (kl > 0 && vg > kl) nu = sqrt(kl / vg);
+    s->kl_scale = nu;
+    for (int g = 0; g < o->ngroups; g++) {
+        if (!s->precond[g]) continue;
+        co_group *gr = &o->groups[g];
+        const float *dw = s->dir + s->dir_off[g], *db = dw + gr->size[0];
+        float l = (float)(co_lr(o, g) * nu);
         float *p = gr->param[0];
-        for (size_t i = 0; i < gr->size[0]; i++) p[i] -= l * s->dir_w[i];
+        for (size_t i = 0; i < gr->size[0]; i++) p[i] -= l * dw[i];
         if (gr->ntensors > 1)
-            for (int i = 0; i < gr->rows; i++) gr->param[1][i] -= l * s->dir_b[i];
+            for (int i = 0; i < gr->rows; i++) gr->param[1][i] -= l * db[i];
     }
     return CO_OK;
 }
@@ -224,12 +304,15 @@ static void tso_visit(co_optim *o, co_state_visitor *v)
         v->blob(v, key, &k->skipped, sizeof k->skipped);
         snprintf(key, sizeof key, "have_roots/%d", g);
         v->blob(v, key, &k->have_roots, sizeof k->have_roots);
+        snprintf(key, sizeof key, "root_trace/%d", g);
+        v->blob(v, key, k->root_trace, sizeof k->root_trace);
     }
     v->blob(v, "switched", &s->switched, sizeof s->switched);
     v->blob(v, "switch_epoch", &s->switch_epoch_seen, sizeof s->switch_epoch_seen);
     v->blob(v, "best_val", &s->best_val, sizeof s->best_val);
     v->blob(v, "bad_epochs", &s->bad_epochs, sizeof s->bad_epochs);
     v->blob(v, "refreshes", &s->refreshes, sizeof s->refreshes);
+    v->blob(v, "early_refreshes", &s->early_refreshes, sizeof s->early_refreshes);
 }
 
 static int tso_needs_now(const co_optim *o)
@@ -245,6 +328,8 @@ static int tso_diagnostic(const co_optim *o, const char *name, double *out, int 
     if (strcmp(name, "switched") == 0) out[0] = s->switched;
     else if (strcmp(name, "switch_epoch") == 0) out[0] = s->switch_epoch_seen;
     else if (strcmp(name, "refreshes") == 0) out[0] = (double)s->refreshes;
+    else if (strcmp(name, "early_refreshes") == 0) out[0] = (double)s->early_refreshes;
+    else if (strcmp(name, "kl_scale") == 0) out[0] = s->kl_scale;
     else return -1;
     return 1;
 }
@@ -259,6 +344,9 @@ static const co_hparam tso_hp[HP_COUNT] = {
     {"damping_mode", 0, 0, 1, CO_HP_INT, "0: damp each factor (paper); 1: damp the eigenvalue products"},
     {"sgd_lr_scale", 1, 0, 1e6, 0, "learning rate of stage 2 relative to lr"},
     {"weight_decay", 0, 0, 1e3, 0, "L2 penalty added to the gradient (before preconditioning)"},
+    {"faithful", 0, 0, 1, CO_HP_BOOL | CO_HP_GLOBAL, "1: the paper's algorithm as published (every safeguard off)"},
+    {"kl_clip", 1e-2, 0, 1e6, CO_HP_SAFEGUARD | CO_HP_GLOBAL, "scale the step so that lr^2 <direction, gradient> <= kl_clip (0: off)"},
+    {"refresh_tol", 1, 0, 1e6, CO_HP_SAFEGUARD, "refresh a layer's roots early once a factor's trace moved by more than this factor - 1 (0: off)"},
 };
 
 static const co_optim_ops tso_ops = {.init = tso_init,

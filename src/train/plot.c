@@ -455,3 +455,65 @@ co_status co_plot_boundary(const char *png, const char *title, const char *grid,
     fprintf(f, " using 1:2 with points pt 6 ps 0.8 lc rgb 'black' title 'test points (filled: class 1)'\n");
     return figure_run(&fg, err);
 }
+
+/* ---------------------------------------------------------------- robustness figures */
+
+/* set [xy]tics ('label' 0, 'label' 1, ...), the first label at position first and each next
+ * one step further. */
+static void named_tics(FILE *f, const char *axis, const char *const *labels, int n, int first, int step)
+{
+    fprintf(f, "set %stics (", axis);
+    for (int i = 0; i < n; i++) {
+        if (i) fputs(", ", f);
+        gp_string(f, labels[i]);
+        fprintf(f, " %d", first + step * i);
+    }
+    fputs(")\n", f);
+}
+
+co_status co_plot_status_map(const char *png, const char *title, const char *dat, const char *const *xlabels, int nx,
+                             const char *const *ylabels, int ny, co_error *err)
+{
+    figure fg;
+    co_status st = figure_open(&fg, png, err);
+    if (st) return st;
+    FILE *f = fg.f;
+    terminal(f, &fg, 480 + 150 * nx, 150 + 22 * ny);
+    fprintf(f, "set title ");
+    gp_string(f, title);
+    fprintf(f, "\nset cbrange [-1:2]\nset cblabel 'final test loss / untrained (2: diverged, -1: not run)'\n"
+               "set palette defined (-1 '#ffffff', -0.01 '#ffffff', 0 '#1a9850', 0.5 '#a6d96a', 0.9 '#e0e0e0', "
+               "1.5 '#f46d43', 2 '#a50026')\nset tics nomirror\nset xrange [-0.5:%f]\nset yrange [-0.5:%f]\n",
+            nx - 0.5, ny - 0.5);
+    named_tics(f, "x", xlabels, nx, 0, 1);
+    named_tics(f, "y", ylabels, ny, ny - 1, -1);
+    fprintf(f, "plot ");
+    gp_path(f, &fg, dat);
+    fprintf(f, " using 1:2:3 with image notitle, '' using 1:2:4 with labels font ',9' notitle\n");
+    return figure_run(&fg, err);
+}
+
+co_status co_plot_lr_ranges(const char *png, const char *title, const char *dat, double lr_lo, double lr_hi,
+                            const char *const *ylabels, int ny, co_error *err)
+{
+    figure fg;
+    co_status st = figure_open(&fg, png, err);
+    if (st) return st;
+    FILE *f = fg.f;
+    terminal(f, &fg, SINGLE_WIDTH + 60, 150 + 22 * ny);
+    common_settings(f);
+    fprintf(f, "set title ");
+    gp_string(f, title);
+    fprintf(f, "\nset logscale x\nset xrange [%g:%g]\nset xlabel 'learning rate'\nset yrange [-0.5:%f]\n"
+               "set key off\nset grid xtics\n",
+            lr_lo / 2, lr_hi * 2, ny - 0.5);
+    named_tics(f, "y", ylabels, ny, ny - 1, -1);
+    fprintf(f, "plot ");
+    gp_path(f, &fg, dat);
+    fprintf(f, " index 0 using 1:($3==0?$2:1/0) with points pt 7 ps 1.6 lc rgb '%s', "
+               "'' index 0 using 1:($3==1?$2:1/0) with points pt 7 ps 0.8 lc rgb '#999999', "
+               "'' index 0 using 1:($3==2?$2:1/0) with points pt 2 ps 1.4 lw 2 lc rgb '%s', "
+               "'' index 1 using 1:2 with points pt 4 ps 2.2 lw 1.5 lc rgb 'black'\n",
+            styles[2].colour, styles[1].colour);
+    return figure_run(&fg, err);
+}

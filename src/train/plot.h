@@ -57,4 +57,17 @@ co_status co_plot_ranking(const char *png, const char *title, const char *dat, i
  * the 0.5 contour and the labelled points ('x y label' rows) on top. */
 co_status co_plot_boundary(const char *png, const char *title, const char *grid, const char *points, co_error *err);
 
+/* A status map: nx columns by ny rows of cells (`dat`: whitespace rows "x y value label",
+ * x in 0..nx-1 from the left, y in 0..ny-1 from the bottom, the label a quoted string written
+ * in the cell). value is a final loss over the untrained model's: green where it fell, grey
+ * near 1, red above; 2 means diverged and -1 not run (white). */
+co_status co_plot_status_map(const char *png, const char *title, const char *dat, const char *const *xlabels, int nx,
+                             const char *const *ylabels, int ny, co_error *err);
+
+/* Which learning rates train, one row per method from the top down: `dat` holds, in its
+ * first block (index 0), rows "lr row status" (status 0 trains, 1 did not learn, 2 diverged;
+ * row 0 at the bottom) and in its second (index 1) rows "lr row" marking each default. */
+co_status co_plot_lr_ranges(const char *png, const char *title, const char *dat, double lr_lo, double lr_hi,
+                            const char *const *ylabels, int ny, co_error *err);
+
 #endif

@@ -118,7 +118,11 @@ def main():
     # TSO-ALRA with the damping its reproduction uses (the default 1e-3 diverges on this CNN).
     # Quasi-Adam at its default lr: at the paper's 1e-2 its L-BFGS term amplifies the two
     # stacks' rounding differences past any useful tolerance within a few dozen steps.
-    mnist_hp = {"tso-alra": {"damping": 1e-2}, "quasi-adam": None, "lama-adam": None, "da-rmsprop": None}
+    # DA-RMSprop as published: at its defaults (safeguards on) its first steps on this CNN are
+    # RMSprop's tenfold ones and the run is chaotic for 32 steps (the two stacks' rounding
+    # grows to 1e-2, and lr x1.05 moves the end by 100%); the published one takes them too but
+    # ends the same way in both front ends.
+    mnist_hp = {"tso-alra": {"damping": 1e-2}, "quasi-adam": None, "lama-adam": None, "da-rmsprop": {"faithful": 1}}
     for m, hp in mnist_hp.items():
         cases.append(Case("mnist", m, 2, 64, 3, hp, train_limit=1024))
     moons = moons_train()
