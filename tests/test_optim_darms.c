@@ -516,6 +516,39 @@ static void test_safeguards(void)
     /* Up to the rounding of the parameters the moves are measured from. */
     CHECK(worst[1] <= 1 + 1e-4, "curv_clip=1: a coordinate moved %.6f x RMSprop's step", worst[1]);
 
+    /* graft: with the clip off the corrected step has RMSprop's length exactly (and not without). */
+    for (int v = 0; v < 2; v++) {
+        toy a, b;
+        co_optim *da = toy_new(&a, N, v ? "lambda=0,p=1,rank_max=2,curv_clip=0,graft=0" : "lambda=0,p=1,rank_max=2,curv_clip=0");
+        co_error err;
+        memset(&b, 0, sizeof b);
+        b.grp = (co_group){.name = "toy", .kind = CO_GROUP_DENSE, .ntensors = 1, .param = {b.p}, .grad = {b.g}, .size = {N}};
+        co_optim *rms = co_optim_new("rmsprop", &b.grp, 1, NULL, 5, &err);
+        co_rng r;
+        co_rng_seed(&r, 78, 1);
+        double worst = 0;
+        for (int t = 0; t < 30; t++) {
+            double common = 1 + 0.1 * co_rng_normal(&r);
+            for (int i = 0; i < N; i++)
+                a.g[i] = b.g[i] = (float)(pow(10.0, -2.0 * i / (N - 1)) * (common + 0.05 * co_rng_normal(&r)));
+            float pa[N], pb[N];
+            memcpy(pa, a.p, sizeof pa);
+            memcpy(pb, b.p, sizeof pb);
+            co_optim_step(da, NULL, NULL);
+            co_optim_step(rms, NULL, NULL);
+            double na = 0, nb = 0;
+            for (int i = 0; i < N; i++) {
+                na += ((double)a.p[i] - pa[i]) * ((double)a.p[i] - pa[i]);
+                nb += ((double)b.p[i] - pb[i]) * ((double)b.p[i] - pb[i]);
+            }
+            worst = fmax(worst, fabs(sqrt(na / nb) - 1));
+        }
+        if (v == 0) CHECK(worst < 1e-4, "graft: step length off RMSprop's by %.3g", worst);
+        else CHECK(worst > 1e-2, "without graft the step length equals RMSprop's (%.3g): the check cannot fail", worst);
+        co_optim_free(da);
+        co_optim_free(rms);
+    }
+
     /* gain_max: constant gradients (cos = 1) at rank 0 give RMSprop's step bit for bit. */
     toy a, b;
     co_optim *da = toy_new(&a, 8, "rank_max=0,lambda=1");

@@ -82,8 +82,10 @@ static const entry entries[] = {
     {"da-rmsprop.faithful", "da-rmsprop", "faithful=1", -1, ENTRY_FAITHFUL, NULL, NULL},
     {"tso-alra.faithful", "tso-alra", "faithful=1", -1, ENTRY_FAITHFUL, NULL, NULL},
     {"ogr-asgdc.rate_growth", "ogr-asgdc", "rate_max=0,rate_growth=1.2", -1, ENTRY_ABLATION, NULL, NULL},
-    {"da-rmsprop.gain_max", "da-rmsprop", "curv_clip=0", -1, ENTRY_ABLATION, NULL, NULL},
-    {"da-rmsprop.curv_clip", "da-rmsprop", "gain_max=0", -1, ENTRY_ABLATION, NULL, NULL},
+    {"da-rmsprop.gain_max", "da-rmsprop", "curv_clip=0,graft=0", -1, ENTRY_ABLATION, NULL, NULL},
+    {"da-rmsprop.curv_clip", "da-rmsprop", "gain_max=0,graft=0", -1, ENTRY_ABLATION, NULL, NULL},
+    {"da-rmsprop.graft", "da-rmsprop", "gain_max=0,curv_clip=0", -1, ENTRY_ABLATION, NULL, NULL},
+    {"da-rmsprop.no_graft", "da-rmsprop", "graft=0", -1, ENTRY_ABLATION, NULL, NULL},
     {"tso-alra.refresh_tol", "tso-alra", "kl_clip=0", -1, ENTRY_ABLATION, NULL, NULL},
     {"tso-alra.kl_clip", "tso-alra", "refresh_tol=0", -1, ENTRY_ABLATION, NULL, NULL},
     /* Must diverge: shows that the report catches a divergence (the test checks it). */

@@ -45,6 +45,7 @@ enum {
     HP_FAITHFUL,
     HP_GAIN_MAX,
     HP_CURV_CLIP,
+    HP_GRAFT,
     HP_COUNT
 };
 
@@ -278,6 +279,23 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
         double *mu = s->mu + (size_t)g * (s->rmax ? s->rmax : 1);
         co_woodbury_apply(s->wbuf, s->wbuf, q, mu, (int)n, r, co_hp(o, g, HP_DELTA), s->proj);
         off = 0;
+        if (co_guard(o, g, HP_GRAFT) != 0) {
+            /* Grafting (Agarwal et al. 2020): the curvature-corrected direction with the layer
+             * step length of RMSprop's own step D g. */
+            double nd = 0, nr = 0;
+            for (int k = 0; k < gr->ntensors; k++) {
+                const float *gp = gr->grad[k], *den = co_slot(s->den, g, k);
+                for (size_t i = 0; i < gr->size[k]; i++) {
+                    double d = s->wbuf[off + i] / sqrtf(den[i]), rr = gp[i] / den[i];
+                    nd += d * d;
+                    nr += rr * rr;
+                }
+                off += gr->size[k];
+            }
+            float scale = nd > 0 ? (float)sqrt(nr / nd) : 1.0f;
+            for (size_t i = 0; i < n; i++) s->wbuf[i] *= scale;
+            off = 0;
+        }
         const float clip = (float)co_guard(o, g, HP_CURV_CLIP);
         for (int k = 0; k < gr->ntensors; k++) {
             float *p = gr->param[k];
@@ -377,6 +395,7 @@ static const co_hparam darms_hp[HP_COUNT] = {
     {"faithful", 0, 0, 1, CO_HP_BOOL | CO_HP_GLOBAL, "1: the paper's algorithm as published (every safeguard off)"},
     {"gain_max", 1, 0, 11, CO_HP_SAFEGUARD, "cap of the alignment factor 1 + lambda cos(g, m) (0: off)"},
     {"curv_clip", 1, 0, 1e6, CO_HP_SAFEGUARD, "no coordinate moves more than curv_clip x RMSprop's step |g| / (sqrt(v) + eps) (0: off)"},
+    {"graft", 1, 0, 1, CO_HP_SAFEGUARD | CO_HP_BOOL, "scale each layer's corrected step to RMSprop's step length (0: off)"},
 };
 
 static const co_optim_ops darms_ops = {.init = darms_init,
