@@ -620,23 +620,30 @@ static void test_safeguards_prevent_divergence(void)
 {
     const char *hp[] = {"damping=1e-6,faithful=1", "damping=1e-6", "damping=1e-6,kl_clip=0", "damping=1e-6,refresh_tol=0"};
     double loss[4];
+    /* The published run's blow-up is chaotic (whether a given seed blows up depends on the
+     * BLAS kernel's rounding): the control takes the worst of four minibatch orders. */
     for (int v = 0; v < 4; v++) {
-        rig g;
-        rig_new_sized(&g, 1000, "mlp:2-64-1", 0, hp[v]);
-        co_train_result r;
-        co_train_config c;
-        co_train_config_default(&c);
-        c.epochs = 20;
-        c.batch = 32;
-        c.seed = 0;
-        co_error err;
-        CHECK(co_train(g.model, g.opt, g.train, g.test, &c, &r, &err) == CO_OK, "train: %s", err.msg);
-        loss[v] = r.final_test_loss;
-        printf("tso-alra %s: final test loss %.4f\n", hp[v], loss[v]);
-        co_train_result_free(&r);
-        rig_free(&g);
+        loss[v] = 0;
+        for (int seed = 0; seed < (v == 0 ? 4 : 1); seed++) {
+            rig g;
+            rig_new_sized(&g, 1000, "mlp:2-64-1", 0, hp[v]);
+            co_train_result r;
+            co_train_config c;
+            co_train_config_default(&c);
+            c.epochs = 20;
+            c.batch = 32;
+            c.seed = (uint64_t)seed;
+            co_error err;
+            CHECK(co_train(g.model, g.opt, g.train, g.test, &c, &r, &err) == CO_OK, "train: %s", err.msg);
+            double l = isfinite(r.final_test_loss) ? r.final_test_loss : INFINITY;
+            if (!(l <= loss[v])) loss[v] = l;
+            printf("tso-alra %s, seed %d: final test loss %.4f\n", hp[v], seed, r.final_test_loss);
+            co_train_result_free(&r);
+            rig_free(&g);
+        }
     }
-    CHECK(!(loss[0] < 2), "as published, damping 1e-6 did not diverge (test loss %.4f): the check cannot fail", loss[0]);
+    CHECK(!(loss[0] < 2), "as published, damping 1e-6 did not diverge for any of four seeds (worst test loss %.4f): "
+          "the check cannot fail", loss[0]);
     for (int v = 1; v < 4; v++) CHECK(loss[v] < 0.3, "%s: test loss %.4f", hp[v], loss[v]);
 }
 
