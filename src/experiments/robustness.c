@@ -636,6 +636,7 @@ static co_status robustness(const char *dir, const co_reproduce_options *o, co_e
     fprintf(js, "  \"presets\": [");
     int adam = find_label("adam");
     int defaults_diverged = 0;
+    char which[1024] = "";
     for (int j = 0; j < np; j++) {
         fprintf(md, "## %s\n\n", p[j].title);
         if (msg_preset[j][0]) fprintf(md, "Not run: %s\n\n", msg_preset[j]);
@@ -661,7 +662,12 @@ static co_status robustness(const char *dir, const co_reproduce_options *o, co_e
             fmt(i0, sizeof i0, rr[0].init_loss, "%.4g");
             double rel = median_time(rr, n) / t_adam;
             fmt(t, sizeof t, rel, "%.2f×");
-            if (entries[i].kind == ENTRY_DEFAULT && count_status(rr, n, RUN_DIVERGED)) defaults_diverged++;
+            if (entries[i].kind == ENTRY_DEFAULT && count_status(rr, n, RUN_DIVERGED)) {
+                defaults_diverged++;
+                size_t len = strlen(which);
+                snprintf(which + len, sizeof which - len, "%s%s on %s (%d of %d seeds)", len ? "; " : "",
+                         entries[i].label, p[j].id, count_status(rr, n, RUN_DIVERGED), n);
+            }
             fprintf(md, "| %s | %s | %s | %s | %s | %s | %s |\n", entries[i].label, kind_name(entries[i].kind), cell, a, l,
                     i0, t);
             fprintf(js, "%s\n      {\"label\": \"%s\", \"optimizer\": \"%s\", \"hparams\": ", i ? "," : "",
@@ -704,10 +710,12 @@ static co_status robustness(const char *dir, const co_reproduce_options *o, co_e
         fprintf(js, "\n    ]}");
         fprintf(md, "\n");
     }
-    fprintf(js, "\n  ],\n  \"defaults_diverged\": %d,\n", defaults_diverged);
+    fprintf(js, "\n  ],\n  \"defaults_diverged\": %d,\n  \"defaults_diverged_which\": ", defaults_diverged);
+    co_json_string(js, which);
+    fprintf(js, ",\n");
     fprintf(md, "## Summary\n\nConfigurations at their defaults with at least one diverged seed, over all presets: "
-                "**%d**.\n\n",
-            defaults_diverged);
+                "**%d**%s%s.\n\n",
+            defaults_diverged, which[0] ? ": " : "", which);
     /* The sweep. */
     fprintf(md, "## Learning-rate sweep\n\nOne seed per point; a learning rate *trains* when the final test loss is at "
                 "most %.0f%% of the untrained model's. The other hyperparameters stay at their defaults. For the OGR "
