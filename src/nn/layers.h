@@ -118,7 +118,8 @@ void co_col2im(float *dx, const float *dcol, int batch, int c, int h, int w, int
                int oh, int ow);
 co_layer *co_activation_new(co_act act, int size);
 void co_layer_free(co_layer *l);
-/* l's scratch of at least n floats, or NULL when memory runs out. */
+/* l's scratch of at least n floats, or NULL when memory runs out (then l's gradients are
+ * set to NaN, so the training loop's finiteness check stops the run). */
 float *co_layer_work(co_layer *l, size_t n);
 /* Allocates param[t] and grad[t] of size[t] floats for every tensor: l, or NULL after
  * freeing l when memory runs out (the end of every constructor). */

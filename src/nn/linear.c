@@ -37,11 +37,7 @@ static void linear_bwd(co_layer *l, const float *x, const float *y, const float 
 {
     (void)y;
     float *work = co_layer_work(l, co_linear_work(batch, l->in_size, l->out_size));
-    if (!work) { /* out of memory: the training loop's finiteness check stops the run */
-        for (int t = 0; t < 2; t++)
-            for (size_t i = 0; i < l->size[t]; i++) l->grad[t][i] = NAN;
-        return;
-    }
+    if (!work) return;
     co_linear_backward(dx, l->grad[0], l->grad[1], dy, x, l->param[0], batch, l->in_size, l->out_size, work);
 }
 
@@ -122,6 +118,9 @@ float *co_layer_work(co_layer *l, size_t n)
         l->work = co_falloc(n);
         l->work_size = l->work ? n : 0;
     }
+    if (!l->work) /* out of memory: NaN gradients, which the training loop's finiteness check stops on */
+        for (int t = 0; t < l->ntensors; t++)
+            for (size_t i = 0; i < l->size[t]; i++) l->grad[t][i] = NAN;
     return l->work;
 }
 
