@@ -171,7 +171,11 @@ enum co_hparam_flags {
     /* A safeguard: a departure from the method's paper that keeps it from diverging on
      * networks the paper did not try (docs/optimizers/<name>.md). 0 switches it off, and so
      * does the method's `faithful=1`, which runs the paper's algorithm as published. */
-    CO_HP_SAFEGUARD = 64
+    CO_HP_SAFEGUARD = 64,
+    /* A default that departs from the method's paper in value, not by adding a mechanism (a
+     * cheaper schedule, a prior on another scale; docs/optimizers/<name>.md). The method's
+     * `faithful=1` uses the paper's value instead, whatever value is given. */
+    CO_HP_DEPARTURE = 128
 };
 
 typedef struct co_hparam {

@@ -97,7 +97,7 @@ int main(void)
         {"mlp:64-600-300-10", "tso-alra", "T_int=2", 80, 4, 75, CO_LOSS_CROSS_ENTROPY},
         {"mlp:64-600-300-10", "da-rmsprop", "", 80, 4, 75, CO_LOSS_CROSS_ENTROPY},
         {"mlp:64-600-300-10", "quasi-adam", "", 80, 4, 75, CO_LOSS_CROSS_ENTROPY},
-        {"mlp:64-600-300-10", "lama-adam", "", 80, 3, 75, CO_LOSS_CROSS_ENTROPY},
+        {"mlp:64-600-300-10", "lama-adam", "interval=2", 80, 3, 75, CO_LOSS_CROSS_ENTROPY},
         {"mlp:64-600-300-10", "ogr-asgdc", "", 80, 4, 75, CO_LOSS_CROSS_ENTROPY},
         /* LeNet: the direct convolution (lane blocks of 16), with and without K-FAC capture. */
         {"quasi-adam-mnist", "adam", "", 48, 3, 40, CO_LOSS_CROSS_ENTROPY},

@@ -246,6 +246,38 @@ static void test_alpha_in_update(int invert)
     co_optim_free(o);
 }
 
+/* The probe schedule (docs/optimizers/lama-adam.md): K evaluations at steps 1, 1 + interval,
+ * ...; faithful=1 probes at every step whatever interval says (the paper's schedule). */
+static void test_probe_schedule(void)
+{
+    const struct {
+        const char *hp;
+        int estimates; /* over 120 steps */
+    } cases[] = {{"K=3", 3},                    /* the default interval, 50: steps 1, 51, 101 */
+                 {"K=3,interval=7", 18},        /* ceil(120 / 7) */
+                 {"K=3,faithful=1", 120},       /* every step */
+                 {"K=3,interval=7,faithful=1", 120}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        quad q;
+        quad_init(&q, 10, 4);
+        quad_random(&q, 5, 1.0, 4.0, 0, 0);
+        co_closure c = {.ctx = &q, .eval = quad_eval, .capture = NULL};
+        co_error err = {0};
+        co_optim *o = co_optim_new("lama-adam", q.groups, 2, cases[k].hp, 3, &err);
+        CHECK(o != NULL, "%s: %s", cases[k].hp, err.msg);
+        if (!o) continue;
+        q.evals = 0;
+        for (int t = 0; t < 120; t++) {
+            quad_eval(&q);
+            CHECK(co_optim_step(o, &c, &err) == CO_OK, "step: %s", err.msg);
+        }
+        int probes = q.evals - 120; /* less the training loop's own evaluation per step */
+        CHECK(probes == 3 * cases[k].estimates, "%s: %d probe evaluations in 120 steps, expected %d", cases[k].hp,
+              probes, 3 * cases[k].estimates);
+        co_optim_free(o);
+    }
+}
+
 static void test_bad_range(void)
 {
     quad q;
@@ -420,6 +452,7 @@ int main(void)
     test_alpha_in_update(0);
     test_alpha_in_update(1);
     test_bad_range();
+    test_probe_schedule();
     co_error err = {0};
     co_dataset *d = co_make_moons(300, 0.2, 11, &err);
     CHECK(d != NULL, "moons: %s", err.msg);

@@ -388,7 +388,7 @@ int main(int argc, char **argv)
     bench_method(&mpi, "adam", NULL, steps, x, y);
     bench_method(&mpi, "quasi-adam", NULL, steps, x, y);
     bench_method(&mpi, "da-rmsprop", NULL, steps, x, y);
-    bench_method(&mpi, "lama-adam", "K=2", steps, x, y);
+    bench_method(&mpi, "lama-adam", "K=2,interval=1", steps, x, y);
     bench_method(&mpi, "tso-alra", "damping=0.003", steps, x, y);
     free(x);
     free(y);

@@ -67,6 +67,13 @@ static inline double co_guard(const co_optim *o, int g, int i)
     return o->faithful_hp >= 0 && co_hp(o, g, o->faithful_hp) != 0 ? 0.0 : co_hp(o, g, i);
 }
 
+/* A CO_HP_DEPARTURE hyperparameter of group g as the method must use it: the paper's value
+ * while the method's `faithful` switch is on, its value otherwise. */
+static inline double co_departure(const co_optim *o, int g, int i, double paper_value)
+{
+    return o->faithful_hp >= 0 && co_hp(o, g, o->faithful_hp) != 0 ? paper_value : co_hp(o, g, i);
+}
+
 /* One float buffer per (group, tensor), shaped like the parameters, zero-initialised. */
 typedef struct co_slots {
     int ngroups;

@@ -24,6 +24,7 @@ export CURVOPT_DIST_CHECK=1
 # 1. One rank, two and four ranks: LAMA-Adam (probes split among the ranks) and Quasi-Adam.
 for opt in lama-adam quasi-adam; do
     args=(--opt "$opt" --epochs 4 --batch 128 --seed 2)
+    [ "$opt" = lama-adam ] && args+=(--hp interval=3) # several estimates in the 28 steps
     "$bin" train "${args[@]}" --out "$tmp/$opt-1" >/dev/null 2>&1 || bad "$opt: one-process run"
     for n in 1 2 4; do
         if "$mpiexec" -n $n "$bin" train "${args[@]}" --out "$tmp/$opt-mpi$n" >"$tmp/out" 2>"$tmp/err"; then

@@ -276,7 +276,7 @@ int main(int argc, char **argv)
                            NULL, CO_LOSS_BCE_LOGITS, 48, 4, 0, 0, 0, 0, 0};
         run_case(&drop);
         train_case lama = {"moons lama-adam dropout b64", "moons", "in:2 fc:32 relu dropout:0.2 fc:1", "lama-adam",
-                           "K=3", CO_LOSS_BCE_LOGITS, 64, 2, 0, 0, 0, 0, 0};
+                           "K=3,interval=1", CO_LOSS_BCE_LOGITS, 64, 2, 0, 0, 0, 0, 0};
         run_case(&lama);
     }
     if (want[2]) {
@@ -288,7 +288,7 @@ int main(int argc, char **argv)
             int tso = i == 0;
             /* TSO-ALRA's default damping 1e-3 diverges here within 26 steps (one process):
              * chaos would decide the comparison, not the distribution. */
-            train_case t = {name, "mnist", "quasi-adam-mnist", opts[i], i == 2 ? "K=2" : tso ? "damping=0.003" : NULL,
+            train_case t = {name, "mnist", "quasi-adam-mnist", opts[i], i == 2 ? "K=2,interval=1" : tso ? "damping=0.003" : NULL,
                             CO_LOSS_CROSS_ENTROPY, 128, 3, 36, 2048, 0, tso ? 3e-2 : 0, 1e-2};
             run_case(&t);
         }
