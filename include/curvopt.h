@@ -477,7 +477,11 @@ double co_schedule_scale(const co_schedule *s, int epoch, uint64_t step);
 
 typedef struct co_epoch_stats {
     int epoch; /* 1-based */
-    double train_loss, test_loss, test_acc, train_acc, val_loss, lr_scale, seconds;
+    double train_loss, test_loss, test_acc, train_acc, val_loss, lr_scale;
+    /* Wall time of the epoch's training steps: the evaluations (per epoch and every
+     * eval_every steps) and checkpoint writes are not counted, so methods compare by what
+     * they cost to train. */
+    double seconds;
 } co_epoch_stats;
 
 typedef void (*co_epoch_cb)(const co_epoch_stats *s, void *ctx);

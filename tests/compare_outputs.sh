@@ -22,16 +22,21 @@ if "$bin" compare --epochs 10 --seeds 2 --out "$out" >"$tmp/stdout" 2>"$tmp/err"
         done
     done
     if command -v gnuplot >/dev/null; then
-        for f in summary test_accuracy train_loss; do
+        for f in summary test_accuracy test_accuracy_time train_loss; do
             [ -s "$out/$f.png" ] && ok || bad "no $f.png"
         done
         # Many optimizers: small multiples, Adam the reference in each panel.
         [ "$(grep -c "^plot " "$out/plots/test_accuracy.gp")" -eq 3 ] && ok || bad "test_accuracy.gp: not three panels"
         [ "$(grep -c "adam (reference)" "$out/plots/test_accuracy.gp")" -eq 3 ] && ok || bad "no reference in every panel"
+        # Against time: x is the curves' cumulative training seconds, rising for every method.
+        grep -q 'using 14:5' "$out/plots/test_accuracy_time.gp" && ok || bad "test_accuracy_time.gp: x is not column 14"
+        awk -F, 'NR > 2 && $14 <= prev { exit 1 } NR > 1 { prev = $14 }' "$out/plots/curves_adam.csv" && ok ||
+            bad "curves_adam.csv: training seconds do not increase"
         check_figures "$out" compare && ok || bad "figures"
     fi
     # Only what a person reads first at the top.
-    extra=$(ls "$out" | grep -v -x -e table.md -e runs -e plots -e summary.png -e test_accuracy.png -e train_loss.png)
+    extra=$(ls "$out" | grep -v -x -e table.md -e runs -e plots -e summary.png -e test_accuracy.png \
+        -e test_accuracy_time.png -e train_loss.png)
     [ -z "$extra" ] && ok || bad "unexpected files at the top: $extra"
 else
     bad "compare: exit code"; cat "$tmp/err"

@@ -1,7 +1,8 @@
 /* The default job: every chosen optimizer on the same make_moons data, over a few seeds of
  * initialisation and minibatch order: a ranked table on stdout and in DIR/table.md, and
  * figures that say at a glance which method is best, how fast it gets there and how stable
- * it is (summary.png), with the curves behind them (test_accuracy.png, train_loss.png). */
+ * it is (summary.png), with the curves behind them (test_accuracy.png, the same against
+ * training time: test_accuracy_time.png, train_loss.png). */
 #include "commands.h"
 #include "experiments/study.h"
 #include "run_options.h"
@@ -196,6 +197,7 @@ int cmd_compare(int argc, char **argv)
                u[i].acc, u[i].acc_sd, u[i].early, u[i].early_sd, u[i].test_loss, u[i].train_loss, u[i].seconds);
     }
     fprintf(table, "\n![at a glance](summary.png)\n\n![test accuracy](test_accuracy.png)\n\n"
+                   "![test accuracy against training time](test_accuracy_time.png)\n\n"
                    "![training loss](train_loss.png)\n");
     if (fclose(table) != 0) return cli_fail("compare", "%s: write failed", table_path), 1;
     if (failures == n) return 1;
@@ -225,10 +227,17 @@ int cmd_compare(int argc, char **argv)
         st = study_plot_curves(&s, r, out, "test_accuracy.png", title, STUDY_COL_TEST_ACC, "test accuracy", &err);
     }
     if (st == CO_OK) {
+        snprintf(title, sizeof title, "%s: test accuracy against training time (mean over %d seeds)", data_name,
+                 seeds);
+        st = study_plot_curves_time(&s, r, out, "test_accuracy_time.png", title, STUDY_COL_TEST_ACC, "test accuracy",
+                                    &err);
+    }
+    if (st == CO_OK) {
         snprintf(title, sizeof title, "%s: training loss (mean over %d seeds, band ± std)", data_name, seeds);
         st = study_plot_curves(&s, r, out, "train_loss.png", title, STUDY_COL_TRAIN_LOSS, "mean minibatch loss", &err);
     }
     if (st) fprintf(stderr, "curvopt compare: figures skipped: %s\n", err.msg);
-    printf("\ntable: %s\nfigures: %s/summary.png %s/test_accuracy.png %s/train_loss.png\n", table_path, out, out, out);
+    printf("\ntable: %s\nfigures: %s/summary.png %s/test_accuracy.png %s/test_accuracy_time.png %s/train_loss.png\n",
+           table_path, out, out, out, out);
     return failures ? 1 : 0;
 }

@@ -190,8 +190,8 @@ static co_status write_curves(const char *dir, const char *opt, co_epoch_stats *
     FILE *f = fopen(path, "w");
     if (!f) return co_error_set(err, CO_EIO, "%s: cannot create", path);
     fprintf(f, "epoch,train_loss,train_loss_lo,train_loss_hi,test_acc,test_acc_lo,test_acc_hi,train_acc,"
-               "train_acc_lo,train_acc_hi,test_loss,test_loss_lo,test_loss_hi\n");
-    double v[STUDY_MAX_SEEDS];
+               "train_acc_lo,train_acc_hi,test_loss,test_loss_lo,test_loss_hi,seconds\n");
+    double v[STUDY_MAX_SEEDS], elapsed[STUDY_MAX_SEEDS] = {0};
     for (int e = 0; e < epochs; e++) {
         fprintf(f, "%d", e + 1);
         for (int c = 0; c < NCURVES; c++) {
@@ -202,7 +202,8 @@ static co_status write_curves(const char *dir, const char *opt, co_epoch_stats *
             double m = study_mean(v, nseeds), sd = study_std(v, nseeds);
             fprintf(f, ",%.6g,%.6g,%.6g", m, m - sd, m + sd);
         }
-        fputc('\n', f);
+        for (int k = 0; k < nseeds; k++) elapsed[k] += hist[k][e].seconds;
+        fprintf(f, ",%.6g\n", study_mean(elapsed, nseeds));
     }
     fclose(f);
     return CO_OK;
@@ -345,8 +346,8 @@ static int family_of(const char *opt)
     return strncmp(opt, "ogr", 3) == 0 ? FAMILY_OGR : FAMILY_PAPERS;
 }
 
-co_status study_plot_curves(const study *s, const study_result *r, const char *dir, const char *png, const char *title,
-                            int ycol_mean, const char *ylabel, co_error *err)
+static co_status plot_curves(const study *s, const study_result *r, const char *dir, const char *png, const char *title,
+                             int xcol, const char *xlabel, int ycol_mean, const char *ylabel, co_error *err)
 {
     static char csv[STUDY_MAX_ENTRIES][4400];
     co_plot_series series[STUDY_MAX_ENTRIES];
@@ -357,7 +358,7 @@ co_status study_plot_curves(const study *s, const study_result *r, const char *d
     for (int i = 0; i < s->nentries; i++) {
         if (r[i].failure[0]) continue;
         snprintf(csv[n], sizeof csv[n], "%s/curves_%s.csv", data, s->entries[i].opt);
-        series[n] = (co_plot_series){csv[n], 1, ycol_mean, s->entries[i].opt, ycol_mean + 1, ycol_mean + 2};
+        series[n] = (co_plot_series){csv[n], xcol, ycol_mean, s->entries[i].opt, ycol_mean + 1, ycol_mean + 2};
         if (strcmp(s->entries[i].opt, REFERENCE_OPT) == 0) reference = n;
         n++;
     }
@@ -367,7 +368,7 @@ co_status study_plot_curves(const study *s, const study_result *r, const char *d
     int logy = ycol_mean == STUDY_COL_TRAIN_LOSS || ycol_mean == STUDY_COL_TEST_LOSS;
     if (n <= SINGLE_PANEL_MAX) {
         co_plot_panel one = {title, series, n};
-        return co_plot_panels(path, title, "epoch", ylabel, logy, &one, 1, NULL, err);
+        return co_plot_panels(path, title, xlabel, ylabel, logy, &one, 1, NULL, err);
     }
     /* Small multiples: each family in its own panel, the reference in every one. */
     co_plot_series grouped[NFAMILIES][STUDY_MAX_ENTRIES];
@@ -385,7 +386,20 @@ co_status study_plot_curves(const study *s, const study_result *r, const char *d
         ref = series[reference];
         ref.label = REFERENCE_OPT " (reference)";
     }
-    return co_plot_panels(path, title, "epoch", ylabel, logy, panels, np, reference >= 0 ? &ref : NULL, err);
+    return co_plot_panels(path, title, xlabel, ylabel, logy, panels, np, reference >= 0 ? &ref : NULL, err);
+}
+
+co_status study_plot_curves(const study *s, const study_result *r, const char *dir, const char *png, const char *title,
+                            int ycol_mean, const char *ylabel, co_error *err)
+{
+    return plot_curves(s, r, dir, png, title, 1, "epoch", ycol_mean, ylabel, err);
+}
+
+co_status study_plot_curves_time(const study *s, const study_result *r, const char *dir, const char *png,
+                                 const char *title, int ycol_mean, const char *ylabel, co_error *err)
+{
+    return plot_curves(s, r, dir, png, title, STUDY_COL_SECONDS, "training time (s, evaluations excluded)", ycol_mean,
+                       ylabel, err);
 }
 
 co_status study_plot_boundary(const char *dir, const char *opt, const char *title, co_error *err)

@@ -62,8 +62,15 @@ typedef struct study {
     co_progress_line *progress; /* where each run shows its progress (NULL: nowhere) */
 } study;
 
-/* Columns of the curves files: per epoch, the mean over seeds and mean ± std of each. */
-enum { STUDY_COL_TRAIN_LOSS = 2, STUDY_COL_TEST_ACC = 5, STUDY_COL_TRAIN_ACC = 8, STUDY_COL_TEST_LOSS = 11 };
+/* Columns of the curves files: per epoch, the mean over seeds and mean ± std of each; then
+ * the training time to the end of the epoch (evaluations excluded), mean over seeds. */
+enum {
+    STUDY_COL_TRAIN_LOSS = 2,
+    STUDY_COL_TEST_ACC = 5,
+    STUDY_COL_TRAIN_ACC = 8,
+    STUDY_COL_TEST_LOSS = 11,
+    STUDY_COL_SECONDS = 14
+};
 
 /* Runs every entry; writes DIR/runs/<opt>/seed<k>/{epochs.csv,result.json}, and for the
  * figures DIR/plots/curves_<opt>.csv (per-epoch mean and mean±std over seeds, the columns
@@ -102,6 +109,10 @@ double study_e80_mean(const study_result *r, int *reached);
  * Losses are drawn on a log scale. */
 co_status study_plot_curves(const study *s, const study_result *r, const char *dir, const char *png, const char *title,
                             int ycol_mean, const char *ylabel, co_error *err);
+/* The same against the training time (STUDY_COL_SECONDS) instead of the epoch: what a user
+ * who has a time budget, not an epoch budget, compares. */
+co_status study_plot_curves_time(const study *s, const study_result *r, const char *dir, const char *png,
+                                 const char *title, int ycol_mean, const char *ylabel, co_error *err);
 co_status study_plot_boundary(const char *dir, const char *opt, const char *title, co_error *err);
 
 #endif

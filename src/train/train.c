@@ -205,7 +205,7 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
          * convolution that is not asked for one skips the patch matrix. */
         shard.capturing = (co_optim_needs(opt) & CO_NEEDS_CAPTURE) != 0;
         co_model_set_capture(m, shard.capturing);
-        double te = now_seconds();
+        double te = now_seconds(), not_training = 0;
         /* The epoch's order is drawn from the shuffle stream as it stood before it, which is
          * what a checkpoint keeps; a resumed epoch re-draws the same order and skips ahead. */
         loader.rng = pos.epoch_rng;
@@ -247,11 +247,12 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
                     (st = co_dist_check_params(coll, groups, ngroups, co_optim_steps(opt), err)))
                     goto done;
                 if (cfg->eval_every > 0 && cfg->on_eval && co_optim_steps(opt) % (uint64_t)cfg->eval_every == 0) {
-                    double el, ea;
+                    double el, ea, t_eval = now_seconds();
                     if ((st = co_evaluate_collective(m, cfg->eval_set ? cfg->eval_set : test, cfg->loss, 256, coll, &el,
                                                      &ea, err)))
                         goto done;
                     cfg->on_eval(co_optim_steps(opt), el, ea, cfg->cb_ctx);
+                    not_training += now_seconds() - t_eval;
                 }
             }
             pos.samples_done = loader.pos;
@@ -259,11 +260,14 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
             if (cfg->on_progress && progress_due(&clock))
                 report_progress(cfg, &loader, &pos, epoch, steps_run, t0, 0, NULL);
             if (cfg->checkpoint_path && cfg->checkpoint_every > 0 &&
-                co_optim_steps(opt) % (uint64_t)cfg->checkpoint_every == 0 && loader.pos < train->n &&
-                (st = save_checkpoint(coll, cfg, m, opt, &pos, res, err)))
-                goto done;
+                co_optim_steps(opt) % (uint64_t)cfg->checkpoint_every == 0 && loader.pos < train->n) {
+                double t_save = now_seconds();
+                if ((st = save_checkpoint(coll, cfg, m, opt, &pos, res, err))) goto done;
+                not_training += now_seconds() - t_save;
+            }
             if (step_limit(cfg, opt)) break;
         }
+        double trained = now_seconds() - te - not_training;
         if (cfg->on_progress) report_progress(cfg, &loader, &pos, epoch, steps_run, t0, 1, NULL);
         co_epoch_stats *s = &res->history[epoch];
         s->epoch = epoch + 1;
@@ -278,7 +282,7 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
             (st = co_evaluate_collective(m, train, cfg->loss, 256, coll, NULL, &s->train_acc, err)))
             goto done;
         s->lr_scale = co_optim_lr_scale(opt);
-        s->seconds = now_seconds() - te;
+        s->seconds = trained;
         if ((st = co_optim_epoch_end(opt, epoch + 1, s->val_loss, err))) goto done;
         res->epochs_run = epoch + 1;
         if (res->epochs_to_80 < 0 && s->test_acc >= 0.8) res->epochs_to_80 = epoch + 1;
