@@ -278,38 +278,61 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
         float *q = s->q + (size_t)g * s->maxn * (s->rmax ? s->rmax : 1);
         double *mu = s->mu + (size_t)g * (s->rmax ? s->rmax : 1);
         co_woodbury_apply(s->wbuf, s->wbuf, q, mu, (int)n, r, co_hp(o, g, HP_DELTA), s->proj);
-        off = 0;
-        if (co_guard(o, g, HP_GRAFT) != 0) {
-            /* Grafting (Agarwal et al. 2020): the curvature-corrected direction with the layer
-             * step length of RMSprop's own step D g. */
-            double nd = 0, nr = 0;
+        const int graft = co_guard(o, g, HP_GRAFT) != 0;
+        const float clip = (float)co_guard(o, g, HP_CURV_CLIP);
+        if (!graft && !(clip > 0)) {
+            /* The paper's step (eq. 13), as faithful=1 runs it. */
+            off = 0;
             for (int k = 0; k < gr->ntensors; k++) {
-                const float *gp = gr->grad[k], *den = co_slot(s->den, g, k);
-                for (size_t i = 0; i < gr->size[k]; i++) {
-                    double d = s->wbuf[off + i] / sqrtf(den[i]), rr = gp[i] / den[i];
-                    nd += d * d;
-                    nr += rr * rr;
-                }
+                float *p = gr->param[k];
+                const float *den = co_slot(s->den, g, k);
+                for (size_t i = 0; i < gr->size[k]; i++) p[i] -= step * (s->wbuf[off + i] / sqrtf(den[i]));
                 off += gr->size[k];
             }
-            float scale = nd > 0 ? (float)sqrt(nr / nd) : 1.0f;
-            for (size_t i = 0; i < n; i++) s->wbuf[i] *= scale;
-            off = 0;
+            continue;
         }
-        const float clip = (float)co_guard(o, g, HP_CURV_CLIP);
+        /* The safeguards. The corrected move d = D^1/2 w is formed once into wbuf; grafting
+         * (Agarwal et al. 2020) gives it the layer step length of RMSprop's own step D g, the
+         * norms summed in co_dot_d's fixed lanes (vectorised, thread-independent); the clip
+         * lets the correction rotate the step but not move any coordinate more than clip
+         * times RMSprop's |g| / (sqrt(v) + eps). A NaN in d stays a NaN (the training loop
+         * stops on it) rather than being clamped to a bound. */
+        double nd_l[CO_DOT_LANES] = {0}, nr_l[CO_DOT_LANES] = {0};
+        off = 0;
         for (int k = 0; k < gr->ntensors; k++) {
-            float *p = gr->param[k];
-            const float *gp = gr->grad[k], *den = co_slot(s->den, g, k);
-            if (clip > 0) {
-                /* The curvature correction may rotate the step but not make any coordinate's
-                 * move larger than clip times RMSprop's own, |g| / (sqrt(v) + eps). */
-                for (size_t i = 0; i < gr->size[k]; i++) {
-                    float d = s->wbuf[off + i] / sqrtf(den[i]), bound = clip * (fabsf(gp[i]) / den[i]);
-                    p[i] -= step * fminf(fmaxf(d, -bound), bound);
+            const float *restrict gp = gr->grad[k], *restrict den = co_slot(s->den, g, k);
+            float *restrict d = s->wbuf + off;
+            size_t m = gr->size[k], i = 0;
+            for (; i + CO_DOT_LANES <= m; i += CO_DOT_LANES)
+                for (int j = 0; j < CO_DOT_LANES; j++) {
+                    float di = d[i + j] / sqrtf(den[i + j]), ri = gp[i + j] / den[i + j];
+                    d[i + j] = di;
+                    nd_l[j] += (double)di * di;
+                    nr_l[j] += (double)ri * ri;
                 }
-            } else {
-                for (size_t i = 0; i < gr->size[k]; i++) p[i] -= step * (s->wbuf[off + i] / sqrtf(den[i]));
+            for (int j = 0; i < m; i++, j++) {
+                float di = d[i] / sqrtf(den[i]), ri = gp[i] / den[i];
+                d[i] = di;
+                nd_l[j] += (double)di * di;
+                nr_l[j] += (double)ri * ri;
             }
+            off += m;
+        }
+        double nd = co_lanes_sum(nd_l), nr = co_lanes_sum(nr_l);
+        const float scale = graft && nd > 0 ? (float)sqrt(nr / nd) : 1.0f;
+        off = 0;
+        for (int k = 0; k < gr->ntensors; k++) {
+            float *restrict p = gr->param[k];
+            const float *restrict gp = gr->grad[k], *restrict den = co_slot(s->den, g, k);
+            const float *restrict d = s->wbuf + off;
+            if (clip > 0)
+                for (size_t i = 0; i < gr->size[k]; i++) {
+                    float di = d[i] * scale, bound = clip * (fabsf(gp[i]) / den[i]);
+                    di = di > bound ? bound : di < -bound ? -bound : di;
+                    p[i] -= step * di;
+                }
+            else
+                for (size_t i = 0; i < gr->size[k]; i++) p[i] -= step * (d[i] * scale);
             off += gr->size[k];
         }
     }
