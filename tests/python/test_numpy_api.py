@@ -87,7 +87,7 @@ def main():
 
     # LAMA-Adam re-evaluates through the closure; what the closure raises comes back.
     w, b = np.zeros(1, np.float32), np.zeros(1, np.float32)
-    opt = curvopt.Optimizer("lama-adam", [w, b], lr=0.05, K=2)
+    opt = curvopt.Optimizer("lama-adam", [w, b], lr=0.05, K=2, interval=1)
     evals = []
 
     def closure():
@@ -98,7 +98,7 @@ def main():
         closure()
         opt.step(closure)
     check(abs(w[0] - 2) < 5e-2, f"lama-adam: w={w[0]}")
-    check(len(evals) == 300 * 3, f"lama-adam: {len(evals)} closure calls")
+    check(len(evals) == 300 * 3, f"lama-adam: {len(evals)} closure calls (K = 2 probes every step)")
 
     def broken():
         raise KeyError("from the closure")
