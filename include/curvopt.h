@@ -359,9 +359,20 @@ void co_model_set_state(co_model *m, const void *in);
  * (one rank's shard); layers that draw per sample (dropout) skip the other rows' draws, so
  * the masks are those of the whole minibatch, and a training forward of 0 rows (an empty
  * shard) only moves those draws on. total 0: every forward is a whole minibatch (the
- * default). A layer whose output couples the samples (batch norm) cannot be split:
- * CO_EINVAL for any total > 0. */
+ * default). A layer whose output couples the samples (batch norm) needs the minibatch's
+ * statistics: CO_EINVAL for any total > 0 unless co_model_set_collective gave the ranks'
+ * collective first. */
 co_status co_model_set_shard(co_model *m, int offset, int total, co_error *err);
+/* Synchronised batch norm (c NULL: none, the default). While a shard is set, every training
+ * forward and backward is collective: batch norm's per-channel sums (the mean, then the
+ * centred sum of squares; in backward the sums of dy and dy x-hat) are added over the ranks
+ * of c, so each rank normalises with the whole minibatch's statistics and keeps the same
+ * running statistics. Per layer and step that is two allreduces of C doubles forward and one
+ * of 2C backward (C channels). Every rank must run each forward and backward, an empty shard
+ * too (a forward of 0 rows, then co_model_backward). Sums go per block of 32 samples along
+ * the collective's tree, so with co_shard's whole blocks batch norm gives the one-process
+ * numbers bit for bit. The model borrows c. */
+void co_model_set_collective(co_model *m, const co_collective *c);
 /* Writes a description such as "Linear(2->64) ReLU Linear(64->1)" into buf. */
 void co_model_describe(const co_model *m, char *buf, size_t len);
 

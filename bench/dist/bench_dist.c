@@ -1,12 +1,14 @@
 /* Data-parallel training steps under mpirun, and the projection to larger jobs.
  *
- *   mpirun -n N bench_dist [steps]     time per step and its parts, bytes per step
+ *   mpirun -n N bench_dist [steps [model]]   time per step and its parts, bytes per step
+ *                                      (model: quasi-adam-mnist or vgg-28; both by default)
  *   bench_dist --project               one process: the measured inputs of the projection
  *                                      (docs/distributed.md) and its table
  *
  * Steps: the MNIST classifier (preset quasi-adam-mnist, 61,706 parameters) at a global batch
  * of 128 on fixed random images (timing does not need MNIST), one OpenMP thread per rank, for
- * Adam, Quasi-Adam, DA-RMSprop, LAMA-Adam (K = 2) and TSO-ALRA (T_int = 10): each rank computes
+ * Adam, Quasi-Adam, DA-RMSprop, LAMA-Adam (K = 2) and TSO-ALRA (T_int = 10), and the vgg-28 preset
+ * (synchronised batch norm, 1x28x28 inputs too) with Adam: each rank computes
  * its shard and the step goes through the same functions as the training loop
  * (src/train/dist_train.c). Per method: the median step time of rank 0 and the slowest rank's
  * mean; the time inside collectives (communication, including waiting for the other ranks);
@@ -122,11 +124,12 @@ static void factor_sizes(const co_group *groups, int ng, double *tri, double *ro
     }
 }
 
-static void bench_method(co_mpi *mpi, const char *name, const char *hp, int steps, const float *x, const float *y)
+static void bench_method(co_mpi *mpi, const char *model, const char *name, const char *hp, int steps, const float *x,
+                         const float *y)
 {
     int rank = mpi->coll.rank, P = mpi->coll.size;
     co_error err = {0};
-    co_model *m = co_model_new("quasi-adam-mnist", &err);
+    co_model *m = co_model_new(model, &err);
     co_model_init(m, 1);
     int ng = co_model_ngroups(m);
     co_group *groups = calloc((size_t)ng, sizeof *groups);
@@ -197,25 +200,30 @@ static void bench_method(co_mpi *mpi, const char *name, const char *hp, int step
     double tri, roots;
     factor_sizes(groups, ng, &tri, &roots);
     int lama_k = strstr(name, "lama") ? 2 : 0;
+    /* Synchronised batch norm: per layer of C channels, sums of C, C and 2C doubles. */
+    double bn_channels = 0;
+    for (int g = 0; g < ng; g++)
+        if (strcmp(groups[g].name, "batchnorm2d") == 0) bn_channels += (double)groups[g].size[0];
     /* Payload formulas per step: the gradients and the loss; TSO-ALRA's counts (1 + 3 G) every
      * step and its factors (reduce) and roots (broadcast) every T_int steps; LAMA-Adam's probe
-     * rows K (G + 1). */
-    double f_all = P > 1 ? 4.0 * np + 8 + (tso ? 8.0 * (1 + 3 * ng) : 0) + 8.0 * lama_k * (ng + 1) : 0;
+     * rows K (G + 1); batch norm's 32 bytes per channel (one evaluation per step: Adam). */
+    double f_all = P > 1 ? 4.0 * np + 8 + (tso ? 8.0 * (1 + 3 * ng) : 0) + 8.0 * lama_k * (ng + 1) + 32 * bn_channels
+                         : 0;
     double f_red = P > 1 && tso ? 8 * tri / T_INT : 0, f_bc = P > 1 && tso ? roots / T_INT : 0;
     /* Bytes sent for the gradient sum by recursive halving and doubling: 2 (P-1)/P of it. */
     double f_sent = P > 1 ? 2.0 * (P - 1) / P * 4.0 * np : 0;
     if (rank == 0) {
-        printf("%-11s %d rank(s): step %.2f ms (median, rank 0; slowest rank mean %.2f ms), compute %.2f ms, "
+        printf("%s %-11s %d rank(s): step %.2f ms (median, rank 0; slowest rank mean %.2f ms), compute %.2f ms, "
                "communication %.2f ms",
-               name, P, 1e3 * median, 1e3 * slowest, 1e3 * comp / steps, 1e3 * comm / steps);
+               model, name, P, 1e3 * median, 1e3 * slowest, 1e3 * comp / steps, 1e3 * comm / steps);
         if (tso) printf(", eigendecompositions %.2f ms/step", 1e3 * eig);
         printf("\n            bytes/step: allreduce %.0f (formula %.0f), reduce %.0f (%.0f), broadcast %.0f (%.0f); "
                "sent by rank 0 %.0f (gradient sum alone: %.0f)\n",
                payload[0], f_all, payload[1], f_red, payload[2], f_bc, sent, f_sent);
-        printf("RESULT dist %s ranks=%d step_ms=%.4f slowest_ms=%.4f compute_ms=%.4f comm_ms=%.4f eig_ms=%.4f "
+        printf("RESULT dist %s %s ranks=%d step_ms=%.4f slowest_ms=%.4f compute_ms=%.4f comm_ms=%.4f eig_ms=%.4f "
                "allreduce_B=%.0f allreduce_formula_B=%.0f reduce_B=%.0f reduce_formula_B=%.0f bcast_B=%.0f "
                "bcast_formula_B=%.0f sent_B=%.0f\n",
-               name, P, 1e3 * median, 1e3 * slowest, 1e3 * comp / steps, 1e3 * comm / steps, 1e3 * eig, payload[0],
+               model, name, P, 1e3 * median, 1e3 * slowest, 1e3 * comp / steps, 1e3 * comm / steps, 1e3 * eig, payload[0],
                f_all, payload[1], f_red, payload[2], f_bc, sent);
     }
     if (sc.shard) co_shard_batch_free(&shard);
@@ -384,12 +392,18 @@ int main(int argc, char **argv)
     co_rng_seed(&r, 11, 1);
     for (size_t i = 0; i < (size_t)BATCH * 784; i++) x[i] = (float)co_rng_uniform(&r);
     for (int i = 0; i < BATCH; i++) y[i] = (float)co_rng_below(&r, 10);
-    if (mpi.coll.rank == 0) printf("quasi-adam-mnist, global batch %d, %d timed steps after %d\n", BATCH, steps, T_INT);
-    bench_method(&mpi, "adam", NULL, steps, x, y);
-    bench_method(&mpi, "quasi-adam", NULL, steps, x, y);
-    bench_method(&mpi, "da-rmsprop", NULL, steps, x, y);
-    bench_method(&mpi, "lama-adam", "K=2,interval=1", steps, x, y);
-    bench_method(&mpi, "tso-alra", "damping=0.003", steps, x, y);
+    if (mpi.coll.rank == 0) printf("global batch %d, %d timed steps after %d\n", BATCH, steps, T_INT);
+    /* The MNIST CNN with every method, and the VGG preset (synchronised batch norm) with Adam. */
+    const char *only = argc > 2 ? argv[2] : NULL;
+    static const char *methods[][2] = {{"adam", NULL},
+                                       {"quasi-adam", NULL},
+                                       {"da-rmsprop", NULL},
+                                       {"lama-adam", "K=2,interval=1"},
+                                       {"tso-alra", "damping=0.003"}};
+    for (int i = 0; i < 5; i++)
+        if (!only || strcmp(only, "quasi-adam-mnist") == 0)
+            bench_method(&mpi, "quasi-adam-mnist", methods[i][0], methods[i][1], steps, x, y);
+    if (!only || strcmp(only, "vgg-28") == 0) bench_method(&mpi, "vgg-28", "adam", NULL, steps, x, y);
     free(x);
     free(y);
     co_mpi_free(&mpi);

@@ -155,6 +155,13 @@ void co_tree_sum(float *first, float *rest, size_t stride, int nparts, size_t n)
     }
 }
 
+double co_tree_sum_d(double *parts, int nparts)
+{
+    for (int s = 1; s < nparts; s *= 2)
+        for (int i = 0; i + s < nparts; i += 2 * s) parts[i] += parts[i + s];
+    return nparts > 0 ? parts[0] : -0.0;
+}
+
 double co_dot_d(const float *a, const float *b, size_t n)
 {
     double acc[CO_DOT_LANES] = {0};

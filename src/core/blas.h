@@ -48,6 +48,9 @@ void co_syrk_upper(int n, int k, float alpha, const float *a, int lda, float *c,
  * part i + s for s = 1, 2, 4, ... (i a multiple of 2s), so three parts give (p0 + p1) + p2.
  * Part 0 is first, part i > 0 is rest + (i - 1) stride; the sum lands in first. */
 void co_tree_sum(float *first, float *rest, size_t stride, int nparts, size_t n);
+/* The same tree over nparts doubles (overwritten); returns their sum (-0.0, the additive
+ * identity, for none). */
+double co_tree_sum_d(double *parts, int nparts);
 
 /* a . b in double in a fixed order that vectorises: element i goes to running sum
  * i mod CO_DOT_LANES, the sums are added by the pairwise tree at the end. The order

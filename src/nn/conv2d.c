@@ -163,11 +163,13 @@ static int reserve_direct(conv_impl *c, int batch)
 
 static void conv_fwd(co_layer *l, const float *x, float *y, int batch, int train)
 {
-    (void)train;
     conv_impl *c = l->impl;
     /* Measured crossovers (docs/models.md): sixteen samples fill the vector lanes; with
-     * fewer than 32 output positions (late stages of deep nets) BLAS on im2col wins. */
-    c->direct = c->direct_ok && !l->gemm_only && batch >= 16 && c->dir.npos >= 32;
+     * fewer than 32 output positions (late stages of deep nets) BLAS on im2col wins. In
+     * training the samples counted are the whole minibatch's: a rank's shard computes each
+     * block the way one process does, whatever its own share. */
+    int samples = train && l->shard_total > 0 ? l->shard_total : batch;
+    c->direct = c->direct_ok && !l->gemm_only && samples >= 16 && c->dir.npos >= 32;
     c->batch = batch;
     c->have_grad = 0;
     if ((c->direct && reserve_direct(c, batch)) || ((l->capture || !c->direct) && reserve(l, c, batch, !c->direct))) {

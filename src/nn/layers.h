@@ -64,7 +64,13 @@ struct co_layer {
     /* Training forwards compute rows [shard_offset, shard_offset + batch) of a minibatch of
      * shard_total samples (co_model_set_shard; 0: the whole minibatch). */
     int shard_offset, shard_total;
-    int couples_batch; /* a sample's output depends on the other samples (batch norm) */
+    /* A sample's output depends on the other samples (batch norm). Such a layer forms its
+     * statistics of a shard with the ranks' collective coll (co_model_set_collective), which
+     * every rank must call in the same order: on an empty shard the model runs these layers
+     * alone, forward in leaf order and backward in reverse leaf order, so a composite layer
+     * runs them in that order too. */
+    int couples_batch;
+    const co_collective *coll;
     /* Scratch of the batch-block sums (co_layer_work), grown on demand, freed with the layer. */
     float *work;
     size_t work_size;

@@ -86,10 +86,7 @@ double co_loss_shard(co_loss_kind kind, const float *out, const float *y, int ba
         int s0 = b * CO_BATCH_BLOCK, s1 = s0 + CO_BATCH_BLOCK < batch ? s0 + CO_BATCH_BLOCK : batch;
         sums[b] = block_sum(kind, out, y, s0, s1, dim, terms, dout);
     }
-    /* co_tree_sum's tree, in double. */
-    for (int s = 1; s < nb; s *= 2)
-        for (int i = 0; i + s < nb; i += 2 * s) sums[i] += sums[i + s];
-    double sum = nb ? sums[0] : 0.0;
+    double sum = co_tree_sum_d(sums, nb);
     if (sums != one) free(sums);
     return sum;
 }

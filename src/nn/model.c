@@ -465,12 +465,12 @@ co_status co_model_set_shard(co_model *m, int offset, int total, co_error *err)
     if (total < 0 || offset < 0 || (total > 0 && offset > total))
         return co_error_set(err, CO_EINVAL, "shard at row %d of a minibatch of %d", offset, total);
     for (int i = 0; i < m->nleaves; i++)
-        if (total > 0 && m->leaves[i]->couples_batch) {
+        if (total > 0 && m->leaves[i]->couples_batch && !m->leaves[i]->coll) {
             char what[128];
             m->leaves[i]->ops->describe(m->leaves[i], what, sizeof what);
             return co_error_set(err, CO_EINVAL,
                                 "layer %d (%s) normalises with statistics of the whole minibatch: a model with batch "
-                                "norm cannot be split among ranks (train it in one process)",
+                                "norm is split among ranks only with their collective (co_model_set_collective)",
                                 i + 1, what);
         }
     for (int i = 0; i < m->nleaves; i++) {
@@ -478,6 +478,11 @@ co_status co_model_set_shard(co_model *m, int offset, int total, co_error *err)
         m->leaves[i]->shard_total = total;
     }
     return CO_OK;
+}
+
+void co_model_set_collective(co_model *m, const co_collective *c)
+{
+    for (int i = 0; i < m->nleaves; i++) m->leaves[i]->coll = c;
 }
 
 static co_status reserve(co_model *m, int batch, co_error *err)
@@ -506,10 +511,12 @@ const float *co_model_forward(co_model *m, const float *x, int batch, int train,
         return NULL;
     }
     if (batch == 0) {
-        /* An empty shard: only the layers that draw per sample move on (co_model_set_shard). */
+        /* An empty shard: only the layers that draw per sample move on (co_model_set_shard),
+         * and batch norm takes part in the ranks' statistics (co_model_set_collective). */
         if (reserve(m, 1, err)) return NULL;
         for (int i = 0; i < m->nleaves; i++)
             if (m->leaves[i]->ops->state) m->leaves[i]->ops->forward(m->leaves[i], NULL, NULL, 0, train);
+        m->batch = 0;
         return m->act[m->nlayers];
     }
     if (reserve(m, batch, err)) return NULL;
@@ -522,6 +529,13 @@ const float *co_model_forward(co_model *m, const float *x, int batch, int train,
 void co_model_backward(co_model *m, const float *dout)
 {
     int L = m->nlayers;
+    if (m->batch == 0) {
+        /* After an empty shard's forward: batch norm's share of the ranks' sums, in the order
+         * of the other ranks' backward (co_layer.couples_batch). */
+        for (int i = m->nleaves - 1; i >= 0; i--)
+            if (m->leaves[i]->couples_batch) m->leaves[i]->ops->backward(m->leaves[i], NULL, NULL, NULL, NULL, 0);
+        return;
+    }
     memcpy(m->dact[L], dout, (size_t)m->batch * m->layers[L - 1]->out_size * sizeof(float));
     for (int i = L - 1; i >= 0; i--) {
         co_layer *l = m->layers[i];

@@ -80,6 +80,12 @@ static void res_bwd(co_layer *l, const float *x, const float *y, const float *dy
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) g[i] = y[i] > 0.0f ? dy[i] : 0.0f;
     co_layer **s = l->sub;
+    /* The projection first: the batch norms' backward in reverse order of the sub-layers,
+     * which is how an empty shard takes part in synchronised batch norm (co_model_backward). */
+    if (l->nsub > PCONV) {
+        s[PBN]->ops->backward(s[PBN], r->s1, r->t2, g, r->t2, batch);
+        s[PCONV]->ops->backward(s[PCONV], x, r->s1, r->t2, dx ? r->dxp : NULL, batch);
+    }
     s[BN2]->ops->backward(s[BN2], r->c2, r->t1, g, r->t1, batch);
     s[CONV2]->ops->backward(s[CONV2], r->r1, r->c2, r->t1, r->t2, batch);
 #pragma omp parallel for simd schedule(static) if (n > 65536)
@@ -88,8 +94,6 @@ static void res_bwd(co_layer *l, const float *x, const float *y, const float *dy
     s[CONV1]->ops->backward(s[CONV1], x, r->c1, r->t1, dx, batch);
     size_t ni = (size_t)batch * l->in_size;
     if (l->nsub > PCONV) {
-        s[PBN]->ops->backward(s[PBN], r->s1, r->t2, g, r->t2, batch);
-        s[PCONV]->ops->backward(s[PCONV], x, r->s1, r->t2, dx ? r->dxp : NULL, batch);
         if (dx) {
             const float *d = r->dxp;
 #pragma omp parallel for simd schedule(static) if (ni > 65536)

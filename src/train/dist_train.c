@@ -53,13 +53,18 @@ co_status co_shard_batch_init(co_shard_batch *s, co_model *m, co_group *groups, 
         co_shard_batch_free(s);
         return co_error_set(err, CO_ENOMEM, "out of memory for the gradient exchange (%zu parameters)", s->nparams);
     }
-    /* Refused here, on every rank alike, rather than at a step that happens to be split. */
+    /* Batch norm adds its statistics over the ranks (synchronised); the shard is set here, on
+     * every rank alike, so that any refusal comes before the first step. */
+    co_model_set_collective(m, coll);
     return co_model_set_shard(m, 0, max_batch, err);
 }
 
 void co_shard_batch_free(co_shard_batch *s)
 {
-    if (s->model) co_model_set_shard(s->model, 0, 0, NULL);
+    if (s->model) {
+        co_model_set_shard(s->model, 0, 0, NULL);
+        co_model_set_collective(s->model, NULL);
+    }
     free(s->flat);
     free(s->dout);
     memset(s, 0, sizeof *s);
@@ -103,8 +108,10 @@ double co_shard_batch_eval(co_shard_batch *s, const float *x, const float *y, in
             sum = NAN;
         }
     } else {
-        /* Nothing to add (-0.0 is exact), but the random streams move past the minibatch. */
+        /* Nothing to add (-0.0 is exact), but the random streams move past the minibatch and
+         * batch norm takes part in the ranks' statistics. */
         co_model_forward(m, x, 0, 1, NULL);
+        co_model_backward(m, NULL);
         for (size_t i = 0; i < s->nparams; i++) s->flat[i] = -0.0f;
     }
     if (c->allreduce_sum(c->ctx, s->flat, s->nparams, &sum, 1, NULL)) return NAN;

@@ -2,7 +2,7 @@
 # The CLI under mpirun (registered only when MPI was found): one rank equals the plain
 # command; two and four ranks give the one-process files bit for bit (CURVOPT_DIST_CHECK
 # compares the ranks' parameters every step); `reproduce` runs distributed with the same
-# numbers; a model with batch norm is refused on every rank; a rank killed with SIGKILL stops
+# numbers; a model with batch norm runs with synchronised statistics, bit for bit; a rank killed with SIGKILL stops
 # the job within seconds with a clear message, and the run resumed from its last checkpoint
 # with another number of ranks (and in one process) ends exactly as an uninterrupted run.
 set -u
@@ -47,14 +47,18 @@ else
     bad "reproduce under mpirun failed"; cat "$tmp/err"
 fi
 
-# 3. Batch norm cannot be split: refused on every rank, no hang.
-if timeout 60 "$mpiexec" -n 2 "$bin" train --opt adam --model "in:2 fc:16 bn relu fc:1" --epochs 1 --out "$tmp/bn" \
-    >/dev/null 2>"$tmp/err"; then
-    bad "batch norm model accepted under mpirun"
-else
-    grep -q "batch norm cannot be split" "$tmp/err" && ok "batch norm refused: $(grep -m1 'batch norm' "$tmp/err")" ||
-        { bad "batch norm: unclear failure"; cat "$tmp/err"; }
-fi
+# 3. Batch norm synchronised over the ranks: the one-process files bit for bit (batch 100 ends
+# in a short block, alone on the last rank at 4 ranks).
+args=(--opt adam --model "in:2 fc:16 bn relu fc:1" --epochs 3 --batch 100 --seed 4)
+"$bin" train "${args[@]}" --out "$tmp/bn-1" >/dev/null 2>&1 || bad "batch norm: one-process run"
+for n in 2 4; do
+    if timeout 120 "$mpiexec" -n $n "$bin" train "${args[@]}" --out "$tmp/bn-mpi$n" >/dev/null 2>"$tmp/err"; then
+        same_run "$tmp/bn-1" "$tmp/bn-mpi$n" && ok "batch norm: $n ranks bit-identical to one process" ||
+            bad "batch norm: $n ranks differ from one process"
+    else
+        bad "batch norm: mpirun -n $n failed"; cat "$tmp/err"
+    fi
+done
 
 # 4. Kill one of four ranks mid-run; resume with two ranks, and a copy in one process.
 args=(--opt adam --model mlp:2-64-64-1 --epochs 120 --batch 64 --checkpoint-every 5 --seed 3)
