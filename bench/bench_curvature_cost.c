@@ -6,14 +6,14 @@
  * the closure (LAMA-Adam's Hessian-vector products re-evaluate through it, TSO-ALRA reads the
  * captured patches). The model captures only for methods that need it, as in training.
  * Windows of 50 steps cover whole refresh cycles (T_int = 10; LAMA-Adam at interval 25 and at its
- * default 50), so a window costs what an epoch costs per step on average; the median
+ * default 50; the fast TSO-ALRA row's windows are its 100-step cycle), so a window costs what
+ * an epoch costs per step on average; the median
  * window is reported, and the process's CPU time per step beside it (the steadier measure on
  * a shared machine with one thread).
  *
- * Usage: bench_curvature_cost [threads] [model] [windows] [methods]
- *        (defaults: 1 thread, quasi-adam-mnist, 5 windows, every row; batch 128).
- *        methods: a comma list such as rmsprop,da-rmsprop: only those rows (on alexnet-28
- *        the TSO-ALRA rows alone take minutes). */
+ * Usage: bench_curvature_cost [threads] [model] [windows] [method]
+ *        (defaults: 1 thread, quasi-adam-mnist, 5 windows, every method; batch 128; a part of
+ *        a method's name or settings, e.g. `tso` or `T_cov`, runs only those rows and their bases) */
 #include "timing.h"
 #include "curvopt.h"
 #include "core/alloc.h"
@@ -27,6 +27,11 @@
 #define NBATCH 8
 #define WINDOW 50
 #define MAX_WINDOWS 32
+/* TSO-ALRA's fast setting (docs/optimizers/tso-alra.md) and its refresh cycle in steps. */
+#ifndef TSO_FAST
+#define TSO_FAST "T_cov=10,T_int=100,rank=64"
+#define TSO_FAST_CYCLE 100
+#endif
 
 typedef struct {
     co_model *model;
@@ -54,7 +59,7 @@ typedef struct {
     int ok;
 } result;
 
-static result run(const char *spec, const char *name, const char *hp, int windows)
+static result run(const char *spec, const char *name, const char *hp, int windows, int window)
 {
     result res = {0};
     co_error err = {0};
@@ -71,11 +76,11 @@ static result run(const char *spec, const char *name, const char *hp, int window
     float *x = co_falloc((size_t)NBATCH * BATCH * in), *y = co_falloc((size_t)NBATCH * BATCH);
     float *dout = co_falloc((size_t)BATCH * out);
     double win[MAX_WINDOWS];
+    if (window <= 0) window = WINDOW;
     if (!o || !x || !y || !dout) {
         fprintf(stderr, "bench_curvature_cost: %s %s: %s\n", name, hp, o ? "out of memory" : err.msg);
         goto done;
     }
-    co_model_set_capture(m, (co_optim_needs(o) & CO_NEEDS_CAPTURE) != 0);
     co_rng r;
     co_rng_seed(&r, 1, CO_STREAM_DATA);
     for (size_t i = 0; i < (size_t)NBATCH * BATCH * in; i++) x[i] = (float)co_rng_uniform(&r);
@@ -83,24 +88,26 @@ static result run(const char *spec, const char *name, const char *hp, int window
     closure_ctx cc = {m, NULL, NULL, dout};
     co_closure closure = {.ctx = &cc, .eval = fwd_bwd, .capture = capture};
     double cpu0 = 0, sum = 0;
-    for (int s = 0; s < (windows + 1) * WINDOW; s++) { /* the first window warms up */
-        if (s == WINDOW) cpu0 = bench_cpu();
+    for (int s = 0; s < (windows + 1) * window; s++) { /* the first window warms up */
+        if (s == window) cpu0 = bench_cpu();
         cc.x = x + (size_t)(s % NBATCH) * BATCH * in;
         cc.y = y + (size_t)(s % NBATCH) * BATCH;
+        /* As training: captures only for the steps that use them (K-FAC's T_cov). */
+        co_model_set_capture(m, (co_optim_needs(o) & CO_NEEDS_CAPTURE) != 0);
         double t0 = bench_now();
         fwd_bwd(&cc);
         if (co_optim_step(o, &closure, &err)) {
             fprintf(stderr, "bench_curvature_cost: %s %s, step %d: %s\n", name, hp, s + 1, err.msg);
             goto done;
         }
-        if (s < WINDOW) continue;
+        if (s < window) continue;
         sum += bench_now() - t0;
-        if ((s + 1) % WINDOW == 0) {
-            win[s / WINDOW - 1] = sum / WINDOW;
+        if ((s + 1) % window == 0) {
+            win[s / window - 1] = sum / window;
             sum = 0;
         }
     }
-    res.cpu_ms = (bench_cpu() - cpu0) / (windows * WINDOW) * 1e3;
+    res.cpu_ms = (bench_cpu() - cpu0) / ((double)windows * window) * 1e3;
     res.step_ms = bench_median(win, (size_t)windows) * 1e3;
     res.ok = 1;
 done:
@@ -113,18 +120,8 @@ done:
     return res;
 }
 
-/* Whether `name` is one of the comma-separated names in `list`. */
-static int listed(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = list; *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == n && strncmp(p, name, n) == 0) return 1;
-        p += len + (end != NULL);
-    }
-    return 0;
-}
+/* A row is wanted when `only` is part of its method's name or of its hyperparameters. */
+static int wanted(const char *name, const char *hp, const char *only) { return strstr(name, only) || strstr(hp, only); }
 
 int main(int argc, char **argv)
 {
@@ -132,29 +129,35 @@ int main(int argc, char **argv)
     const char *model = argc > 2 ? argv[2] : "quasi-adam-mnist";
     int windows = argc > 3 ? atoi(argv[3]) : 5;
     if (windows < 1 || windows > MAX_WINDOWS) windows = 5;
+    const char *only = argc > 4 ? argv[4] : NULL;
     static const struct {
         const char *name, *hp, *base;
+        int window; /* steps per window, a whole refresh cycle (0: WINDOW) */
     } rows[] = {
-        {"sgd", "lr=1e-2", NULL},
-        {"tso-alra", "lr=1e-2", "sgd"},
-        {"tso-alra", "lr=1e-2,faithful=1", "sgd"},
-        {"rmsprop", "", NULL},
-        {"da-rmsprop", "", "rmsprop"},
-        {"da-rmsprop", "faithful=1", "rmsprop"},
-        {"adam", "", NULL},
-        {"lama-adam", "", "adam"},
-        {"lama-adam", "interval=25", "adam"},
-        {"lama-adam", "faithful=1", "adam"},
+        {"sgd", "lr=1e-2", NULL, 0},
+        {"tso-alra", "lr=1e-2", "sgd", 0},
+        {"tso-alra", "lr=1e-2,faithful=1", "sgd", 0},
+        {"tso-alra", "lr=1e-2," TSO_FAST, "sgd", TSO_FAST_CYCLE},
+        {"rmsprop", "", NULL, 0},
+        {"da-rmsprop", "", "rmsprop", 0},
+        {"da-rmsprop", "faithful=1", "rmsprop", 0},
+        {"adam", "", NULL, 0},
+        {"lama-adam", "", "adam", 0},
+        {"lama-adam", "interval=25", "adam", 0},
+        {"lama-adam", "faithful=1", "adam", 0},
     };
     enum { NROWS = sizeof rows / sizeof rows[0] };
-    const char *only = argc > 4 ? argv[4] : NULL;
     result res[NROWS];
-    printf("%s batch %d, %d thread(s), median of %d windows of %d steps (ms per training step):\n", model, BATCH,
-           threads, windows, WINDOW);
+    printf("%s batch %d, %d thread(s), median of %d windows of %d steps (%d for the fast TSO-ALRA row; ms per "
+           "training step):\n",
+           model, BATCH, threads, windows, WINDOW, TSO_FAST_CYCLE);
     for (int i = 0; i < NROWS; i++) {
         res[i].ok = 0;
-        if (only && !listed(only, rows[i].name)) continue;
-        res[i] = run(model, rows[i].name, rows[i].hp, windows);
+        int base_of_wanted = 0; /* a base row runs when a wanted row compares with it */
+        for (int j = i + 1; j < NROWS && only; j++)
+            base_of_wanted |= rows[j].base && strcmp(rows[j].base, rows[i].name) == 0 && wanted(rows[j].name, rows[j].hp, only);
+        if (only && !wanted(rows[i].name, rows[i].hp, only) && !base_of_wanted) continue;
+        res[i] = run(model, rows[i].name, rows[i].hp, windows, rows[i].window);
         if (!res[i].ok) {
             printf("  %-11s %-22s refused (this build has no such setting)\n", rows[i].name, rows[i].hp);
             continue;

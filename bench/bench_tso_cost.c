@@ -76,7 +76,6 @@ static result run(const char *spec, const char *name, int windows, int cycles, i
         fprintf(stderr, "bench_tso_cost: %s: %s\n", name, o ? "out of memory" : err.msg);
         goto done;
     }
-    co_model_set_capture(m, (co_optim_needs(o) & CO_NEEDS_CAPTURE) != 0);
     co_rng r;
     co_rng_seed(&r, 1, CO_STREAM_DATA);
     for (size_t i = 0; i < (size_t)NBATCH * BATCH * in; i++) x[i] = (float)co_rng_uniform(&r);
@@ -92,6 +91,8 @@ static result run(const char *spec, const char *name, int windows, int cycles, i
         int b = s % NBATCH;
         cc.x = x + (size_t)b * BATCH * in;
         cc.y = y + (size_t)b * BATCH;
+        /* As training: captures only for the steps that use them (K-FAC's T_cov). */
+        co_model_set_capture(m, (co_optim_needs(o) & CO_NEEDS_CAPTURE) != 0);
         double t0 = bench_now();
         res.loss = fwd_bwd(&cc);
         double t1 = bench_now();

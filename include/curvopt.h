@@ -243,8 +243,9 @@ co_status co_optim_set(co_optim *opt, int group, const char *hparam, double valu
 co_status co_optim_set_list(co_optim *opt, int group, const char *list, co_error *err);
 double co_optim_get(const co_optim *opt, int group, const char *hparam);
 const co_optim_info *co_optim_info_of(const co_optim *opt);
-/* What the optimizer needs in its current state (it may need less later: TSO-ALRA stops
- * reading captures once it has switched to SGD). */
+/* What the optimizer needs for its next step (it may need less later: TSO-ALRA stops
+ * reading captures once it has switched to SGD, and with T_cov > 1 reads them only every
+ * T_cov steps; co_train asks before every step). */
 int co_optim_needs(const co_optim *opt);
 uint64_t co_optim_steps(const co_optim *opt);
 

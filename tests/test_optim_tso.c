@@ -240,6 +240,110 @@ static void test_parallel_refresh(void)
     }
 }
 
+/* A symmetric factor Q diag(l) Q^T (n x n, double) with a random orthonormal Q. */
+static void factor_with_spectrum(double *f, int n, const double *l, co_rng *r)
+{
+    double *q = malloc(sizeof(double) * n * n), *tau = malloc(sizeof(double) * n);
+    for (int i = 0; i < n * n; i++) q[i] = co_rng_normal(r);
+    LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, n, n, q, n, tau);
+    LAPACKE_dorgqr(LAPACK_ROW_MAJOR, n, n, n, q, n, tau);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0;
+            for (int e = 0; e < n; e++) s += q[i * n + e] * l[e] * q[j * n + e];
+            f[i * n + j] = s;
+        }
+    free(q);
+    free(tau);
+}
+
+/* ||B^-1/2 G A^-1/2 (low-rank roots) - the same with exact roots||_F / ||G||_F for factors of
+ * the given spectra (la: m values, lb: rows values), G random. */
+static double low_rank_error(int rows, int cols, int rank, const double *la, const double *lb, double damping,
+                             double *rel_exact)
+{
+    int m = cols + 1;
+    co_rng r;
+    co_rng_seed(&r, 47, 1);
+    co_kfac k;
+    CHECK(co_kfac_init(&k, rows, cols, 1, NULL) == CO_OK, "init");
+    CHECK(co_kfac_set_rank(&k, rank, NULL) == CO_OK, "set rank");
+    factor_with_spectrum(k.A, m, la, &r);
+    factor_with_spectrum(k.B, rows, lb, &r);
+    k.updates = 1;
+    float *dw = malloc(sizeof(float) * rows * cols), *db = malloc(sizeof(float) * rows);
+    float *ow = malloc(sizeof(float) * rows * cols), *ob = malloc(sizeof(float) * rows);
+    double *ra = malloc(sizeof(double) * m * m), *rb = malloc(sizeof(double) * rows * rows);
+    for (int i = 0; i < rows * cols; i++) dw[i] = (float)co_rng_normal(&r);
+    for (int i = 0; i < rows; i++) db[i] = (float)co_rng_normal(&r);
+    dense_inv_sqrt(k.A, m, damping, ra);
+    dense_inv_sqrt(k.B, rows, damping, rb);
+    /* Twice: the second refresh starts from the first one's basis (warm), as in training. */
+    double err = 0, want_norm = 0, g_norm = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        CHECK(co_kfac_refresh(&k, damping, CO_KFAC_DAMP_FACTORS, NULL) == CO_OK, "refresh");
+        co_kfac_apply(&k, dw, db, ow, ob, damping, CO_KFAC_DAMP_FACTORS);
+        err = want_norm = g_norm = 0;
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < m; j++) {
+                double want = 0, got = j < cols ? ow[i * cols + j] : ob[i];
+                for (int a = 0; a < rows; a++)
+                    for (int b = 0; b < m; b++) want += rb[i * rows + a] * (b < cols ? dw[a * cols + b] : db[a]) * ra[b * m + j];
+                err += (got - want) * (got - want);
+                want_norm += want * want;
+                double gij = j < cols ? dw[i * cols + j] : db[i];
+                g_norm += gij * gij;
+            }
+    }
+    *rel_exact = sqrt(err / want_norm);
+    free(dw);
+    free(db);
+    free(ow);
+    free(ob);
+    free(ra);
+    free(rb);
+    co_kfac_free(&k);
+    return sqrt(err / g_norm);
+}
+
+/* Low-rank + scalar roots (co_kfac_set_rank): exact (to float rounding) when the factors'
+ * rank is at most the kept rank (the discarded eigenvalues are 0, their scalar is
+ * damping^-1/2, the exact root's value there); otherwise within the bound the discarded
+ * spectrum gives: on those directions the root (l_i + eps)^-1/2 is replaced by c = (mean + eps)^-1/2,
+ * so ||error|| <= ||B^-1/2|| max_i |(l_i + eps)^-1/2 - c| ||G|| (A side only here: B full). */
+static void test_low_rank_roots(void)
+{
+    enum { ROWS = 40, COLS = 60, M = COLS + 1, RANK = 8 };
+    const double damping = 1e-2;
+    double la[M], lb[ROWS], rel;
+    CHECK(co_kfac_low_rank(M, RANK) == RANK && co_kfac_low_rank(16, RANK) == 0, "which factors are low-rank");
+    /* Rank 6 and 5 <= 8: exact. */
+    for (int i = 0; i < M; i++) la[i] = i < 6 ? 1.0 / (1 + i) : 0;
+    for (int i = 0; i < ROWS; i++) lb[i] = i < 5 ? 2.0 / (1 + i) : 0;
+    low_rank_error(ROWS, COLS, RANK, la, lb, damping, &rel);
+    printf("low-rank roots, factors of rank 6 and 5, rank %d kept: relative error %.3g\n", RANK, rel);
+    CHECK(rel < 1e-4, "factors of rank 6 and 5, rank 8 kept: relative error %.3g vs the exact roots", rel);
+    /* Full-rank A with a decaying spectrum (B as before, exact): the error stays within the bound
+     * and is not zero (the comparison can fail both ways). */
+    for (int i = 0; i < M; i++) la[i] = pow(0.6, i);
+    double lo = INFINITY, hi = 0, mean = 0;
+    for (int i = RANK; i < M; i++) {
+        lo = fmin(lo, la[i]);
+        hi = fmax(hi, la[i]);
+        mean += la[i] / (M - RANK);
+    }
+    double c = 1 / sqrt(mean + damping);
+    double bound = fmax(1 / sqrt(lo + damping) - c, c - 1 / sqrt(hi + damping)) / sqrt(damping);
+    double e = low_rank_error(ROWS, COLS, RANK, la, lb, damping, &rel);
+    printf("low-rank roots, rank %d of %d, decaying spectrum: error %.4g per unit gradient (bound %.4g), relative %.3g\n",
+           RANK, M, e, bound, rel);
+    CHECK(e <= 1.01 * bound && rel > 1e-3, "decaying spectrum: error %.4g per unit gradient, bound %.4g, relative %.3g",
+          e, bound, rel);
+    /* Rank 0 through set_rank keeps the full roots: the same error as float rounding. */
+    low_rank_error(ROWS, COLS, 0, la, lb, damping, &rel);
+    CHECK(rel < 1e-4, "rank 0: relative error %.3g", rel);
+}
+
 typedef struct {
     co_dataset *train, *test;
     co_model *model;
@@ -272,6 +376,13 @@ static void rig_train(rig *g, int epochs, co_train_result *res)
     c.seed = 2;
     co_error err;
     CHECK(co_train(g->model, g->opt, g->train, g->test, &c, res, &err) == CO_OK, "train: %s", err.msg);
+}
+
+static void rig_epochs(rig *g, int epochs)
+{
+    co_train_result r;
+    rig_train(g, epochs, &r);
+    co_train_result_free(&r);
 }
 
 static void rig_free(rig *g)
@@ -366,9 +477,9 @@ static void test_switch(void)
     rig_free(&a);
 }
 
-static void test_training_and_resume(void)
+static void test_training(void)
 {
-    rig a, b;
+    rig a;
     co_train_result r;
     rig_new(&a, "T_int=3,lr=0.05");
     double initial;
@@ -377,9 +488,17 @@ static void test_training_and_resume(void)
     CHECK(r.final_train_loss < 0.6 * initial, "training loss %.4f -> %.4f", initial, r.final_train_loss);
     co_train_result_free(&r);
     rig_free(&a);
-    /* save -> load -> continue equals an uninterrupted run (mid-interval: cached roots). */
-    rig_new(&a, "T_int=3");
-    rig_new(&b, "T_int=3");
+}
+
+/* save -> load -> continue equals an uninterrupted run (mid-interval: cached roots; with T_cov
+ * and rank, between statistics steps and with low-rank roots, whose basis warm-starts the next
+ * refresh). */
+static void test_resume(const char *hp)
+{
+    rig a, b;
+    co_train_result r;
+    rig_new(&a, hp);
+    rig_new(&b, hp);
     co_train_config c;
     co_train_config_default(&c);
     c.batch = 32;
@@ -397,7 +516,7 @@ static void test_training_and_resume(void)
     co_optim_free(b.opt);
     co_group groups[8];
     co_model_groups(b.model, groups);
-    b.opt = co_optim_new("tso-alra", groups, 3, "T_int=3", 1, NULL);
+    b.opt = co_optim_new("tso-alra", groups, 3, hp, 1, NULL);
     CHECK(co_optim_load(b.opt, path, &err) == CO_OK, "load: %s", err.msg);
     unlink(path);
     /* The loader's order for epochs 3-4 must match too: replay with a checkpointed loop. */
@@ -406,7 +525,7 @@ static void test_training_and_resume(void)
     close(mkstemp(ck));
     unlink(ck);
     rig_free(&b);
-    rig_new(&b, "T_int=3");
+    rig_new(&b, hp);
     c.checkpoint_path = ck;
     c.epochs = 2;
     co_train(b.model, b.opt, b.train, b.test, &c, &r, NULL);
@@ -414,15 +533,50 @@ static void test_training_and_resume(void)
     co_optim_free(b.opt);
     co_model_init(b.model, 99); /* the checkpoint must restore the parameters too */
     co_model_groups(b.model, groups);
-    b.opt = co_optim_new("tso-alra", groups, 3, "T_int=3", 1, NULL);
+    b.opt = co_optim_new("tso-alra", groups, 3, hp, 1, NULL);
     c.epochs = 4;
     c.resume = 1;
     CHECK(co_train(b.model, b.opt, b.train, b.test, &c, &r, &err) == CO_OK, "resume: %s", err.msg);
     co_train_result_free(&r);
     unlink(ck);
-    CHECK(same_params(&a, &b), "save -> load -> continue differs from the uninterrupted run");
+    CHECK(same_params(&a, &b), "%s: save -> load -> continue differs from the uninterrupted run", hp);
     rig_free(&a);
     rig_free(&b);
+}
+
+/* T_cov and T_int (KAISA's factor_update_steps / inv_update_steps): statistics at steps 1,
+ * 1 + T_cov, ..., roots at 1, 1 + T_int, ...; the training loop is asked for captures only
+ * before statistics steps; faithful=1 takes statistics every step and full roots whatever
+ * T_cov and rank say. */
+static void test_update_intervals(void)
+{
+    rig a, b, c;
+    rig_new(&a, "T_cov=3,T_int=6,refresh_tol=0");
+    rig_epochs(&a, 3); /* 15 steps */
+    double upd[3], ref;
+    CHECK(co_optim_diagnostic(a.opt, "factor_updates", upd, 3) == 3, "factor_updates diagnostic");
+    co_optim_diagnostic(a.opt, "refreshes", &ref, 1);
+    /* Statistics at steps 1, 4, 7, 10, 13; roots at 1, 7, 13 for each of the 3 layers. */
+    CHECK(upd[0] == 5 && upd[1] == 5 && upd[2] == 5, "T_cov=3, 15 steps: %g %g %g factor updates, expected 5", upd[0],
+          upd[1], upd[2]);
+    CHECK(ref == 9, "T_int=6, 15 steps, 3 layers: %g refreshes, expected 9", ref);
+    CHECK(co_optim_needs(a.opt) & CO_NEEDS_CAPTURE, "step 16 takes statistics: capture wanted");
+    co_optim_step(a.opt, NULL, NULL);
+    CHECK(!(co_optim_needs(a.opt) & CO_NEEDS_CAPTURE), "step 17 takes none: no capture wanted");
+    rig_new(&b, "T_cov=3,T_int=6,refresh_tol=0,rank=4,faithful=1");
+    rig_new(&c, "T_int=6,faithful=1");
+    rig_epochs(&b, 3);
+    rig_epochs(&c, 3);
+    co_optim_diagnostic(b.opt, "factor_updates", upd, 3);
+    CHECK(upd[0] == 15, "faithful=1: %g factor updates in 15 steps, expected 15", upd[0]);
+    CHECK(same_params(&b, &c), "faithful=1 with T_cov and rank differs from the paper's algorithm");
+    rig_free(&c);
+    rig_new(&c, "T_int=6,refresh_tol=0");
+    rig_epochs(&c, 3);
+    CHECK(!same_params(&a, &c), "T_cov=3 changed nothing: the comparison cannot fail");
+    rig_free(&a);
+    rig_free(&b);
+    rig_free(&c);
 }
 
 /* co_train hands epoch_end the validation loss: with lr = 0 it never improves after epoch 1,
@@ -658,7 +812,11 @@ int main(void)
     test_switch();
     test_patience_in_training();
     test_conv_training();
-    test_training_and_resume();
+    test_training();
+    test_resume("T_int=3");
+    test_resume("T_int=3,T_cov=2,rank=4");
+    test_update_intervals();
+    test_low_rank_roots();
     test_safeguards();
     test_safeguards_prevent_divergence();
     return co_test_finish();

@@ -89,9 +89,58 @@ void co_kfac_free(co_kfac *k)
     free(k->g);
     free(k->t);
     free(k->colsum);
+    free(k->p);
     eig_free(&k->ea);
     eig_free(&k->eb);
     memset(k, 0, sizeof *k);
+}
+
+int co_kfac_low_rank(int d, int rank) { return rank > 0 && d > 2 * rank ? rank : 0; }
+
+/* Columns the subspace iteration carries for k eigenpairs: a few more than k, so that the
+ * k-th converges at the rate lambda_(p+1) / lambda_k rather than lambda_(k+1) / lambda_k. */
+static int lowrank_cols(int d, int k)
+{
+    int p = k + (k / 4 > 8 ? k / 4 : 8);
+    return p < d ? p : d;
+}
+
+enum { QR_BLOCK = 32 }; /* SGEQRF / SORGQR workspace: QR_BLOCK columns' worth per column */
+
+/* Floats of eig->work the low-rank refresh uses: the basis and X times it (d x p each), the
+ * p x p projection, SSYEVD's workspace for it, Householder scalars and the QR workspace. */
+static double lowrank_work(int d, int k)
+{
+    double p = lowrank_cols(d, k);
+    return 2.0 * d * p + p * p + (1.0 + 6.0 * p + 2.0 * p * p) + p + QR_BLOCK * p;
+}
+
+static int grow_work(co_kfac_eig *e, int k)
+{
+    double need = lowrank_work(e->n, k);
+    if (need <= (double)e->nwork) return 0;
+    if (need > (double)INT32_MAX) return -1;
+    float *w = co_falloc((size_t)need);
+    if (!w) return -1;
+    free(e->work);
+    e->work = w;
+    e->nwork = (lapack_int)need;
+    return 0;
+}
+
+co_status co_kfac_set_rank(co_kfac *k, int rank, co_error *err)
+{
+    k->rank[0] = co_kfac_low_rank(k->m, rank);
+    k->rank[1] = co_kfac_low_rank(k->rows, rank);
+    if (!k->rank[0] && !k->rank[1]) return CO_OK;
+    size_t left = (size_t)k->rank[1] * k->m, right = (size_t)k->rows * k->rank[0];
+    /* The apply's product with U_k, then the k coefficients. */
+    free(k->p);
+    k->p = co_falloc((left > right ? left : right) + (size_t)rank);
+    if (!k->p || grow_work(&k->ea, k->rank[0]) || grow_work(&k->eb, k->rank[1]))
+        return co_error_set(err, CO_ENOMEM, "out of memory for rank-%d K-FAC roots of a %d x %d layer", rank,
+                            k->rows, k->cols);
+    return CO_OK;
 }
 
 /* Copies the triangle SSYRK wrote to the other one, in tiles so both sides stay in cache:
@@ -223,6 +272,53 @@ static void inv_root(float *r, co_kfac_eig *e, double *u, const double *l, doubl
     symmetrize(r, n, n, 0);
 }
 
+/* The top r eigenpairs of a symmetric d x d factor x by subspace iteration (Halko, Martinsson
+ * & Tropp 2011, alg. 4.4 with Rayleigh-Ritz): p = lowrank_cols(d, r) columns, started from
+ * the previous U_r (warm: the factors move little between refreshes, one pass suffices) and
+ * pseudo-random columns (a fixed stream: the result is a pure function of the factor and the
+ * previous basis), orthonormalised by Householder QR after each product with x. ut receives
+ * U_r^T (r x d row-major, i.e. U_r column-major), l the r eigenvalues descending, clamped at
+ * 0, and l[r] the mean of the other d - r, (tr x - sum of the r) / (d - r), clamped too. */
+static int eigen_top(co_kfac_eig *e, double *l, float *ut, int r, int warm, const double *x)
+{
+    int d = e->n, p = lowrank_cols(d, r);
+    for (size_t i = 0; i < (size_t)d * d; i++) e->x[i] = (float)x[i];
+    float *q = e->work, *z = q + (size_t)d * p, *t = z + (size_t)d * p, *ev = t + (size_t)p * p;
+    lapack_int nev = 1 + 6 * p + 2 * p * p;
+    float *tau = ev + nev, *qr = tau + p;
+    co_rng rng;
+    co_rng_seed(&rng, (uint64_t)d, CO_STREAM_OPTIM);
+    size_t from = warm ? (size_t)d * r : 0;
+    if (warm) memcpy(z, ut, (size_t)d * r * sizeof(float));
+    for (size_t i = from; i < (size_t)d * p; i++) z[i] = (float)(co_rng_uniform(&rng) - 0.5);
+    int passes = warm ? 1 : 3;
+    for (int it = 0; it < passes; it++) {
+        cblas_ssymm(CblasColMajor, CblasLeft, CblasUpper, d, p, 1.0f, e->x, d, z, d, 0.0f, q, d);
+        if (LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, d, p, q, d, tau, qr, QR_BLOCK * p) ||
+            LAPACKE_sorgqr_work(LAPACK_COL_MAJOR, d, p, p, q, d, tau, qr, QR_BLOCK * p))
+            return -1;
+        if (it + 1 < passes) memcpy(z, q, (size_t)d * p * sizeof(float));
+    }
+    /* Rayleigh-Ritz: T = Q^T X Q, its eigenvectors V, U = Q V. */
+    cblas_ssymm(CblasColMajor, CblasLeft, CblasUpper, d, p, 1.0f, e->x, d, q, d, 0.0f, z, d);
+    cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, p, p, d, 1.0f, q, d, z, d, 0.0f, t, p);
+    if (LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, 'V', 'U', p, t, p, e->w, ev, nev, e->iwork, e->niwork) != 0)
+        return -1;
+    /* Largest first: SSYEVD's last r columns, reversed. */
+    for (int j = 0; j < r; j++)
+        memcpy(z + (size_t)j * p, t + (size_t)(p - 1 - j) * p, (size_t)p * sizeof(float));
+    cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, d, r, p, 1.0f, q, d, z, p, 0.0f, ut, d);
+    double kept = 0;
+    for (int j = 0; j < r; j++) {
+        float w = e->w[p - 1 - j];
+        l[j] = w > 0 ? (double)w : 0.0;
+        kept += l[j];
+    }
+    double rest = (trace(x, d) - kept) / (d - r);
+    l[r] = rest > 0 ? rest : 0.0;
+    return 0;
+}
+
 static co_status refresh_factor(co_kfac_job *j)
 {
     co_kfac *k = j->k;
@@ -232,6 +328,13 @@ static co_status refresh_factor(co_kfac_job *j)
     int n = e->n;
     const double *f = j->which ? k->B : k->A;
     k->root_trace[j->which] = trace(f, n);
+    int rank = k->rank[j->which];
+    if (rank && j->mode == CO_KFAC_DAMP_FACTORS) {
+        if (eigen_top(e, l, r, rank, k->have_roots, f)) return CO_ENUMERIC;
+        /* The state's copy of the basis (what a distributed run collects for a checkpoint). */
+        for (size_t i = 0; i < (size_t)n * rank; i++) u[i] = r[i];
+        return CO_OK;
+    }
     if (eigen(e, l, f)) return CO_ENUMERIC;
     if (j->mode == CO_KFAC_DAMP_FACTORS) {
         inv_root(r, e, u, l, j->damping);
@@ -282,6 +385,34 @@ co_status co_kfac_refresh(co_kfac *k, double damping, co_kfac_damping mode, co_e
     return co_kfac_refresh_jobs(jobs, 2, err);
 }
 
+/* A low-rank root's coefficients (lambda_j + eps)^-1/2 - c on its r directions, after the
+ * product buffer; returns c = (mean discarded eigenvalue + eps)^-1/2. */
+static float lowrank_coef(co_kfac *k, const double *l, int r, size_t at, double damping)
+{
+    double c = 1.0 / sqrt(l[r] + damping);
+    for (int j = 0; j < r; j++) k->p[at + (size_t)j] = (float)(1.0 / sqrt(l[j] + damping) - c);
+    return (float)c;
+}
+
+/* One side of the direction with a low-rank root: B^-1/2 in = c in + U (coef (U^T in)) for B
+ * (which = 1, from the left), in A^-1/2 = c in + ((in U) coef) U^T for A (which = 0, from the
+ * right); O(rows m r) instead of rows^2 m or rows m^2. in and out are rows x m. */
+static void lowrank_apply(co_kfac *k, int which, double damping, const float *in, float *out)
+{
+    int n = k->rows, m = k->m, r = k->rank[which];
+    const float *ut = which ? k->rb : k->ra;
+    int pr = which ? r : n, pc = which ? m : r; /* the product with U: r x m or n x r */
+    size_t at = (size_t)pr * pc;
+    float c = lowrank_coef(k, which ? k->lb : k->la, r, at, damping), *p = k->p;
+    if (which) co_gemm(0, 0, r, m, n, 1.0f, ut, n, in, m, 0.0f, p, m, 0);
+    else co_gemm(0, 1, n, r, m, 1.0f, in, m, ut, m, 0.0f, p, r, 0);
+    for (int i = 0; i < pr; i++)
+        for (int j = 0; j < pc; j++) p[(size_t)i * pc + j] *= p[at + (size_t)(which ? i : j)];
+    memcpy(out, in, (size_t)n * m * sizeof(float));
+    if (which) co_gemm(1, 0, n, m, r, 1.0f, ut, n, p, m, c, out, m, 0);
+    else co_gemm(0, 0, n, m, r, 1.0f, p, r, ut, m, c, out, m, 0);
+}
+
 void co_kfac_apply(co_kfac *k, const float *dw, const float *db, float *out_w, float *out_b, double damping,
                    co_kfac_damping mode)
 {
@@ -292,8 +423,10 @@ void co_kfac_apply(co_kfac *k, const float *dw, const float *db, float *out_w, f
     }
     if (mode == CO_KFAC_DAMP_FACTORS) {
         /* B^-1/2 G A^-1/2 */
-        co_gemm(0, 0, n, m, n, 1.0f, k->rb, n, k->g, m, 0.0f, k->t, m, 0);
-        co_gemm(0, 0, n, m, m, 1.0f, k->t, m, k->ra, m, 0.0f, k->g, m, 0);
+        if (k->rank[1]) lowrank_apply(k, 1, damping, k->g, k->t);
+        else co_gemm(0, 0, n, m, n, 1.0f, k->rb, n, k->g, m, 0.0f, k->t, m, 0);
+        if (k->rank[0]) lowrank_apply(k, 0, damping, k->t, k->g);
+        else co_gemm(0, 0, n, m, m, 1.0f, k->t, m, k->ra, m, 0.0f, k->g, m, 0);
     } else {
         /* In the eigenbases: U_B^T G U_A, divided by sqrt(lb_i la_j + damping), rotated back. */
         const float *ua = k->ra, *ub = k->rb;

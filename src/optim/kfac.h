@@ -37,10 +37,22 @@ typedef struct co_kfac {
     co_kfac_eig ea, eb; /* A's and B's, so both (and other layers') can run at once */
     int have_roots;
     double root_trace[2]; /* tr(A), tr(B) when their roots were last formed */
+    /* Low-rank roots (co_kfac_set_rank), per factor (A, B): 0 the full root; k > 0 keeps the
+     * top k eigenpairs and one scalar for the rest. Then ra / rb hold U_k^T (k x d, row-major),
+     * la / lb the k eigenvalues (descending) followed by the mean of the discarded ones. */
+    int rank[2];
+    float *p; /* the low-rank apply's scratch */
 } co_kfac;
 
 co_status co_kfac_init(co_kfac *k, int rows, int cols, int has_bias, co_error *err);
 void co_kfac_free(co_kfac *k);
+/* Low-rank + scalar roots for factors wider than 2 rank (rank 0: full roots everywhere):
+ *   X^-1/2 ~ U_k (L_k + eps)^-1/2 U_k^T + c (I - U_k U_k^T),  c = (mean discarded eigenvalue + eps)^-1/2,
+ * the top k eigenpairs found by subspace iteration (warm-started from the previous U_k).
+ * Only with damping per factor (CO_KFAC_DAMP_FACTORS). Call once, before the first refresh. */
+co_status co_kfac_set_rank(co_kfac *k, int rank, co_error *err);
+/* The factor size from which co_kfac_set_rank(rank) takes the low-rank root. */
+int co_kfac_low_rank(int d, int rank);
 /* Eq. 17-18 with the batch's statistics: A = (1-gamma) A + gamma E_batch[a a^T] (the first
  * update takes the batch statistics as they are). cap->g holds gradients of the batch-MEAN
  * loss, so per-sample gradients are batch * g: B's batch term is batch * sum_rows g g^T

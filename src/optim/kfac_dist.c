@@ -154,12 +154,17 @@ static void sort_jobs(co_kfac_job *jobs, int njobs, co_kfac *kfac)
     }
 }
 
+/* A low-rank root's rank (co_kfac_set_rank; 0: the full root). */
+static int low_rank(const co_kfac_job *j) { return j->mode == CO_KFAC_DAMP_FACTORS ? j->k->rank[j->which] : 0; }
+
 /* What a refresh leaves for the others: status, eigenvalues, and the root (upper triangle,
- * float) or, with the damping on the eigenvalue products, the float eigenbasis (full). */
+ * float), a low-rank root's basis (rank x n, float; its eigenvalues then end with the
+ * discarded ones' mean) or, with the damping on the eigenvalue products, the float
+ * eigenbasis (full). */
 static size_t result_bytes(const co_kfac_job *j)
 {
     size_t n = (size_t)factor_size(j->k, j->which);
-    size_t root = j->mode == CO_KFAC_DAMP_FACTORS ? tri(n) : n * n;
+    size_t root = low_rank(j) ? (size_t)low_rank(j) * n : j->mode == CO_KFAC_DAMP_FACTORS ? tri(n) : n * n;
     return sizeof(double) * (1 + n) + sizeof(float) * root;
 }
 
@@ -173,7 +178,10 @@ static unsigned char *pack_result(unsigned char *p, const co_kfac_job *j)
     memcpy(p, j->which ? k->lb : k->la, (size_t)n * sizeof(double));
     p += (size_t)n * sizeof(double);
     const float *r = j->which ? k->rb : k->ra;
-    if (j->mode == CO_KFAC_DAMP_FACTORS) {
+    if (low_rank(j)) {
+        memcpy(p, r, (size_t)low_rank(j) * n * sizeof(float));
+        p += (size_t)low_rank(j) * n * sizeof(float);
+    } else if (j->mode == CO_KFAC_DAMP_FACTORS) {
         for (int i = 0; i < n; i++) {
             memcpy(p, r + (size_t)i * n + i, (size_t)(n - i) * sizeof(float));
             p += (size_t)(n - i) * sizeof(float);
@@ -196,7 +204,10 @@ static const unsigned char *unpack_result(const unsigned char *p, co_kfac_job *j
     memcpy(j->which ? k->lb : k->la, p, (size_t)n * sizeof(double));
     p += (size_t)n * sizeof(double);
     float *r = j->which ? k->rb : k->ra;
-    if (j->mode == CO_KFAC_DAMP_FACTORS) {
+    if (low_rank(j)) {
+        memcpy(r, p, (size_t)low_rank(j) * n * sizeof(float));
+        p += (size_t)low_rank(j) * n * sizeof(float);
+    } else if (j->mode == CO_KFAC_DAMP_FACTORS) {
         for (int i = 0; i < n; i++) {
             memcpy(r + (size_t)i * n + i, p, (size_t)(n - i) * sizeof(float));
             p += (size_t)(n - i) * sizeof(float);

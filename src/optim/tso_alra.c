@@ -26,6 +26,8 @@ enum {
     HP_FAITHFUL,
     HP_KL_CLIP,
     HP_REFRESH_TOL,
+    HP_T_COV,
+    HP_RANK,
     HP_COUNT
 };
 
@@ -48,6 +50,11 @@ typedef struct {
 
 static int kfac_group(const co_group *g) { return g->kind != CO_GROUP_DENSE && g->rows > 0 && g->cols > 0; }
 
+static int faithful(const co_optim *o) { return co_hp(o, 0, HP_FAITHFUL) != 0; }
+
+/* Factor statistics are taken at steps 1, 1 + T_cov, ... (the paper: every step). */
+static uint64_t t_cov(const co_optim *o) { return faithful(o) ? 1 : (uint64_t)co_hp(o, 0, HP_T_COV); }
+
 static co_status tso_init(co_optim *o, co_error *err)
 {
     tso_state *s = calloc(1, sizeof *s);
@@ -64,6 +71,7 @@ static co_status tso_init(co_optim *o, co_error *err)
         const co_group *gr = &o->groups[g];
         if (!kfac_group(gr)) continue;
         co_status st = co_kfac_init(&s->kfac[g], gr->rows, gr->cols, gr->ntensors > 1, err);
+        if (!st && !faithful(o)) st = co_kfac_set_rank(&s->kfac[g], (int)co_hp(o, g, HP_RANK), err);
         if (st) return st;
         s->dir_off[g] = total;
         total += gr->size[0] + (size_t)gr->rows;
@@ -135,11 +143,12 @@ static co_status tso_step(co_optim *o, const co_closure *c, co_error *err)
 {
     tso_state *s = o->state;
     int njobs = 0;
+    int stats = (o->t - 1) % t_cov(o) == 0;
     /* Distributed: every rank's statistics first, so that all take the same decisions. */
     co_kfac_dist *dist = NULL;
     if (o->coll && !s->switched) {
         if (!(dist = dist_of(o, err))) return CO_ENOMEM;
-        co_status st = co_kfac_dist_stats(dist, s->kfac, o->ngroups, c, o->coll, err);
+        co_status st = stats ? co_kfac_dist_stats(dist, s->kfac, o->ngroups, c, o->coll, err) : CO_OK;
         if (st) return st;
     }
     for (int g = 0; g < o->ngroups; g++) {
@@ -148,17 +157,20 @@ static co_status tso_step(co_optim *o, const co_closure *c, co_error *err)
         co_kfac *k = &s->kfac[g];
         co_capture cap;
         s->precond[g] = 0;
-        int have = dist ? dist->have[g]
-                        : !s->switched && k->rows > 0 && c && c->capture && c->capture(c->ctx, g, &cap) &&
-                              cap.a_dim == k->cols && cap.g_dim == k->rows && cap.n > 0;
+        if (faithful(o)) k->rank[0] = k->rank[1] = 0; /* the paper's full roots, whatever rank said */
+        /* Between statistics steps (T_cov > 1) a layer is preconditioned with the factors it has. */
+        int have = !stats ? !s->switched && k->rows > 0 && k->updates > 0
+                   : dist ? dist->have[g]
+                          : !s->switched && k->rows > 0 && c && c->capture && c->capture(c->ctx, g, &cap) &&
+                                cap.a_dim == k->cols && cap.g_dim == k->rows && cap.n > 0;
         if (!have) {
             /* Stage 2, or a layer without K-FAC statistics: plain SGD. */
             sgd_update(gr, s->switched ? lr * co_hp(o, g, HP_SGD_LR_SCALE) : lr, wd);
             continue;
         }
         co_apply_l2(o, g, wd);
-        if (dist) co_kfac_fold(k, co_hp(o, g, HP_GAMMA), dist->finite[g]);
-        else co_kfac_update(k, &cap, co_hp(o, g, HP_GAMMA));
+        if (stats && dist) co_kfac_fold(k, co_hp(o, g, HP_GAMMA), dist->finite[g]);
+        else if (stats) co_kfac_update(k, &cap, co_hp(o, g, HP_GAMMA));
         if (k->updates == 0) {
             /* No finite statistics yet: nothing to precondition with. */
             sgd_update(gr, lr, 0);
@@ -167,9 +179,10 @@ static co_status tso_step(co_optim *o, const co_closure *c, co_error *err)
         s->precond[g] = 1;
         uint64_t tint = (uint64_t)co_hp(o, g, HP_T_INT);
         /* Roots are recomputed every T_int steps and cached in between (first step included);
-         * with refresh_tol also as soon as a factor's scale has moved by more than that. */
+         * with refresh_tol also as soon as a factor's scale has moved by more than that (the
+         * factors move only at statistics steps, so that is where it is checked). */
         int due = !k->have_roots || (o->t - 1) % tint == 0;
-        double tol = co_guard(o, g, HP_REFRESH_TOL);
+        double tol = stats ? co_guard(o, g, HP_REFRESH_TOL) : 0;
         /* Distributed: a rank holds a share of each factor; the decision waits for the traces
          * summed over the ranks (below), so that every rank decides alike. */
         if (dist && !due && tol > 0) continue;
@@ -185,7 +198,7 @@ static co_status tso_step(co_optim *o, const co_closure *c, co_error *err)
         }
     }
     double *traces = NULL;
-    if (dist && o->coll->size > 1) {
+    if (dist && stats && o->coll->size > 1) {
         /* Factors' traces are linear in the shares: their sum over ranks is the one-process
          * trace. Early refreshes (refresh_tol) are decided from it, and the refreshed factors'
          * reference traces set from it on every rank. */
@@ -318,7 +331,10 @@ static void tso_visit(co_optim *o, co_state_visitor *v)
 static int tso_needs_now(const co_optim *o)
 {
     const tso_state *s = o->state;
-    return s->switched ? CO_NEEDS_EPOCH : CO_NEEDS_CAPTURE | CO_NEEDS_EPOCH;
+    /* The next step (o->t + 1) takes statistics when o->t is a multiple of T_cov; the others
+     * need no patch matrices. */
+    if (s->switched || o->t % t_cov(o) != 0) return CO_NEEDS_EPOCH;
+    return CO_NEEDS_CAPTURE | CO_NEEDS_EPOCH;
 }
 
 static int tso_diagnostic(const co_optim *o, const char *name, double *out, int max)
@@ -330,7 +346,12 @@ static int tso_diagnostic(const co_optim *o, const char *name, double *out, int 
     else if (strcmp(name, "refreshes") == 0) out[0] = (double)s->refreshes;
     else if (strcmp(name, "early_refreshes") == 0) out[0] = (double)s->early_refreshes;
     else if (strcmp(name, "kl_scale") == 0) out[0] = s->kl_scale;
-    else return -1;
+    else if (strcmp(name, "factor_updates") == 0) {
+        /* Per group: the factor statistics folded in so far (0 for a group without K-FAC). */
+        int n = o->ngroups < max ? o->ngroups : max;
+        for (int g = 0; g < n; g++) out[g] = (double)s->kfac[g].updates;
+        return n;
+    } else return -1;
     return 1;
 }
 
@@ -347,6 +368,8 @@ static const co_hparam tso_hp[HP_COUNT] = {
     {"faithful", 0, 0, 1, CO_HP_BOOL | CO_HP_GLOBAL, "1: the paper's algorithm as published (every safeguard off)"},
     {"kl_clip", 1e-2, 0, 1e6, CO_HP_SAFEGUARD | CO_HP_GLOBAL, "scale the step so that lr^2 <direction, gradient> <= kl_clip (0: off)"},
     {"refresh_tol", 1, 0, 1e6, CO_HP_SAFEGUARD, "refresh a layer's roots early once a factor's trace moved by more than this factor - 1 (0: off)"},
+    {"T_cov", 1, 1, 1e9, CO_HP_INT | CO_HP_GLOBAL, "steps between factor statistics (paper: 1; faithful=1 forces 1)"},
+    {"rank", 0, 0, 1e6, CO_HP_INT | CO_HP_FIXED, "eigenpairs kept by the roots of factors wider than 2 rank, the rest one scalar (0: full roots; faithful=1 forces 0)"},
 };
 
 static const co_optim_ops tso_ops = {.init = tso_init,

@@ -201,10 +201,6 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
     long steps_run = 0;
     progress_clock clock = {.stride = 1, .countdown = 1, .last_read = t0, .next_report = t0};
     for (int epoch = pos.epoch; epoch < cfg->epochs && !step_limit(cfg, opt); epoch++) {
-        /* Per epoch: a two-stage optimizer stops needing captures after a switch, and a
-         * convolution that is not asked for one skips the patch matrix. */
-        shard.capturing = (co_optim_needs(opt) & CO_NEEDS_CAPTURE) != 0;
-        co_model_set_capture(m, shard.capturing);
         double te = now_seconds(), not_training = 0;
         /* The epoch's order is drawn from the shuffle stream as it stood before it, which is
          * what a checkpoint keeps; a resumed epoch re-draws the same order and skips ahead. */
@@ -217,6 +213,11 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
             bc.y = loader.yb;
             bc.n = b;
             co_optim_set_lr_scale(opt, co_schedule_scale(&cfg->schedule, epoch, co_optim_steps(opt)));
+            /* Per step: a two-stage optimizer stops needing captures after a switch, K-FAC's
+             * statistics may be taken every few steps only, and a convolution that is not
+             * asked for a capture skips the patch matrix. */
+            shard.capturing = (co_optim_needs(opt) & CO_NEEDS_CAPTURE) != 0;
+            co_model_set_capture(m, shard.capturing);
             double l = batch_eval(&bc);
             int bad = isfinite(l) ? nonfinite_group(groups, ngroups, 0) : -2;
             if (bad != -1 && cfg->skip_nonfinite) {

@@ -322,6 +322,11 @@ int main(int argc, char **argv)
                 run_case(&t);
             }
         }
+        /* TSO-ALRA's fast setting: statistics every 3 steps, roots every 6, low-rank roots of
+         * the 65- and 64-wide factors (their bases travel instead of the roots' triangles). */
+        train_case fast = {"moons tso-alra T_cov=3,T_int=6,rank=8 b128", "moons", "mlp:2-64-1", "tso-alra",
+                           "T_cov=3,T_int=6,rank=8", CO_LOSS_BCE_LOGITS, 128, 4, 0, 0, 0, 1e-3, 1e-4};
+        run_case(&fast);
         /* Even shards (25 samples per rank at 4 ranks) are off the block boundaries: the sums
          * are regrouped, equal to rounding; and dropout's masks follow the shards exactly. */
         train_case even = {"moons adam b100 even shards", "moons", "mlp:2-64-1", "adam", NULL, CO_LOSS_BCE_LOGITS,
@@ -347,6 +352,10 @@ int main(int argc, char **argv)
                             CO_LOSS_CROSS_ENTROPY, 128, 3, 36, 2048, 0, tso ? 3e-2 : 0, 1e-2};
             run_case(&t);
         }
+        train_case fast = {"mnist cnn tso-alra T_cov=4,T_int=12,rank=16", "mnist", "quasi-adam-mnist", "tso-alra",
+                           "damping=0.003,T_cov=4,T_int=12,rank=16", CO_LOSS_CROSS_ENTROPY, 128, 3, 36, 2048, 0,
+                           3e-2, 1e-2};
+        run_case(&fast);
     }
     if (want[3]) {
         /* Synchronised batch norm: a small residual net with batch norm (a projection block
