@@ -38,7 +38,29 @@ if "$bin" compare --epochs 10 --seeds 2 --out "$out" >"$tmp/stdout" 2>"$tmp/err"
     extra=$(ls "$out" | grep -v -x -e table.md -e runs -e plots -e summary.png -e test_accuracy.png \
         -e test_accuracy_time.png -e train_loss.png)
     [ -z "$extra" ] && ok || bad "unexpected files at the top: $extra"
+    # At their defaults: the safeguards and documented departures on, not the papers' versions.
+    grep -q '"faithful": 0' "$out/runs/tso-alra/seed0/result.json" && ok || bad "compare did not run tso-alra's defaults"
+    grep -q "(safeguards on)" "$out/table.md" && ok || bad "table.md does not say the safeguards are on"
 else
     bad "compare: exit code"; cat "$tmp/err"
 fi
+
+# --faithful runs every method as published; NAME:K=V:K=V entries set a method's
+# hyperparameters on top of --hp, and their label names the runs and the curves.
+out="$tmp/variants"
+if "$bin" compare --faithful --opts tso-alra,tso-alra:T_cov=10:rank=8 --hp damping=0.01 --epochs 2 --seeds 1 \
+    --out "$out" --quiet >"$tmp/stdout" 2>"$tmp/err"; then
+    ok
+    r="$out/runs/tso-alra/seed0/result.json" v="$out/runs/tso-alra:T_cov=10:rank=8/seed0/result.json"
+    grep -q '"faithful": 1' "$r" && grep -q '"faithful": 1' "$v" && ok || bad "--faithful: faithful is not 1"
+    grep -q '"T_cov": 1,' "$r" && grep -q '"T_cov": 10,' "$v" && grep -q '"rank": 8,' "$v" && ok ||
+        bad "the variant's hyperparameters were not applied to it alone"
+    grep -q '"damping": 0.01,' "$r" && grep -q '"damping": 0.01,' "$v" && ok || bad "--hp not applied to every entry"
+    grep -q "| tso-alra:T_cov=10:rank=8 |" "$out/table.md" && ok || bad "table.md does not name the variant"
+    grep -q "faithful=1" "$out/table.md" && ok || bad "table.md does not say faithful"
+    [ -s "$out/plots/curves_tso-alra:T_cov=10:rank=8.csv" ] && ok || bad "no curves for the variant"
+else
+    bad "compare --faithful with a variant: exit code"; cat "$tmp/err"
+fi
+"$bin" compare --opts tso-alra: --out "$tmp/bad" >/dev/null 2>&1 && bad "accepted an empty variant" || ok
 finish

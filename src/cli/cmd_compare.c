@@ -14,10 +14,16 @@
 #include <string.h>
 #include <unistd.h>
 
+/* An entry of --opts is NAME or NAME:K=V:K=V..., the optimizer with some hyperparameters
+ * set (`tso-alra:T_cov=10:T_int=100:rank=64`), so that one method's settings can be compared
+ * side by side; the whole entry labels its runs and curves. */
+#define ENTRY_HP_SEP ':'
+#define ENTRY_MAX_LEN 128
+
 /* Five seeds keep the default job at about ten seconds on a 2-core machine (README). */
 #define COMPARE_SEEDS 5
 
-static int split_names(const char *list, char names[][64], int max)
+static int split_names(const char *list, char names[][ENTRY_MAX_LEN], int max)
 {
     int n = 0;
     const char *p = list;
@@ -25,7 +31,7 @@ static int split_names(const char *list, char names[][64], int max)
         if (n == max) return -2;
         const char *e = strchr(p, ',');
         size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == 0 || len >= 64) return -1;
+        if (len == 0 || len >= ENTRY_MAX_LEN) return -1;
         memcpy(names[n], p, len);
         names[n][len] = 0;
         n++;
@@ -37,7 +43,7 @@ static int split_names(const char *list, char names[][64], int max)
 
 /* One optimizer's results over the seeds. */
 typedef struct {
-    const char *name;
+    const char *name; /* the entry's label */
     double lr;
     double acc, acc_sd, early, early_sd, test_loss, train_loss, seconds, seconds_sd;
     int failed;
@@ -46,7 +52,7 @@ typedef struct {
 static void summarize(summary *u, const study_entry *e, const study_result *r, int early_epoch)
 {
     memset(u, 0, sizeof *u);
-    u->name = e->opt;
+    u->name = study_entry_label(e);
     u->lr = r->lr;
     u->failed = r->failure[0] != 0;
     if (u->failed) return;
@@ -92,21 +98,26 @@ int cmd_compare(int argc, char **argv)
     run_options o;
     run_options_init(&o);
     const char *out = "runs/compare", *opts = NULL;
-    int seeds = COMPARE_SEEDS, quiet = 0;
-    enum { NSPECS = RUN_OPTION_COUNT + 4 };
+    int seeds = COMPARE_SEEDS, quiet = 0, faithful = 0;
+    enum { NSPECS = RUN_OPTION_COUNT + 5 };
     arg_spec specs[NSPECS];
     run_options_specs(&o, specs);
     specs[RUN_OPTION_COUNT] = (arg_spec){"out", ARG_STR, &out, "DIR", "output folder (default runs/compare)", 1, 0};
     specs[RUN_OPTION_COUNT + 1] =
-        (arg_spec){"opts", ARG_STR, &opts, "A,B,...", "optimizers to compare (default: every one in curvopt list)", 1, 0};
+        (arg_spec){"opts", ARG_STR, &opts, "A,B,...",
+                   "optimizers to compare (default: every one in curvopt list); NAME:K=V:K=V sets some of its "
+                   "hyperparameters",
+                   1, 0};
     specs[RUN_OPTION_COUNT + 2] = (arg_spec){
         "seeds", ARG_INT, &seeds, "N", "seeds per optimizer: --seed, --seed+1, ... (default 5)", 1, STUDY_MAX_SEEDS};
     specs[RUN_OPTION_COUNT + 3] = (arg_spec){"quiet", ARG_FLAG, &quiet, "", "no progress line on the terminal", 1, 0};
+    specs[RUN_OPTION_COUNT + 4] = (arg_spec){
+        "faithful", ARG_FLAG, &faithful, "", "every method as its paper publishes it (faithful=1: no safeguards)", 1, 0};
     int rc = args_parse("compare", "[--opts A,B,...] [--seeds N] [--out DIR] [options]", specs, NSPECS, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     if ((rc = run_options_finish("compare", &o)) || (rc = cli_check_out_dir("compare", out))) return rc;
 
-    char names[STUDY_MAX_ENTRIES][64];
+    char names[STUDY_MAX_ENTRIES][ENTRY_MAX_LEN];
     int n = 0;
     if (opts) {
         n = split_names(opts, names, STUDY_MAX_ENTRIES);
@@ -114,13 +125,30 @@ int cmd_compare(int argc, char **argv)
         if (n <= 0) return cli_fail("compare", "--opts '%s': expected names joined by commas", opts);
     } else {
         for (int i = 0; i < co_optim_count() && n < STUDY_MAX_ENTRIES; i++)
-            snprintf(names[n++], 64, "%s", co_optim_info_at(i)->name);
+            snprintf(names[n++], ENTRY_MAX_LEN, "%s", co_optim_info_at(i)->name);
+    }
+    /* Each entry's optimizer name and hyperparameters: the --hp list first, the entry's own
+     * after it (a later value wins). */
+    char opt_names[STUDY_MAX_ENTRIES][ENTRY_MAX_LEN], hparams[STUDY_MAX_ENTRIES][600];
+    for (int i = 0; i < n; i++) {
+        memcpy(opt_names[i], names[i], ENTRY_MAX_LEN);
+        char *sep = strchr(opt_names[i], ENTRY_HP_SEP);
+        hparams[i][0] = 0;
+        if (sep) {
+            *sep = 0;
+            if (!sep[1]) return cli_fail("compare", "--opts '%s': expected NAME:K=V[:K=V...]", names[i]);
+            for (char *c = sep + 1; *c; c++)
+                if (*c == ENTRY_HP_SEP) *c = ',';
+            snprintf(hparams[i], sizeof hparams[i], "%s%s%s", o.spec.hparams ? o.spec.hparams : "",
+                     o.spec.hparams ? "," : "", sep + 1);
+        }
     }
     /* Validate every run before writing anything. */
     co_error err = {0};
     for (int i = 0; i < n; i++) {
         co_run_spec s = o.spec;
-        s.opt = names[i];
+        s.opt = opt_names[i];
+        if (hparams[i][0]) s.hparams = hparams[i];
         co_run run;
         if (co_run_prepare(&s, &run, &err)) return cli_fail("compare", "%s", err.msg);
         co_run_free(&run);
@@ -135,8 +163,10 @@ int cmd_compare(int argc, char **argv)
     s.seed0 = o.spec.seed;
     s.no_train_acc = 1;
     s.keep_history = 1;
+    s.safeguards = !faithful;
     for (int i = 0; i < n; i++)
-        s.entries[s.nentries++] = (study_entry){names[i], 0, NULL, NAN, NAN, NAN, 0, 1};
+        s.entries[s.nentries++] =
+            (study_entry){opt_names[i], 0, hparams[i][0] ? hparams[i] : NULL, NAN, NAN, NAN, 0, 1, names[i]};
     co_progress_line line;
     if (!quiet && isatty(STDOUT_FILENO)) {
         co_progress_line_init(&line, stdout, study_planned_runs(&s));
@@ -171,9 +201,11 @@ int cmd_compare(int argc, char **argv)
         snprintf(data_name, sizeof data_name, "%s", o.spec.data);
     snprintf(header, sizeof header,
              "%s, %s, batch %d, %d epochs, %d seed(s) %llu..%llu of initialisation and minibatch order (the same data "
-             "for all), each optimizer at its default hyperparameters%s",
+             "for all), each optimizer at its default hyperparameters%s%s",
              data_name, o.spec.model, o.spec.batch, epochs, seeds, (unsigned long long)o.spec.seed,
-             (unsigned long long)(o.spec.seed + (uint64_t)seeds - 1), o.spec.lr >= 0 ? " (lr overridden)" : "");
+             (unsigned long long)(o.spec.seed + (uint64_t)seeds - 1),
+             faithful ? " as its paper publishes it (faithful=1)" : " (safeguards on)",
+             o.spec.lr >= 0 ? " (lr overridden)" : "");
     char table_path[4200];
     snprintf(table_path, sizeof table_path, "%s/table.md", out);
     FILE *table = fopen(table_path, "w");

@@ -51,7 +51,7 @@ static void da_rmsprop_protocol(study *s, const co_reproduce_options *o)
 
 static void add_entry(study *s, const char *opt, double fixed_lr, double acc, double e80, double sd, int boundary)
 {
-    s->entries[s->nentries++] = (study_entry){opt, fixed_lr, NULL, acc, e80, sd, boundary, 0};
+    s->entries[s->nentries++] = (study_entry){opt, fixed_lr, NULL, acc, e80, sd, boundary, 0, NULL};
 }
 
 /* ---------------------------------------------------------------- report helpers */
@@ -343,9 +343,9 @@ static void lama_protocol(study *s, const co_reproduce_options *o, int seeds, ui
     s->report_epoch = o->quick ? 5 : 20;
     study_options(s, o);
     /* Paper §3.4: K=10, delta=0.01, alpha_min 0.5, alpha_max 1.5, lambda 0.01, lr 0.001 for both. */
-    s->entries[s->nentries++] = (study_entry){"adam", 1e-3, NULL, 0.8733, NAN, NAN, 1, 0};
+    s->entries[s->nentries++] = (study_entry){"adam", 1e-3, NULL, 0.8733, NAN, NAN, 1, 0, NULL};
     s->entries[s->nentries++] = (study_entry){
-        "lama-adam", 1e-3, "K=10,delta=0.01,alpha_min=0.5,alpha_max=1.5,lambda=0.01", 0.8867, NAN, NAN, 1, 0};
+        "lama-adam", 1e-3, "K=10,delta=0.01,alpha_min=0.5,alpha_max=1.5,lambda=0.01", 0.8867, NAN, NAN, 1, 0, NULL};
 }
 
 co_status co_reproduce_lama_adam(const char *dir, const co_reproduce_options *o, co_error *err)

@@ -406,7 +406,7 @@ static co_status ae_experiment(report *R, int epochs, int seeds, co_error *err)
         }
         s.seeds = seeds;
         for (int oi = 0; oi < 2; oi++)
-            s.entries[s.nentries++] = (study_entry){optims[oi], A->lr, NULL, NAN, NAN, NAN, 0, 0};
+            s.entries[s.nentries++] = (study_entry){optims[oi], A->lr, NULL, NAN, NAN, NAN, 0, 0, NULL};
         s.keep_history = 1;
         /* The long part of the reproduction: its runs keep checkpoints like the studies of the
          * other papers (Exp. I-III are rerun by --resume). */

@@ -239,7 +239,7 @@ static co_status run_entry(const study *s, int ei, const char *dir, study_result
         spec.seed = s->seed0 + (uint64_t)k;
         if (s->vary_data_seed) spec.data_seed = spec.seed;
         char rdir[4200];
-        snprintf(rdir, sizeof rdir, "%s/runs/%s/seed%d", dir, e->opt, k);
+        snprintf(rdir, sizeof rdir, "%s/runs/%s/seed%d", dir, study_entry_label(e), k);
         if (study_make_dirs(rdir) != 0) {
             st = co_error_set(err, CO_EIO, "%s: cannot create: %s", rdir, strerror(errno));
             goto done;
@@ -279,7 +279,7 @@ static co_status run_entry(const study *s, int ei, const char *dir, study_result
         r->history_epochs[k] = res.epochs_run;
         co_run_free(&run);
     }
-    st = write_curves(dir, e->opt, hist, s->seeds, epochs, err);
+    st = write_curves(dir, study_entry_label(e), hist, s->seeds, epochs, err);
     if (st == CO_OK && s->keep_history)
         for (int k = 0; k < s->seeds; k++) {
             r->history[k] = hist[k];
@@ -288,7 +288,7 @@ static co_status run_entry(const study *s, int ei, const char *dir, study_result
     if (verbose) {
         int acc = !isnan(study_mean(r->acc, r->nseeds));
         const double *v = acc ? r->acc : r->test_loss;
-        co_progress_note(s->progress, stderr, "  %-12s lr %-8g test %s %.4f ± %.4f  (%.1f s)\n", e->opt, r->lr,
+        co_progress_note(s->progress, stderr, "  %-12s lr %-8g test %s %.4f ± %.4f  (%.1f s)\n", study_entry_label(e), r->lr,
                          acc ? "acc" : "loss", study_mean(v, r->nseeds), study_std(v, r->nseeds), r->seconds);
     }
 done:
@@ -354,12 +354,14 @@ static co_status plot_curves(const study *s, const study_result *r, const char *
     char data[4200];
     co_status st = co_plot_data_dir(dir, data, sizeof data, err);
     if (st) return st;
-    int n = 0, reference = -1;
+    int n = 0, reference = -1, family[STUDY_MAX_ENTRIES];
     for (int i = 0; i < s->nentries; i++) {
         if (r[i].failure[0]) continue;
-        snprintf(csv[n], sizeof csv[n], "%s/curves_%s.csv", data, s->entries[i].opt);
-        series[n] = (co_plot_series){csv[n], xcol, ycol_mean, s->entries[i].opt, ycol_mean + 1, ycol_mean + 2};
-        if (strcmp(s->entries[i].opt, REFERENCE_OPT) == 0) reference = n;
+        const char *label = study_entry_label(&s->entries[i]);
+        snprintf(csv[n], sizeof csv[n], "%s/curves_%s.csv", data, label);
+        series[n] = (co_plot_series){csv[n], xcol, ycol_mean, label, ycol_mean + 1, ycol_mean + 2};
+        family[n] = family_of(s->entries[i].opt);
+        if (strcmp(label, REFERENCE_OPT) == 0) reference = n;
         n++;
     }
     if (n == 0) return co_error_set(err, CO_EINVAL, "%s: no finished runs to plot", png);
@@ -376,7 +378,7 @@ static co_status plot_curves(const study *s, const study_result *r, const char *
     int count[NFAMILIES] = {0}, np = 0;
     for (int i = 0; i < n; i++)
         if (i != reference) {
-            int f = family_of(series[i].label);
+            int f = family[i];
             grouped[f][count[f]++] = series[i];
         }
     for (int f = 0; f < NFAMILIES; f++)

@@ -18,7 +18,10 @@ typedef struct study_entry {
     double paper_acc, paper_e80, paper_std;
     int boundary; /* draw the decision boundary of its first seed */
     int default_lr; /* the base spec's lr (the optimizer's own default unless the base sets one): no tuning */
+    const char *label; /* names its runs folder, curves and legend entry; NULL: opt */
 } study_entry;
+
+static inline const char *study_entry_label(const study_entry *e) { return e->label ? e->label : e->opt; }
 
 typedef struct study_result {
     double lr; /* chosen */

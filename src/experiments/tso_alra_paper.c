@@ -335,7 +335,7 @@ static co_status run_setting(const plan *p, const co_reproduce_options *o, const
         }
         hparams_of(i, &os->chosen, os->hparams, sizeof os->hparams);
         s.entries[s.nentries++] = (study_entry){opt_names[i], os->chosen.lr, os->hparams[0] ? os->hparams : NULL,
-                                                NAN, NAN, NAN, 0, 0};
+                                                NAN, NAN, NAN, 0, 0, NULL};
     }
 
     char sdir[4200];
