@@ -30,6 +30,9 @@ if "$bin" compare --epochs 10 --seeds 2 --out "$out" >"$tmp/stdout" 2>"$tmp/err"
         [ "$(grep -c "adam (reference)" "$out/plots/test_accuracy.gp")" -eq 3 ] && ok || bad "no reference in every panel"
         # Against time: x is the curves' cumulative training seconds, rising for every method.
         grep -q 'using 14:5' "$out/plots/test_accuracy_time.gp" && ok || bad "test_accuracy_time.gp: x is not column 14"
+        # Training times span decades between methods: a log time axis; epochs stay linear.
+        grep -q "set logscale x" "$out/plots/test_accuracy_time.gp" && ok || bad "test_accuracy_time.gp: x not log"
+        ! grep -q "set logscale x" "$out/plots/test_accuracy.gp" && ok || bad "test_accuracy.gp: epochs on a log axis"
         awk -F, 'NR > 2 && $14 <= prev { exit 1 } NR > 1 { prev = $14 }' "$out/plots/curves_adam.csv" && ok ||
             bad "curves_adam.csv: training seconds do not increase"
         check_figures "$out" compare && ok || bad "figures"

@@ -368,9 +368,10 @@ static co_status plot_curves(const study *s, const study_result *r, const char *
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, png);
     int logy = ycol_mean == STUDY_COL_TRAIN_LOSS || ycol_mean == STUDY_COL_TEST_LOSS;
+    int log_axes = (logy ? CO_PLOT_LOGY : 0) | (xcol == STUDY_COL_SECONDS ? CO_PLOT_LOGX : 0);
     if (n <= SINGLE_PANEL_MAX) {
         co_plot_panel one = {title, series, n};
-        return co_plot_panels(path, title, xlabel, ylabel, logy, &one, 1, NULL, err);
+        return co_plot_panels(path, title, xlabel, ylabel, log_axes, &one, 1, NULL, err);
     }
     /* Small multiples: each family in its own panel, the reference in every one. */
     co_plot_series grouped[NFAMILIES][STUDY_MAX_ENTRIES];
@@ -388,7 +389,7 @@ static co_status plot_curves(const study *s, const study_result *r, const char *
         ref = series[reference];
         ref.label = REFERENCE_OPT " (reference)";
     }
-    return co_plot_panels(path, title, xlabel, ylabel, logy, panels, np, reference >= 0 ? &ref : NULL, err);
+    return co_plot_panels(path, title, xlabel, ylabel, log_axes, panels, np, reference >= 0 ? &ref : NULL, err);
 }
 
 co_status study_plot_curves(const study *s, const study_result *r, const char *dir, const char *png, const char *title,

@@ -37,6 +37,9 @@ static const line_style reference_style = {"#000000", "1", 2};
 #define SINGLE_WIDTH 860
 #define PLOT_HEIGHT 380
 #define KEY_ROW 22
+/* A legend entry's width: its sample line and gap, and an average character of FONT. */
+#define KEY_SAMPLE_WIDTH 60
+#define KEY_CHAR_WIDTH 7
 
 static void common_settings(FILE *f)
 {
@@ -228,13 +231,27 @@ static int log_tics(double lo, double hi, double *tics, int max)
     return n;
 }
 
-static void set_ranges(FILE *f, const ranges *r, int logy)
+static void set_ranges(FILE *f, const ranges *r, int logy, int logx)
 {
     if (!(r->x0 <= r->x1) || !(r->y0 <= r->y1)) return; /* no data: gnuplot's autoscale says so */
-    fprintf(f, "set xrange [%.9g:%.9g]\n", r->x0, r->x1 > r->x0 ? r->x1 : r->x0 + 1);
-    if (r->x1 - r->x0 <= 12) fprintf(f, "set xtics 1\n"); /* a few epochs: no fractional ones */
     double tics[32];
     int ntics = 0;
+    /* Times spread over decades (a cheap method beside a costly one): a log x axis, where the
+     * range has labels to show. */
+    if (logx && r->x0 > 0) {
+        double pad = r->x1 > r->x0 ? pow(r->x1 / r->x0, 0.03) : 1.5;
+        ntics = r->x1 >= 3 * r->x0 ? log_tics(r->x0 / pad, r->x1 * pad, tics, 32) : 0;
+        if (ntics >= 2) {
+            fprintf(f, "set logscale x\nset xrange [%.9g:%.9g]\nset xtics (", r->x0 / pad, r->x1 * pad);
+            for (int i = 0; i < ntics; i++) fprintf(f, "%s%.3g", i ? ", " : "", tics[i]);
+            fprintf(f, ")\n");
+        }
+    }
+    if (ntics < 2) {
+        fprintf(f, "set xrange [%.9g:%.9g]\n", r->x0, r->x1 > r->x0 ? r->x1 : r->x0 + 1);
+        if (r->x1 - r->x0 <= 12) fprintf(f, "set xtics 1\n"); /* a few epochs: no fractional ones */
+    }
+    ntics = 0;
     if (logy && r->y0 > 0) {
         double pad = r->y1 > r->y0 ? pow(r->y1 / r->y0, 0.04) : 1.5;
         ntics = log_tics(r->y0 / pad, r->y1 * pad, tics, 32);
@@ -278,7 +295,7 @@ static void plot_line(FILE *f, const figure *fg, const co_plot_series *s, const 
 
 /* ---------------------------------------------------------------- line figures */
 
-co_status co_plot_panels(const char *png, const char *title, const char *xlabel, const char *ylabel, int logy,
+co_status co_plot_panels(const char *png, const char *title, const char *xlabel, const char *ylabel, int log_axes,
                          const co_plot_panel *panels, int npanels, const co_plot_series *reference, co_error *err)
 {
     if (npanels < 1) return co_error_set(err, CO_EINVAL, "%s: no panels", png);
@@ -286,8 +303,18 @@ co_status co_plot_panels(const char *png, const char *title, const char *xlabel,
     co_status st = figure_open(&fg, png, err);
     if (st) return st;
     FILE *f = fg.f;
+    int logy = (log_axes & CO_PLOT_LOGY) != 0;
     ranges r = {INFINITY, -INFINITY, INFINITY, -INFINITY, 0};
-    int rows = 1, cols = npanels == 1 ? 3 : 2;
+    int single = npanels == 1, panel_w = single ? SINGLE_WIDTH : PANEL_WIDTH;
+    /* Legend columns: as many as the longest label leaves room for (at most 3, 2 beside
+     * other panels), so that no entry runs into the next panel. */
+    size_t longest = reference ? strlen(reference->label) : 0;
+    for (int p = 0; p < npanels; p++)
+        for (int i = 0; i < panels[p].n; i++)
+            if (strlen(panels[p].series[i].label) > longest) longest = strlen(panels[p].series[i].label);
+    int cols = (panel_w - 90) / (KEY_SAMPLE_WIDTH + KEY_CHAR_WIDTH * (int)longest), max_cols = single ? 3 : 2;
+    cols = cols < 1 ? 1 : cols > max_cols ? max_cols : cols;
+    int rows = 1;
     for (int p = 0; p < npanels; p++) {
         for (int i = 0; i < panels[p].n; i++) scan_series(&panels[p].series[i], logy, &r);
         int entries = panels[p].n + (reference != NULL);
@@ -297,13 +324,12 @@ co_status co_plot_panels(const char *png, const char *title, const char *xlabel,
     int every = r.points / MARKERS_PER_LINE > 1 ? r.points / MARKERS_PER_LINE : 1;
     /* Fixed margins, so that the panels line up whatever their legends hold; the legends go
      * below the plots, never over the data. */
-    int single = npanels == 1, panel_w = single ? SINGLE_WIDTH : PANEL_WIDTH;
     int top = single ? 45 : 80, bottom = 70 + KEY_ROW * rows;
     int W = 20 + npanels * panel_w, H = top + PLOT_HEIGHT + bottom;
     terminal(f, &fg, W, H);
     fprintf(f, "set datafile separator ','\nset datafile columnheaders\n");
     common_settings(f);
-    set_ranges(f, &r, logy);
+    set_ranges(f, &r, logy, (log_axes & CO_PLOT_LOGX) != 0);
     fprintf(f, "set xlabel ");
     gp_string(f, xlabel);
     fputc('\n', f);

@@ -41,10 +41,13 @@ co_status co_plot_data_dir(const char *dir, char *out, size_t n, co_error *err);
 co_status co_plot_lines(const char *png, const char *title, const char *xlabel, const char *ylabel,
                         const co_plot_series *series, int n, co_error *err);
 
+/* log_axes of co_plot_panels: either axis on a log scale (where its data span enough of it). */
+enum { CO_PLOT_LOGY = 1, CO_PLOT_LOGX = 2 };
+
 /* Small multiples: panels side by side on the same axis ranges, each with `reference`
- * (NULL: none) drawn in black behind its own series, each with its legend below it; logy
- * draws the y axis on a log scale. */
-co_status co_plot_panels(const char *png, const char *title, const char *xlabel, const char *ylabel, int logy,
+ * (NULL: none) drawn in black behind its own series, each with its legend below it in as
+ * many columns as its longest label leaves room for. */
+co_status co_plot_panels(const char *png, const char *title, const char *xlabel, const char *ylabel, int log_axes,
                          const co_plot_panel *panels, int npanels, const co_plot_series *reference, co_error *err);
 
 /* A ranking at a glance: one row per line of `dat` (whitespace separated, the name in column
