@@ -118,12 +118,14 @@ void co_gemm_ksum(int trans_a, int trans_b, int m, int n, int k, int k_block, fl
     co_tree_sum(c, work, (size_t)m * n, nb, (size_t)m * n);
 }
 
+int co_syrk_is_parallel(int n, int k) { return n > 0 && cdiv(n, TILE_SYRK) > 1 && (double)n * n * k > 2 * PAR_MIN_MADDS; }
+
 void co_syrk_upper(int n, int k, float alpha, const float *a, int lda, float *c, int ldc)
 {
     if (n <= 0) return;
     int nt = cdiv(n, TILE_SYRK);
     int saved = co_blas_serial_begin();
-#pragma omp parallel for schedule(dynamic, 1) if (nt > 1 && (double)n * n * k > 2 * PAR_MIN_MADDS)
+#pragma omp parallel for schedule(dynamic, 1) if (co_syrk_is_parallel(n, k))
     for (int p = 0; p < nt * nt; p++) {
         int ti = p / nt, tj = p % nt;
         if (tj < ti) continue;

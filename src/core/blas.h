@@ -43,6 +43,9 @@ size_t co_gemm_ksum_work(int m, int n, int k, int k_block);
 /* Upper triangle of c[n x n] = alpha a^T a for a[k x n] (row-major, ld lda), in fixed
  * square tiles (SSYRK on the diagonal, SGEMM above it). */
 void co_syrk_upper(int n, int k, float alpha, const float *a, int lda, float *c, int ldc);
+/* Whether co_syrk_upper(n, k, ...) spreads its own tiles over the threads (n wider than
+ * one tile and enough work); a narrower product is one BLAS call, best run beside others. */
+int co_syrk_is_parallel(int n, int k);
 
 /* The canonical pairwise tree over nparts vectors of n floats: level by level, part i takes
  * part i + s for s = 1, 2, 4, ... (i a multiple of 2s), so three parts give (p0 + p1) + p2.

@@ -160,13 +160,23 @@ static void symmetrize(float *x, int n, int ld, int from_upper)
         }
 }
 
-void co_kfac_stats(co_kfac *k, const float *a, const float *g, int rows, double div_a, float scale_b, float corner)
+/* One factor's batch statistics (which 0: A, 1: B); co_kfac_stats's arithmetic. */
+static void stats_one(co_kfac *k, int which, const float *a, const float *g, int rows, double div_a, float scale_b,
+                      float corner)
 {
     int m = k->m, c = k->cols, n = k->rows;
     if (rows <= 0) {
-        memset(k->batch_a, 0, (size_t)m * m * sizeof(float));
-        memset(k->batch_b, 0, (size_t)n * n * sizeof(float));
-        k->batch_a[(size_t)c * m + c] = corner;
+        if (which == 0) {
+            memset(k->batch_a, 0, (size_t)m * m * sizeof(float));
+            k->batch_a[(size_t)c * m + c] = corner;
+        } else {
+            memset(k->batch_b, 0, (size_t)n * n * sizeof(float));
+        }
+        return;
+    }
+    if (which == 1) {
+        co_syrk_upper(n, rows, scale_b, g, n, k->batch_b, n);
+        symmetrize(k->batch_b, n, n, 1);
         return;
     }
     /* E[a a^T] over the captured rows, with the constant 1 appended for the bias. SSYRK
@@ -183,8 +193,57 @@ void co_kfac_stats(co_kfac *k, const float *a, const float *g, int rows, double 
     for (int j = 0; j < c; j++) k->batch_a[(size_t)j * m + c] = (float)(sum[j] / div_a);
     k->batch_a[(size_t)c * m + c] = corner;
     symmetrize(k->batch_a, m, m, 1);
-    co_syrk_upper(n, rows, scale_b, g, n, k->batch_b, n);
-    symmetrize(k->batch_b, n, n, 1);
+}
+
+void co_kfac_stats(co_kfac *k, const float *a, const float *g, int rows, double div_a, float scale_b, float corner)
+{
+    stats_one(k, 0, a, g, rows, div_a, scale_b, corner);
+    stats_one(k, 1, a, g, rows, div_a, scale_b, corner);
+}
+
+typedef struct {
+    int layer, which;
+    double madds;
+} stats_job;
+
+static int larger_first(const void *pa, const void *pb)
+{
+    const stats_job *a = pa, *b = pb;
+    if (a->madds != b->madds) return a->madds < b->madds ? 1 : -1;
+    return a->layer != b->layer ? a->layer - b->layer : a->which - b->which;
+}
+
+void co_kfac_update_many(co_kfac *const *ks, const co_capture *caps, const double *gammas, int n)
+{
+    stats_job *jobs = malloc((size_t)(n > 0 ? 2 * n : 1) * sizeof *jobs);
+    int nsmall = 0;
+    if (jobs) {
+        /* Factors whose product spreads its own tiles over the threads run one after another;
+         * the narrow ones (one BLAS call each) side by side, largest first. */
+        for (int i = 0; i < n; i++)
+            for (int w = 0; w < 2; w++) {
+                int d = w ? ks[i]->rows : ks[i]->cols;
+                if (co_syrk_is_parallel(d, caps[i].n))
+                    stats_one(ks[i], w, caps[i].a, caps[i].g, caps[i].n, (double)caps[i].n, (float)caps[i].batch, 1.0f);
+                else
+                    jobs[nsmall++] = (stats_job){i, w, (double)d * d * caps[i].n};
+            }
+        qsort(jobs, (size_t)nsmall, sizeof *jobs, larger_first);
+        double total = 0;
+        for (int j = 0; j < nsmall; j++) total += jobs[j].madds;
+        int saved = co_blas_serial_begin();
+#pragma omp parallel for schedule(dynamic, 1) if (nsmall > 1 && total > 1e6)
+        for (int j = 0; j < nsmall; j++) {
+            const co_capture *cp = &caps[jobs[j].layer];
+            stats_one(ks[jobs[j].layer], jobs[j].which, cp->a, cp->g, cp->n, (double)cp->n, (float)cp->batch, 1.0f);
+        }
+        co_blas_serial_end(saved);
+        free(jobs);
+    } else {
+        for (int i = 0; i < n; i++)
+            co_kfac_stats(ks[i], caps[i].a, caps[i].g, caps[i].n, (double)caps[i].n, (float)caps[i].batch, 1.0f);
+    }
+    for (int i = 0; i < n; i++) co_kfac_fold(ks[i], gammas[i], co_kfac_stats_finite(ks[i]));
 }
 
 int co_kfac_stats_finite(const co_kfac *k)

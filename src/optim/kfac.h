@@ -58,6 +58,10 @@ int co_kfac_low_rank(int d, int rank);
  * loss, so per-sample gradients are batch * g: B's batch term is batch * sum_rows g g^T
  * (for a convolution the rows are positions too and this is KFC's T-scaled factor). */
 void co_kfac_update(co_kfac *k, const co_capture *cap, double gamma);
+/* co_kfac_update of n layers at once (a statistics step), each factor's arithmetic the same
+ * as there: the narrow factors' products run side by side on the threads, so the result does
+ * not depend on their number. */
+void co_kfac_update_many(co_kfac *const *ks, const co_capture *caps, const double *gammas, int n);
 /* co_kfac_update in two halves, for statistics gathered from several ranks: one batch's
  * statistics into batch_a / batch_b (A's: sum over rows of a a^T and of a, over div_a, the
  * bias corner set to `corner`; B's: scale_b sum over rows of g g^T), then the average. */

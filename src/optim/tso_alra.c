@@ -46,6 +46,11 @@ typedef struct {
     uint8_t *precond;     /* per group: this step preconditions it */
     co_kfac_dist *dist;   /* distributed run: the ranks' shares of the factors (kfac_dist.h) */
     double *traces;       /* distributed run: per group, A's and B's traces summed over the ranks */
+    /* A statistics step's captured layers (one process): their factors, captures and gammas. */
+    co_kfac **stat_kfac;
+    co_capture *stat_cap;
+    double *stat_gamma;
+    uint8_t *captured; /* per group */
 } tso_state;
 
 static int kfac_group(const co_group *g) { return g->kind != CO_GROUP_DENSE && g->rows > 0 && g->cols > 0; }
@@ -80,7 +85,13 @@ static co_status tso_init(co_optim *o, co_error *err)
     s->jobs = calloc((size_t)o->ngroups * 2, sizeof *s->jobs);
     s->traces = calloc((size_t)o->ngroups * 2, sizeof *s->traces);
     s->precond = calloc((size_t)o->ngroups, 1);
-    if (!s->dir || !s->jobs || !s->traces || !s->precond) return co_error_set(err, CO_ENOMEM, "out of memory");
+    s->captured = calloc((size_t)o->ngroups, 1);
+    s->stat_kfac = calloc((size_t)o->ngroups, sizeof *s->stat_kfac);
+    s->stat_cap = calloc((size_t)o->ngroups, sizeof *s->stat_cap);
+    s->stat_gamma = calloc((size_t)o->ngroups, sizeof *s->stat_gamma);
+    if (!s->dir || !s->jobs || !s->traces || !s->precond || !s->captured || !s->stat_kfac || !s->stat_cap ||
+        !s->stat_gamma)
+        return co_error_set(err, CO_ENOMEM, "out of memory");
     return CO_OK;
 }
 
@@ -95,6 +106,10 @@ static void tso_free(co_optim *o)
     free(s->jobs);
     free(s->traces);
     free(s->precond);
+    free(s->captured);
+    free(s->stat_kfac);
+    free(s->stat_cap);
+    free(s->stat_gamma);
     if (s->dist) co_kfac_dist_free(s->dist);
     free(s->dist);
     free(s);
@@ -151,18 +166,28 @@ static co_status tso_step(co_optim *o, const co_closure *c, co_error *err)
         co_status st = stats ? co_kfac_dist_stats(dist, s->kfac, o->ngroups, c, o->coll, err) : CO_OK;
         if (st) return st;
     }
+    /* One process: every captured layer's statistics first, all at once (co_kfac_update_many). */
+    if (stats && !dist) {
+        int n = 0;
+        for (int g = 0; g < o->ngroups; g++) {
+            co_kfac *k = &s->kfac[g];
+            co_capture *cap = &s->stat_cap[n];
+            s->captured[g] = !s->switched && k->rows > 0 && c && c->capture && c->capture(c->ctx, g, cap) &&
+                             cap->a_dim == k->cols && cap->g_dim == k->rows && cap->n > 0;
+            if (!s->captured[g]) continue;
+            s->stat_kfac[n] = k;
+            s->stat_gamma[n++] = co_hp(o, g, HP_GAMMA);
+        }
+        co_kfac_update_many(s->stat_kfac, s->stat_cap, s->stat_gamma, n);
+    }
     for (int g = 0; g < o->ngroups; g++) {
         co_group *gr = &o->groups[g];
         double lr = co_lr(o, g), wd = co_hp(o, g, HP_WD);
         co_kfac *k = &s->kfac[g];
-        co_capture cap;
         s->precond[g] = 0;
         if (faithful(o)) k->rank[0] = k->rank[1] = 0; /* the paper's full roots, whatever rank said */
         /* Between statistics steps (T_cov > 1) a layer is preconditioned with the factors it has. */
-        int have = !stats ? !s->switched && k->rows > 0 && k->updates > 0
-                   : dist ? dist->have[g]
-                          : !s->switched && k->rows > 0 && c && c->capture && c->capture(c->ctx, g, &cap) &&
-                                cap.a_dim == k->cols && cap.g_dim == k->rows && cap.n > 0;
+        int have = !stats ? !s->switched && k->rows > 0 && k->updates > 0 : dist ? dist->have[g] : s->captured[g];
         if (!have) {
             /* Stage 2, or a layer without K-FAC statistics: plain SGD. */
             sgd_update(gr, s->switched ? lr * co_hp(o, g, HP_SGD_LR_SCALE) : lr, wd);
@@ -170,7 +195,6 @@ static co_status tso_step(co_optim *o, const co_closure *c, co_error *err)
         }
         co_apply_l2(o, g, wd);
         if (stats && dist) co_kfac_fold(k, co_hp(o, g, HP_GAMMA), dist->finite[g]);
-        else if (stats) co_kfac_update(k, &cap, co_hp(o, g, HP_GAMMA));
         if (k->updates == 0) {
             /* No finite statistics yet: nothing to precondition with. */
             sgd_update(gr, lr, 0);
