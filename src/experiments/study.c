@@ -288,8 +288,8 @@ static co_status run_entry(const study *s, int ei, const char *dir, study_result
     if (verbose) {
         int acc = !isnan(study_mean(r->acc, r->nseeds));
         const double *v = acc ? r->acc : r->test_loss;
-        co_progress_note(s->progress, stderr, "  %-12s lr %-8g test %s %.4f ± %.4f  (%.1f s)\n", study_entry_label(e), r->lr,
-                         acc ? "acc" : "loss", study_mean(v, r->nseeds), study_std(v, r->nseeds), r->seconds);
+        co_progress_note(s->progress, stderr, "  %-12s lr %-8g test %s %.4f ± %.4f  (%.1f s)\n", study_entry_label(e),
+                         r->lr, acc ? "acc" : "loss", study_mean(v, r->nseeds), study_std(v, r->nseeds), r->seconds);
     }
 done:
     for (int k = 0; k < s->seeds; k++) free(hist[k]);

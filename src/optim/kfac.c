@@ -213,36 +213,42 @@ static int larger_first(const void *pa, const void *pb)
     return a->layer != b->layer ? a->layer - b->layer : a->which - b->which;
 }
 
+/* One factor of co_kfac_update's statistics from a capture. */
+static void update_stats(co_kfac *k, int which, const co_capture *cap)
+{
+    stats_one(k, which, cap->a, cap->g, cap->n, (double)cap->n, (float)cap->batch, 1.0f);
+}
+
+/* Below this many multiply-adds in all, the fork costs more than running side by side saves. */
+#define STATS_PAR_MIN_MADDS 1e6
+
 void co_kfac_update_many(co_kfac *const *ks, const co_capture *caps, const double *gammas, int n)
 {
     stats_job *jobs = malloc((size_t)(n > 0 ? 2 * n : 1) * sizeof *jobs);
-    int nsmall = 0;
-    if (jobs) {
-        /* Factors whose product spreads its own tiles over the threads run one after another;
-         * the narrow ones (one BLAS call each) side by side, largest first. */
-        for (int i = 0; i < n; i++)
-            for (int w = 0; w < 2; w++) {
-                int d = w ? ks[i]->rows : ks[i]->cols;
-                if (co_syrk_is_parallel(d, caps[i].n))
-                    stats_one(ks[i], w, caps[i].a, caps[i].g, caps[i].n, (double)caps[i].n, (float)caps[i].batch, 1.0f);
-                else
-                    jobs[nsmall++] = (stats_job){i, w, (double)d * d * caps[i].n};
-            }
-        qsort(jobs, (size_t)nsmall, sizeof *jobs, larger_first);
-        double total = 0;
-        for (int j = 0; j < nsmall; j++) total += jobs[j].madds;
-        int saved = co_blas_serial_begin();
-#pragma omp parallel for schedule(dynamic, 1) if (nsmall > 1 && total > 1e6)
-        for (int j = 0; j < nsmall; j++) {
-            const co_capture *cp = &caps[jobs[j].layer];
-            stats_one(ks[jobs[j].layer], jobs[j].which, cp->a, cp->g, cp->n, (double)cp->n, (float)cp->batch, 1.0f);
-        }
-        co_blas_serial_end(saved);
-        free(jobs);
-    } else {
-        for (int i = 0; i < n; i++)
-            co_kfac_stats(ks[i], caps[i].a, caps[i].g, caps[i].n, (double)caps[i].n, (float)caps[i].batch, 1.0f);
+    if (!jobs) {
+        for (int i = 0; i < n; i++) co_kfac_update(ks[i], &caps[i], gammas[i]);
+        return;
     }
+    /* Factors whose product spreads its own tiles over the threads run one after another;
+     * the narrow ones (one BLAS call each) side by side, largest first. */
+    int nsmall = 0;
+    double total = 0;
+    for (int i = 0; i < n; i++)
+        for (int w = 0; w < 2; w++) {
+            int d = w ? ks[i]->rows : ks[i]->cols;
+            if (co_syrk_is_parallel(d, caps[i].n)) {
+                update_stats(ks[i], w, &caps[i]);
+            } else {
+                jobs[nsmall++] = (stats_job){i, w, (double)d * d * caps[i].n};
+                total += (double)d * d * caps[i].n;
+            }
+        }
+    qsort(jobs, (size_t)nsmall, sizeof *jobs, larger_first);
+    int saved = co_blas_serial_begin();
+#pragma omp parallel for schedule(dynamic, 1) if (nsmall > 1 && total > STATS_PAR_MIN_MADDS)
+    for (int j = 0; j < nsmall; j++) update_stats(ks[jobs[j].layer], jobs[j].which, &caps[jobs[j].layer]);
+    co_blas_serial_end(saved);
+    free(jobs);
     for (int i = 0; i < n; i++) co_kfac_fold(ks[i], gammas[i], co_kfac_stats_finite(ks[i]));
 }
 
@@ -273,7 +279,8 @@ void co_kfac_fold(co_kfac *k, double gamma, int finite)
 
 void co_kfac_update(co_kfac *k, const co_capture *cap, double gamma)
 {
-    co_kfac_stats(k, cap->a, cap->g, cap->n, (double)cap->n, (float)cap->batch, 1.0f);
+    update_stats(k, 0, cap);
+    update_stats(k, 1, cap);
     co_kfac_fold(k, gamma, co_kfac_stats_finite(k));
 }
 
