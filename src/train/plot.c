@@ -220,16 +220,18 @@ static void scan_series(const co_plot_series *s, int logy, ranges *r)
 }
 
 /* Tics at 1, 2 and 5 times the powers of ten between lo and hi (at most max); their count. */
-static int log_tics(double lo, double hi, double *tics, int max)
+static int log_tics_mantissas(double lo, double hi, double *tics, int max, int mantissas)
 {
     int n = 0;
     for (double decade = pow(10, floor(log10(lo))); decade <= hi && n < max; decade *= 10)
-        for (int m = 0; m < 3 && n < max; m++) {
+        for (int m = 0; m < mantissas && n < max; m++) {
             double v = decade * (m == 0 ? 1 : m == 1 ? 2 : 5);
             if (v >= lo && v <= hi) tics[n++] = v;
         }
     return n;
 }
+
+static int log_tics(double lo, double hi, double *tics, int max) { return log_tics_mantissas(lo, hi, tics, max, 3); }
 
 static void set_ranges(FILE *f, const ranges *r, int logy, int logx)
 {
@@ -240,7 +242,9 @@ static void set_ranges(FILE *f, const ranges *r, int logy, int logx)
      * range has labels to show. */
     if (logx && r->x0 > 0) {
         double pad = r->x1 > r->x0 ? pow(r->x1 / r->x0, 0.03) : 1.5;
-        ntics = r->x1 >= 3 * r->x0 ? log_tics(r->x0 / pad, r->x1 * pad, tics, 32) : 0;
+        /* Over more than two decades the 2s and 5s crowd a panel's labels: powers of ten only. */
+        int mantissas = r->x1 > 100 * r->x0 ? 1 : 3;
+        ntics = r->x1 >= 3 * r->x0 ? log_tics_mantissas(r->x0 / pad, r->x1 * pad, tics, 32, mantissas) : 0;
         if (ntics >= 2) {
             fprintf(f, "set logscale x\nset xrange [%.9g:%.9g]\nset xtics (", r->x0 / pad, r->x1 * pad);
             for (int i = 0; i < ntics; i++) fprintf(f, "%s%.3g", i ? ", " : "", tics[i]);
