@@ -219,7 +219,8 @@ static void scan_series(const co_plot_series *s, int logy, ranges *r)
     if (rows > r->points) r->points = rows;
 }
 
-/* Tics at 1, 2 and 5 times the powers of ten between lo and hi (at most max); their count. */
+/* Tics at 1, 2 and 5 times the powers of ten (the first `mantissas` of them) between lo and hi (at
+ * most max); their count. */
 static int log_tics_mantissas(double lo, double hi, double *tics, int max, int mantissas)
 {
     int n = 0;
