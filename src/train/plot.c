@@ -221,7 +221,7 @@ static void scan_series(const co_plot_series *s, int logy, ranges *r)
 
 /* Tics at 1, 2 and 5 times the powers of ten (the first `mantissas` of them) between lo and hi (at
  * most max); their count. */
-static int log_tics_mantissas(double lo, double hi, double *tics, int max, int mantissas)
+static int log_tics(double lo, double hi, double *tics, int max, int mantissas)
 {
     int n = 0;
     for (double decade = pow(10, floor(log10(lo))); decade <= hi && n < max; decade *= 10)
@@ -232,42 +232,32 @@ static int log_tics_mantissas(double lo, double hi, double *tics, int max, int m
     return n;
 }
 
-static int log_tics(double lo, double hi, double *tics, int max) { return log_tics_mantissas(lo, hi, tics, max, 3); }
+/* A log axis (`axis` 'x' or 'y') over [lo, hi] padded by (hi/lo)^pad_exp each side, labelled at
+ * the tics of `mantissas`, where it has at least two of them to show; whether it was set. */
+static int log_axis(FILE *f, char axis, double lo, double hi, double pad_exp, int mantissas)
+{
+    double tics[32], pad = hi > lo ? pow(hi / lo, pad_exp) : 1.5;
+    int ntics = log_tics(lo / pad, hi * pad, tics, 32, mantissas);
+    if (ntics < 2) return 0;
+    fprintf(f, "set logscale %c\nset %crange [%.9g:%.9g]\nset %ctics (", axis, axis, lo / pad, hi * pad, axis);
+    for (int i = 0; i < ntics; i++) fprintf(f, "%s%.3g", i ? ", " : "", tics[i]);
+    fprintf(f, ")\n");
+    return 1;
+}
 
 static void set_ranges(FILE *f, const ranges *r, int logy, int logx)
 {
     if (!(r->x0 <= r->x1) || !(r->y0 <= r->y1)) return; /* no data: gnuplot's autoscale says so */
-    double tics[32];
-    int ntics = 0;
     /* Times spread over decades (a cheap method beside a costly one): a log x axis, where the
-     * range has labels to show. */
-    if (logx && r->x0 > 0) {
-        double pad = r->x1 > r->x0 ? pow(r->x1 / r->x0, 0.03) : 1.5;
-        /* Over more than two decades the 2s and 5s crowd a panel's labels: powers of ten only. */
-        int mantissas = r->x1 > 100 * r->x0 ? 1 : 3;
-        ntics = r->x1 >= 3 * r->x0 ? log_tics_mantissas(r->x0 / pad, r->x1 * pad, tics, 32, mantissas) : 0;
-        if (ntics >= 2) {
-            fprintf(f, "set logscale x\nset xrange [%.9g:%.9g]\nset xtics (", r->x0 / pad, r->x1 * pad);
-            for (int i = 0; i < ntics; i++) fprintf(f, "%s%.3g", i ? ", " : "", tics[i]);
-            fprintf(f, ")\n");
-        }
-    }
-    if (ntics < 2) {
+     * range has labels to show; over more than two decades the 2s and 5s crowd a panel's
+     * labels: powers of ten only. */
+    int over_two_decades = r->x1 > 100 * r->x0;
+    if (!(logx && r->x0 > 0 && r->x1 >= 3 * r->x0 && log_axis(f, 'x', r->x0, r->x1, 0.03, over_two_decades ? 1 : 3))) {
         fprintf(f, "set xrange [%.9g:%.9g]\n", r->x0, r->x1 > r->x0 ? r->x1 : r->x0 + 1);
         if (r->x1 - r->x0 <= 12) fprintf(f, "set xtics 1\n"); /* a few epochs: no fractional ones */
     }
-    ntics = 0;
-    if (logy && r->y0 > 0) {
-        double pad = r->y1 > r->y0 ? pow(r->y1 / r->y0, 0.04) : 1.5;
-        ntics = log_tics(r->y0 / pad, r->y1 * pad, tics, 32);
-    }
     /* A log axis only where it has labels to show: over a narrow range it is a linear one. */
-    if (ntics >= 2) {
-        double pad = r->y1 > r->y0 ? pow(r->y1 / r->y0, 0.04) : 1.5;
-        fprintf(f, "set logscale y\nset yrange [%.9g:%.9g]\nset ytics (", r->y0 / pad, r->y1 * pad);
-        for (int i = 0; i < ntics; i++) fprintf(f, "%s%.3g", i ? ", " : "", tics[i]);
-        fprintf(f, ")\n");
-    } else {
+    if (!(logy && r->y0 > 0 && log_axis(f, 'y', r->y0, r->y1, 0.04, 3))) {
         double pad = r->y1 > r->y0 ? 0.04 * (r->y1 - r->y0) : fabs(r->y0) * 0.1 + 0.1;
         fprintf(f, "set yrange [%.9g:%.9g]\n", r->y0 - pad, r->y1 + pad);
     }
