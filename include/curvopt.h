@@ -75,6 +75,28 @@ void co_rng_shuffle(co_rng *r, int *idx, int n); /* Fisher-Yates */
  * this string on one machine (README, Determinism). */
 void co_blas_describe(char *buf, size_t len);
 
+/* ------------------------------------------------------------------ devices */
+
+/* Where buffers live. CO_DEVICE_CUDA exists in a build configured with -DCURVOPT_CUDA=ON;
+ * elsewhere every call that needs it fails with a message saying so. */
+typedef enum co_device {
+    CO_DEVICE_CPU = 0,
+    CO_DEVICE_CUDA = 1 /* the current CUDA device of the calling thread */
+} co_device;
+
+/* CO_OK when this build has the CUDA backend and a GPU answers; otherwise CO_ENOTFOUND with
+ * what is missing (the build, the driver, a device). */
+co_status co_cuda_check(co_error *err);
+/* Zeroed memory of `bytes` on dev (CPU: 64-byte aligned); free with co_device_free. */
+void *co_device_alloc(co_device dev, size_t bytes, co_error *err);
+void co_device_free(co_device dev, void *p);
+/* Copies bytes between any two devices and returns when they have arrived (GPU work queued
+ * before it on the thread's default stream comes first). */
+co_status co_device_copy(void *dst, co_device dst_dev, const void *src, co_device src_dev, size_t bytes,
+                         co_error *err);
+/* Waits for the GPU work queued by this thread (CPU: nothing to wait for). */
+co_status co_device_synchronize(co_device dev, co_error *err);
+
 /* ------------------------------------------------------------------ parameter groups */
 
 /* A group is one layer's tensors. Per-layer methods (DA-RMSprop, LAMA-Adam, TSO-ALRA)
@@ -228,6 +250,19 @@ co_optim *co_optim_new(const char *name, const co_group *groups, int ngroups,
  * is applied to group g after hparams. */
 co_optim *co_optim_new_per_group(const char *name, const co_group *groups, int ngroups, const char *hparams,
                                  const char *const *group_hparams, uint64_t seed, co_error *err);
+/* co_optim_new_per_group on a device: on CO_DEVICE_CUDA the groups' param and grad pointers
+ * are GPU memory, the method's state is kept there, and every step is queued on the
+ * optimizer's stream (co_optim_set_stream) without waiting for it. Same names,
+ * hyperparameters and state bytes as on the CPU: a state saved from one device loads on the
+ * other. The per-coordinate methods (sgd, adagrad, rmsprop, adam, adamw, amsgrad) have a
+ * CUDA step, one fused kernel launch over every group, and compute exactly what their CPU
+ * step computes, bit for bit (docs/cuda.md); the others answer CO_EINVAL here. */
+co_optim *co_optim_new_on(co_device dev, const char *name, const co_group *groups, int ngroups, const char *hparams,
+                          const char *const *group_hparams, uint64_t seed, co_error *err);
+co_device co_optim_device(const co_optim *opt);
+/* The cudaStream_t a CUDA optimizer queues its steps on (NULL: the thread's default stream,
+ * the default). A PyTorch caller passes torch.cuda.current_stream().cuda_stream. */
+void co_optim_set_stream(co_optim *opt, void *cuda_stream);
 void co_optim_free(co_optim *opt);
 /* Points the optimizer at other buffers for the same tensors, for a host whose framework
  * reallocates parameters or gradients between steps (PyTorch's zero_grad(set_to_none=True)):

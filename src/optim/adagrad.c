@@ -3,7 +3,7 @@
  * sum starts at initial_accumulator_value (set at creation, as torch reads it in the
  * constructor). Each operation rounds as torch's does (torch_ops.h). */
 #include "optim_impl.h"
-#include "torch_ops.h"
+#include "elementwise.h"
 
 enum { HP_LR, HP_LR_DECAY, HP_WD, HP_INIT_ACC, HP_EPS, HP_COUNT };
 
@@ -19,12 +19,21 @@ static co_status adagrad_init(co_optim *o, co_error *err)
     s->sum = co_slots_new(o, err);
     if (!s->sum) return CO_ENOMEM;
     for (int g = 0; g < o->ngroups; g++)
-        for (int k = 0; k < o->groups[g].ntensors; k++) {
-            float *a = co_slot(s->sum, g, k);
-            float init = (float)co_hp(o, g, HP_INIT_ACC);
-            for (size_t i = 0; i < o->groups[g].size[k]; i++) a[i] = init;
-        }
+        if (co_slots_fill_group(s->sum, o, g, (float)co_hp(o, g, HP_INIT_ACC), err) != CO_OK) return err ? err->code : CO_ENOMEM;
     return CO_OK;
+}
+
+static co_adagrad_scalars adagrad_scalars(const co_optim *o, int g)
+{
+    return (co_adagrad_scalars){.clr = (float)(co_lr(o, g) / (1.0 + (double)(o->t - 1) * co_hp(o, g, HP_LR_DECAY))),
+                                .wd = (float)co_hp(o, g, HP_WD),
+                                .eps = (float)co_hp(o, g, HP_EPS)};
+}
+
+static void adagrad_scalars_of(const co_optim *o, int g, float *out)
+{
+    co_adagrad_scalars sc = adagrad_scalars(o, g);
+    memcpy(out, &sc, sizeof sc);
 }
 
 static co_status adagrad_step(co_optim *o, const co_closure *c, co_error *err)
@@ -34,23 +43,24 @@ static co_status adagrad_step(co_optim *o, const co_closure *c, co_error *err)
     adagrad_state *s = o->state;
     for (int g = 0; g < o->ngroups; g++) {
         co_group *gr = &o->groups[g];
-        float clr = (float)(co_lr(o, g) / (1.0 + (double)(o->t - 1) * co_hp(o, g, HP_LR_DECAY)));
-        float wd = (float)co_hp(o, g, HP_WD), eps = (float)co_hp(o, g, HP_EPS);
+        co_adagrad_scalars sc = adagrad_scalars(o, g);
         for (int k = 0; k < gr->ntensors; k++) {
             float *restrict p = gr->param[k];
             const float *restrict gp = gr->grad[k];
             float *restrict sum = co_slot(s->sum, g, k);
             size_t n = gr->size[k];
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-            for (size_t i = 0; i < n; i++) {
-                float gi = co_torch_add(gp[i], p[i], wd);
-                float si = co_torch_addcmul(sum[i], gi, gi, 1.0f);
-                sum[i] = si;
-                p[i] = co_torch_addcdiv(p[i], gi, sqrtf(si) + eps, -clr);
-            }
+            for (size_t i = 0; i < n; i++) p[i] = co_adagrad_update(p[i], gp[i], &sum[i], sc);
         }
     }
     return CO_OK;
+}
+
+static co_status adagrad_step_cuda(co_optim *o, const co_closure *c, co_error *err)
+{
+    (void)c;
+    adagrad_state *s = o->state;
+    return co_optim_mt_step(o, CO_MT_ADAGRAD, (co_slots *const[]){s->sum, NULL, NULL}, adagrad_scalars_of, err);
 }
 
 static void adagrad_visit(co_optim *o, co_state_visitor *v)
@@ -73,6 +83,10 @@ static const co_hparam adagrad_hp[HP_COUNT] = {
     {"initial_accumulator_value", 0, 0, 1e6, 0, "starting value of the sum of squares"},
     {"eps", 1e-10, 0, 1, 0, "added to sqrt(sum)"},
 };
-static const co_optim_ops adagrad_ops = {.init = adagrad_init, .step = adagrad_step, .visit = adagrad_visit, .free = adagrad_free};
+static const co_optim_ops adagrad_ops = {.init = adagrad_init,
+                                        .step = adagrad_step,
+                                        .step_cuda = adagrad_step_cuda,
+                                        .visit = adagrad_visit,
+                                        .free = adagrad_free};
 const co_optim_info co_info_adagrad = {"adagrad", "Adagrad (torch.optim.Adagrad)", "Duchi et al. 2011; torch.optim 1.13",
                                        HP_COUNT, adagrad_hp, &adagrad_ops};

@@ -6,7 +6,7 @@
  * The three share one fused kernel; they differ only in defaults. Every operation rounds as
  * torch's does (torch_ops.h), so the trajectories match torch's bit for bit. */
 #include "optim_impl.h"
-#include "torch_ops.h"
+#include "elementwise.h"
 
 enum { HP_LR, HP_BETA1, HP_BETA2, HP_EPS, HP_WD, HP_AMSGRAD, HP_COUNT };
 
@@ -31,39 +31,44 @@ static co_status adam_init_common(co_optim *o, int decoupled, co_error *err)
 static co_status adam_init(co_optim *o, co_error *err) { return adam_init_common(o, 0, err); }
 static co_status adamw_init(co_optim *o, co_error *err) { return adam_init_common(o, 1, err); }
 
-/* One tensor of the fused update. Scalars arrive rounded to float as torch's CPU kernels
- * round them; a1 = 1 - b1 and a2 = 1 - b2 are formed in double. */
-static void adam_tensor(float *restrict p, float *restrict g, float *restrict m, float *restrict v,
-                        float *restrict vmax, size_t n, float b1, float a1, float b2, float a2, float eps,
-                        float l2, float decay, float step_size, float bc2_sqrt, int amsgrad)
+/* Scalars arrive rounded to float as torch's CPU kernels round them; a1 = 1 - b1 and
+ * a2 = 1 - b2 are formed in double. */
+static co_adam_scalars adam_scalars(const co_optim *o, int g)
+{
+    const adam_state *s = o->state;
+    double t = (double)o->t;
+    double lr = co_lr(o, g), b1 = co_hp(o, g, HP_BETA1), b2 = co_hp(o, g, HP_BETA2);
+    double wd = co_hp(o, g, HP_WD);
+    return (co_adam_scalars){.b1 = (float)b1,
+                             .a1 = (float)(1.0 - b1),
+                             .b2 = (float)b2,
+                             .a2 = (float)(1.0 - b2),
+                             .eps = (float)co_hp(o, g, HP_EPS),
+                             .l2 = s->decoupled ? 0.0f : (float)wd,
+                             .decay = s->decoupled ? (float)(1.0 - lr * wd) : 1.0f,
+                             .step_size = (float)(lr / (1.0 - pow(b1, t))),
+                             .bc2_sqrt = (float)sqrt(1.0 - pow(b2, t)),
+                             .amsgrad = co_hp(o, g, HP_AMSGRAD) != 0};
+}
+
+static void adam_scalars_of(const co_optim *o, int g, float *out)
+{
+    co_adam_scalars sc = adam_scalars(o, g);
+    memcpy(out, &sc, sizeof sc);
+}
+
+static void adam_tensor(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+                        float *restrict vmax, size_t n, co_adam_scalars s)
 {
     /* Two loops rather than a branch inside one: GCC unswitches the branch and then leaves
      * the plain-Adam copy scalar, a 5x slower step (bench/bench_optim_bandwidth). */
-    if (amsgrad) {
+    if (s.amsgrad != 0) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++) {
-            float gi = co_torch_add(g[i], p[i], l2);
-            float pi = p[i] * decay;
-            float mi = co_adam_first_moment(m[i], gi, b1, a1);
-            float vi = co_adam_second_moment(v[i], gi, b2, a2);
-            m[i] = mi;
-            v[i] = vi;
-            float vd = vmax[i] > vi ? vmax[i] : vi;
-            vmax[i] = vd;
-            p[i] = co_adam_param(pi, mi, vd, bc2_sqrt, eps, step_size);
-        }
+        for (size_t i = 0; i < n; i++) p[i] = co_adam_update(p[i], g[i], &m[i], &v[i], &vmax[i], s, 1);
         return;
     }
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) {
-        float gi = co_torch_add(g[i], p[i], l2);
-        float pi = p[i] * decay;
-        float mi = co_adam_first_moment(m[i], gi, b1, a1);
-        float vi = co_adam_second_moment(v[i], gi, b2, a2);
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = co_adam_param(pi, mi, vi, bc2_sqrt, eps, step_size);
-    }
+    for (size_t i = 0; i < n; i++) p[i] = co_adam_update(p[i], g[i], &m[i], &v[i], &vmax[i], s, 0);
 }
 
 static co_status adam_step(co_optim *o, const co_closure *c, co_error *err)
@@ -71,23 +76,21 @@ static co_status adam_step(co_optim *o, const co_closure *c, co_error *err)
     (void)c;
     (void)err;
     adam_state *s = o->state;
-    double t = (double)o->t;
     for (int g = 0; g < o->ngroups; g++) {
         co_group *gr = &o->groups[g];
-        double lr = co_lr(o, g), b1 = co_hp(o, g, HP_BETA1), b2 = co_hp(o, g, HP_BETA2);
-        double wd = co_hp(o, g, HP_WD);
-        double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
-        float step_size = (float)(lr / bc1);
-        float bc2_sqrt = (float)sqrt(bc2);
-        float l2 = s->decoupled ? 0.0f : (float)wd;
-        float decay = s->decoupled ? (float)(1.0 - lr * wd) : 1.0f;
-        int ams = co_hp(o, g, HP_AMSGRAD) != 0;
+        co_adam_scalars sc = adam_scalars(o, g);
         for (int k = 0; k < gr->ntensors; k++)
-            adam_tensor(gr->param[k], gr->grad[k], co_slot(s->m, g, k), co_slot(s->v, g, k),
-                        co_slot(s->vmax, g, k), gr->size[k], (float)b1, (float)(1.0 - b1), (float)b2,
-                        (float)(1.0 - b2), (float)co_hp(o, g, HP_EPS), l2, decay, step_size, bc2_sqrt, ams);
+            adam_tensor(gr->param[k], gr->grad[k], co_slot(s->m, g, k), co_slot(s->v, g, k), co_slot(s->vmax, g, k),
+                        gr->size[k], sc);
     }
     return CO_OK;
+}
+
+static co_status adam_step_cuda(co_optim *o, const co_closure *c, co_error *err)
+{
+    (void)c;
+    adam_state *s = o->state;
+    return co_optim_mt_step(o, CO_MT_ADAM, (co_slots *const[]){s->m, s->v, s->vmax}, adam_scalars_of, err);
 }
 
 static void adam_visit(co_optim *o, co_state_visitor *v)
@@ -121,8 +124,10 @@ static const co_hparam adam_hp[HP_COUNT] = ADAM_HPARAMS(1e-3, 0, 0, "L2 penalty 
 static const co_hparam adamw_hp[HP_COUNT] = ADAM_HPARAMS(1e-3, 1e-2, 0, "decoupled decay: p *= 1 - lr*wd");
 static const co_hparam amsgrad_hp[HP_COUNT] = ADAM_HPARAMS(1e-3, 0, 1, "L2 penalty added to the gradient");
 
-static const co_optim_ops adam_ops = {.init = adam_init, .step = adam_step, .visit = adam_visit, .free = adam_free};
-static const co_optim_ops adamw_ops = {.init = adamw_init, .step = adam_step, .visit = adam_visit, .free = adam_free};
+static const co_optim_ops adam_ops = {
+    .init = adam_init, .step = adam_step, .step_cuda = adam_step_cuda, .visit = adam_visit, .free = adam_free};
+static const co_optim_ops adamw_ops = {
+    .init = adamw_init, .step = adam_step, .step_cuda = adam_step_cuda, .visit = adam_visit, .free = adam_free};
 
 const co_optim_info co_info_adam = {"adam", "Adam (torch.optim.Adam semantics)", "Kingma & Ba 2015; torch.optim 1.13",
                                     HP_COUNT, adam_hp, &adam_ops};

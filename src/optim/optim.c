@@ -162,11 +162,20 @@ co_slots *co_slots_new(const co_optim *o, co_error *err)
     co_slots *s = calloc(1, sizeof *s + nptr * sizeof(float *));
     if (!s) goto oom;
     s->ngroups = o->ngroups;
+    s->device = o->device;
     /* Each tensor starts on a 64-byte boundary. */
     size_t total = 0;
     for (int g = 0; g < o->ngroups; g++)
         for (int k = 0; k < o->groups[g].ntensors; k++) total += (o->groups[g].size[k] + 15) & ~(size_t)15;
-    s->base = co_falloc(total);
+    if (s->device == CO_DEVICE_CUDA) {
+        s->base = co_cuda_alloc(total * sizeof(float), err);
+        if (!s->base) {
+            free(s);
+            return NULL;
+        }
+    } else {
+        s->base = co_falloc(total);
+    }
     if (!s->base) goto oom;
     size_t off = 0;
     for (int g = 0; g < o->ngroups; g++)
@@ -184,27 +193,63 @@ oom:
 void co_slots_free(co_slots *s)
 {
     if (!s) return;
-    free(s->base);
+    if (s->device == CO_DEVICE_CUDA)
+        co_cuda_free(s->base);
+    else
+        free(s->base);
     free(s);
 }
 
-void co_slots_fill(co_slots *s, const co_optim *o, float value)
+co_status co_slots_fill_group(co_slots *s, const co_optim *o, int g, float value, co_error *err)
 {
-    for (int g = 0; g < o->ngroups; g++)
-        for (int k = 0; k < o->groups[g].ntensors; k++) {
-            float *p = co_slot(s, g, k);
-            for (size_t i = 0; i < o->groups[g].size[k]; i++) p[i] = value;
+    for (int k = 0; k < o->groups[g].ntensors; k++) {
+        float *p = co_slot(s, g, k);
+        size_t n = o->groups[g].size[k];
+        if (s->device == CO_DEVICE_CUDA) {
+            co_status st = co_cuda_memset_float(p, value, n, o->stream, err);
+            if (st != CO_OK) return st;
+            continue;
         }
+        for (size_t i = 0; i < n; i++) p[i] = value;
+    }
+    return CO_OK;
 }
 
-void co_slots_visit(co_slots *s, const co_optim *o, co_state_visitor *v, const char *name)
+/* The visitor either reads a blob (save) or writes it (load) and does not say which: a GPU
+ * tensor goes through a host copy both ways, copied back afterwards (a no-op for a save).
+ * A failed allocation or copy is recorded in o->device_status, which the state's readers
+ * and writers report; the blob is then skipped. */
+void co_slots_visit(co_slots *s, co_optim *o, co_state_visitor *v, const char *name)
 {
     char key[96];
+    float *host = NULL;
+    if (s->device == CO_DEVICE_CUDA) {
+        size_t most = 0;
+        for (int g = 0; g < o->ngroups; g++)
+            for (int k = 0; k < o->groups[g].ntensors; k++)
+                if (o->groups[g].size[k] > most) most = o->groups[g].size[k];
+        host = malloc(most * sizeof *host);
+        if (!host) {
+            o->device_status = CO_ENOMEM;
+            return;
+        }
+    }
     for (int g = 0; g < o->ngroups; g++)
         for (int k = 0; k < o->groups[g].ntensors; k++) {
             snprintf(key, sizeof key, "%s/%d/%d", name, g, k);
-            v->blob(v, key, co_slot(s, g, k), o->groups[g].size[k] * sizeof(float));
+            size_t bytes = o->groups[g].size[k] * sizeof(float);
+            if (!host) {
+                v->blob(v, key, co_slot(s, g, k), bytes);
+                continue;
+            }
+            co_status st = co_cuda_copy(host, co_slot(s, g, k), bytes, o->stream, NULL);
+            if (st == CO_OK) {
+                v->blob(v, key, host, bytes);
+                st = co_cuda_copy(co_slot(s, g, k), host, bytes, o->stream, NULL);
+            }
+            if (st != CO_OK) o->device_status = st;
         }
+    free(host);
 }
 
 /* ------------------------------------------------------------ weight decay helpers */
@@ -243,11 +288,18 @@ co_optim *co_optim_new(const char *name, const co_group *groups, int ngroups,
 co_optim *co_optim_new_per_group(const char *name, const co_group *groups, int ngroups, const char *hparams,
                                  const char *const *group_hparams, uint64_t seed, co_error *err)
 {
+    return co_optim_new_on(CO_DEVICE_CPU, name, groups, ngroups, hparams, group_hparams, seed, err);
+}
+
+co_optim *co_optim_new_on(co_device dev, const char *name, const co_group *groups, int ngroups, const char *hparams,
+                          const char *const *group_hparams, uint64_t seed, co_error *err)
+{
     const co_optim_info *info = co_optim_find(name);
     if (!info) {
         co_error_set(err, CO_EINVAL, "unknown optimizer '%s' (see `curvopt list`)", name ? name : "(null)");
         return NULL;
     }
+    if (dev != CO_DEVICE_CPU && co_optim_device_check(info, dev, err) != CO_OK) return NULL;
     if (ngroups <= 0 || !groups) {
         co_error_set(err, CO_EINVAL, "%s: at least one parameter group is needed", info->name);
         return NULL;
@@ -278,6 +330,7 @@ co_optim *co_optim_new_per_group(const char *name, const co_group *groups, int n
     co_optim *o = calloc(1, sizeof *o);
     if (!o) goto oom;
     o->info = info;
+    o->device = dev;
     o->ngroups = ngroups;
     o->nhp = info->nhparams + COMMON_COUNT;
     o->lr_scale = 1.0;
@@ -320,6 +373,7 @@ void co_optim_free(co_optim *o)
 {
     if (!o) return;
     if (o->state && o->info->ops->free) o->info->ops->free(o);
+    co_mt_plan_free(o->mt);
     if (o->groups)
         for (int g = 0; g < o->ngroups; g++) free((char *)o->groups[g].name);
     free(o->groups);
@@ -330,6 +384,8 @@ void co_optim_free(co_optim *o)
 co_status co_optim_rebind(co_optim *o, float *const *params, float *const *grads, co_error *err)
 {
     (void)err;
+    co_mt_plan_free(o->mt); /* the kernels' table holds the old pointers */
+    o->mt = NULL;
     size_t i = 0;
     for (int g = 0; g < o->ngroups; g++)
         for (int k = 0; k < o->groups[g].ntensors; k++, i++) {
@@ -403,6 +459,7 @@ co_status co_optim_step(co_optim *o, const co_closure *c, co_error *err)
 {
     if ((o->info->ops->needs & CO_NEEDS_CLOSURE) && (!c || !c->eval))
         return co_error_set(err, CO_EINVAL, "%s needs a closure that re-evaluates the gradients", o->info->name);
+    if (o->device == CO_DEVICE_CUDA) return co_optim_step_cuda(o, c, err);
     int maximize = negate_maximized(o);
     maximize_ctx mctx = {o, c};
     co_closure negated = {.ctx = &mctx,
@@ -412,20 +469,24 @@ co_status co_optim_step(co_optim *o, const co_closure *c, co_error *err)
     if (maximize && c) c = &negated;
     if (o->clip_norm > 0) {
         double norm = co_groups_grad_norm(o->groups, o->ngroups);
-        double coef = o->clip_norm / (norm + 1e-6);
-        if (coef < 1.0) {
-            float f = (float)coef;
+        float f = co_clip_factor(o->clip_norm, norm);
+        if (f != 1.0f)
             for (int g = 0; g < o->ngroups; g++)
                 for (int k = 0; k < o->groups[g].ntensors; k++) {
                     float *gp = o->groups[g].grad[k];
                     for (size_t i = 0; i < o->groups[g].size[k]; i++) gp[i] *= f;
                 }
-        }
     }
     o->t++;
     co_status st = o->info->ops->step(o, c, err);
     if (maximize) negate_maximized(o);
     return st;
+}
+
+float co_clip_factor(double max_norm, double norm)
+{
+    double coef = max_norm / (norm + 1e-6);
+    return coef < 1.0 ? (float)coef : 1.0f;
 }
 
 void co_optim_set_collective(co_optim *o, const co_collective *c) { o->coll = c && c->size > 1 ? c : NULL; }
@@ -474,14 +535,23 @@ static void write_blob(co_state_visitor *vv, const char *name, void *data, size_
 }
 
 /* Framework state first, then the method's. */
-static void visit_all(co_optim *o, co_state_visitor *v)
+/* Returns what a GPU copy of the visit reported (co_slots_visit). */
+static co_status visit_all(co_optim *o, co_state_visitor *v)
 {
+    o->device_status = CO_OK;
     v->blob(v, "t", &o->t, sizeof o->t);
     v->blob(v, "lr_scale", &o->lr_scale, sizeof o->lr_scale);
     v->blob(v, "clip_norm", &o->clip_norm, sizeof o->clip_norm);
     v->blob(v, "rng", o->rng.s, sizeof o->rng.s);
     v->blob(v, "hparams", o->hp, (size_t)o->ngroups * o->nhp * sizeof *o->hp);
     if (o->info->ops->visit) o->info->ops->visit(o, v);
+    return o->device_status;
+}
+
+static co_status device_failed(co_status st, co_error *err)
+{
+    return co_error_set(err, st, "optimizer state: copying it between the GPU and the host failed (%s)",
+                        co_status_name(st));
 }
 
 co_status co_optim_state_write(const co_optim *o, FILE *f, co_error *err)
@@ -493,7 +563,8 @@ co_status co_optim_state_write(const co_optim *o, FILE *f, co_error *err)
         return co_error_set(err, CO_EIO, "writing optimizer state: %s", strerror(errno));
     writer w = {{write_blob}, f, 0};
     /* visit_all only reads through the blob pointers when writing. */
-    visit_all((co_optim *)o, &w.v);
+    co_status dst = visit_all((co_optim *)o, &w.v);
+    if (dst != CO_OK) return device_failed(dst, err);
     if (w.failed) return co_error_set(err, CO_EIO, "writing optimizer state: %s", strerror(errno));
     uint32_t end = 0xffffffffu;
     if (fwrite(&end, 4, 1, f) != 1) return co_error_set(err, CO_EIO, "writing optimizer state: %s", strerror(errno));
@@ -585,7 +656,8 @@ static co_status state_read(co_optim *o, FILE *f, int whole, co_error *err)
     double *hp = malloc((size_t)o->ngroups * o->nhp * sizeof *hp);
     if (!hp) return co_error_set(err, CO_ENOMEM, "%s: out of memory", what);
     reader r = {{read_blob}, f, 0, CO_OK, err, what, hp};
-    visit_all(o, &r.v);
+    co_status dst = visit_all(o, &r.v);
+    if (dst != CO_OK && !r.st) r.st = device_failed(dst, err);
     for (int g = 0; g < o->ngroups && !r.st; g++)
         for (int i = 0; i < o->nhp && !r.st; i++) {
             int ncommon;
@@ -605,7 +677,8 @@ static co_status state_read(co_optim *o, FILE *f, int whole, co_error *err)
     if (whole && fgetc(f) != EOF) return co_error_set(err, CO_EFORMAT, "%s: byte %ld: trailing bytes after the state", what, after);
     if (fseek(f, body, SEEK_SET) != 0) return co_error_set(err, CO_EIO, "%s: stream is not seekable", what);
     r.apply = 1;
-    visit_all(o, &r.v);
+    dst = visit_all(o, &r.v);
+    if (dst != CO_OK && !r.st) r.st = device_failed(dst, err);
     if (r.st) return r.st;
     fseek(f, after, SEEK_SET);
     return CO_OK;

@@ -6,6 +6,7 @@
 
 #include "curvopt.h"
 #include "../core/alloc.h"
+#include "../cuda/cuda_api.h"
 
 /* Visits every piece of state as a named blob; the same walk writes a checkpoint
  * (read from data) or loads one (write into data). */
@@ -38,6 +39,9 @@ struct co_optim_ops {
      * every rank loaded (share). */
     co_status (*collect)(co_optim *o, co_error *err);
     void (*share)(co_optim *o);
+    /* Optional: the step of an optimizer created on CO_DEVICE_CUDA (its groups' buffers and
+     * its slots live on the GPU); a method without one cannot be created there. */
+    co_status (*step_cuda)(co_optim *o, const co_closure *c, co_error *err);
 };
 
 struct co_optim {
@@ -54,6 +58,11 @@ struct co_optim {
     const co_collective *coll; /* distributed run (size > 1), or NULL */
     int faithful_hp; /* index of the method's `faithful` switch, -1 when it has none */
     void *state; /* owned by the method */
+    co_device device; /* where the groups' buffers and the slots live */
+    void *stream;     /* CUDA stream of the steps (NULL: the calling thread's default stream) */
+    co_mt_plan *mt; /* the fused kernels' table of tensors (optim_device.c), or NULL */
+    struct co_slots *mt_slots[3]; /* the slots that table holds */
+    co_status device_status; /* a GPU copy that failed while the state was visited */
 };
 
 static inline double co_hp(const co_optim *o, int g, int i) { return o->hp[(size_t)g * o->nhp + i]; }
@@ -77,6 +86,7 @@ static inline double co_departure(const co_optim *o, int g, int i, double paper_
 /* One float buffer per (group, tensor), shaped like the parameters, zero-initialised. */
 typedef struct co_slots {
     int ngroups;
+    co_device device;
     float *base;
     float *at[]; /* ngroups * CO_GROUP_MAX_TENSORS, NULL where a group has fewer tensors */
 } co_slots;
@@ -86,9 +96,30 @@ static inline float *co_slot(const co_slots *s, int g, int k)
 {
     return s->at[g * CO_GROUP_MAX_TENSORS + k];
 }
-void co_slots_fill(co_slots *s, const co_optim *o, float value);
-/* Visits every tensor of the slots as "<name>/<group>/<tensor>". */
-void co_slots_visit(co_slots *s, const co_optim *o, co_state_visitor *v, const char *name);
+/* Sets every slot of group g to value (on the slots' device). */
+co_status co_slots_fill_group(co_slots *s, const co_optim *o, int g, float value, co_error *err);
+/* Visits every tensor of the slots as "<name>/<group>/<tensor>" (through a host copy when
+ * they live on the GPU: the state's bytes do not depend on the device). */
+void co_slots_visit(co_slots *s, co_optim *o, co_state_visitor *v, const char *name);
+
+/* ------------------------------------------------------------ the CUDA step (optim_device.c) */
+
+/* Writes group g's scalars (CO_ELEM_NSCALAR floats at most) for the step under way. */
+typedef void (*co_group_scalars_fn)(const co_optim *o, int g, float *out);
+
+/* One step of a per-coordinate method over every group of a CUDA optimizer, in one launch
+ * where the groups fit the kernel's table (asynchronous on o->stream). slots: the method's
+ * slots in the kernel's order, NULL where it has fewer. */
+co_status co_optim_mt_step(co_optim *o, co_mt_kind kind, co_slots *const slots[3], co_group_scalars_fn scalars,
+                           co_error *err);
+/* CO_OK when method info can run on dev (a CUDA build, a GPU, a CUDA step). */
+co_status co_optim_device_check(const co_optim_info *info, co_device dev, co_error *err);
+/* co_optim_step of a CUDA optimizer: maximize and clipping on the GPU, then the method's
+ * step_cuda. */
+co_status co_optim_step_cuda(co_optim *o, const co_closure *c, co_error *err);
+/* torch.nn.utils.clip_grad_norm_'s factor max_norm / (norm + 1e-6) as the float the
+ * gradients are multiplied by; exactly 1 when no clipping is due. */
+float co_clip_factor(double max_norm, double norm);
 
 /* co_optim_state_read for a state that must end the stream: trailing bytes are refused
  * before anything is applied (checkpoints keep the optimizer state last). */

@@ -4,7 +4,7 @@
  * Each operation rounds as torch's does (torch_ops.h), so the trajectories match torch's
  * bit for bit. The denominator is exported for methods built on RMSprop's scaling. */
 #include "rmsprop.h"
-#include "torch_ops.h"
+#include "elementwise.h"
 
 enum { HP_LR, HP_ALPHA, HP_EPS, HP_WD, HP_MOMENTUM, HP_CENTERED, HP_COUNT };
 
@@ -41,6 +41,41 @@ void co_rmsprop_denominator(float *restrict denom, float *restrict sq, float *re
     }
 }
 
+static co_rmsprop_scalars rmsprop_scalars(const co_optim *o, int g)
+{
+    float mu = (float)co_hp(o, g, HP_MOMENTUM);
+    return (co_rmsprop_scalars){.lr = (float)co_lr(o, g),
+                                .alpha = (float)co_hp(o, g, HP_ALPHA),
+                                .a = (float)(1.0 - co_hp(o, g, HP_ALPHA)),
+                                .eps = (float)co_hp(o, g, HP_EPS),
+                                .wd = (float)co_hp(o, g, HP_WD),
+                                .mu = mu,
+                                .centered = co_hp(o, g, HP_CENTERED) != 0,
+                                .momentum = mu > 0};
+}
+
+static void rmsprop_scalars_of(const co_optim *o, int g, float *out)
+{
+    co_rmsprop_scalars sc = rmsprop_scalars(o, g);
+    memcpy(out, &sc, sizeof sc);
+}
+
+/* Fused so the 16M-parameter step streams each array once. The default (uncentered, no
+ * momentum) has a loop of its own with constant flags: with the flags tested inside the loop
+ * GCC unswitches it and leaves that copy scalar. */
+static void rmsprop_tensor(float *restrict p, const float *restrict g, float *restrict sq, float *restrict avg,
+                           float *restrict buf, size_t n, co_rmsprop_scalars s)
+{
+    if (s.centered == 0 && s.momentum == 0) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+        for (size_t i = 0; i < n; i++) p[i] = co_rmsprop_update(p[i], g[i], &sq[i], &avg[i], &buf[i], s, 0, 0);
+        return;
+    }
+    int centered = s.centered != 0, momentum = s.momentum != 0;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) p[i] = co_rmsprop_update(p[i], g[i], &sq[i], &avg[i], &buf[i], s, centered, momentum);
+}
+
 static co_status rmsprop_step(co_optim *o, const co_closure *c, co_error *err)
 {
     (void)c;
@@ -48,51 +83,19 @@ static co_status rmsprop_step(co_optim *o, const co_closure *c, co_error *err)
     rmsprop_state *s = o->state;
     for (int g = 0; g < o->ngroups; g++) {
         co_group *gr = &o->groups[g];
-        float lr = (float)co_lr(o, g), alpha = (float)co_hp(o, g, HP_ALPHA), eps = (float)co_hp(o, g, HP_EPS);
-        float wd = (float)co_hp(o, g, HP_WD), mu = (float)co_hp(o, g, HP_MOMENTUM);
-        int centered = co_hp(o, g, HP_CENTERED) != 0;
-        const float a = (float)(1.0 - co_hp(o, g, HP_ALPHA));
-        for (int k = 0; k < gr->ntensors; k++) {
-            float *restrict p = gr->param[k];
-            const float *restrict gp = gr->grad[k];
-            float *restrict sq = co_slot(s->sq, g, k), *restrict avg = co_slot(s->avg, g, k);
-            float *restrict buf = co_slot(s->buf, g, k);
-            size_t n = gr->size[k];
-            /* Fused so the 16M-parameter step streams each array once. The default
-             * (uncentered, no momentum) has a branch-free loop of its own: with the flags
-             * tested inside the loop GCC unswitches it and leaves that copy scalar. */
-            if (!centered && !(mu > 0)) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-                for (size_t i = 0; i < n; i++) {
-                    float gi = co_torch_add(gp[i], p[i], wd);
-                    float v = co_torch_addcmul(sq[i] * alpha, gi, gi, a);
-                    sq[i] = v;
-                    p[i] = co_torch_addcdiv(p[i], gi, sqrtf(v) + eps, -lr);
-                }
-                continue;
-            }
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-            for (size_t i = 0; i < n; i++) {
-                float gi = co_torch_add(gp[i], p[i], wd);
-                float v = co_torch_addcmul(sq[i] * alpha, gi, gi, a);
-                sq[i] = v;
-                if (centered) {
-                    float m = co_torch_add(avg[i] * alpha, gi, a);
-                    avg[i] = m;
-                    v = co_torch_addcmul(v, m, m, -1.0f);
-                }
-                float d = sqrtf(v) + eps;
-                if (mu > 0) {
-                    float b = co_torch_addcdiv(buf[i] * mu, gi, d, 1.0f);
-                    buf[i] = b;
-                    p[i] = co_torch_add(p[i], b, -lr);
-                } else {
-                    p[i] = co_torch_addcdiv(p[i], gi, d, -lr);
-                }
-            }
-        }
+        co_rmsprop_scalars sc = rmsprop_scalars(o, g);
+        for (int k = 0; k < gr->ntensors; k++)
+            rmsprop_tensor(gr->param[k], gr->grad[k], co_slot(s->sq, g, k), co_slot(s->avg, g, k), co_slot(s->buf, g, k),
+                           gr->size[k], sc);
     }
     return CO_OK;
+}
+
+static co_status rmsprop_step_cuda(co_optim *o, const co_closure *c, co_error *err)
+{
+    (void)c;
+    rmsprop_state *s = o->state;
+    return co_optim_mt_step(o, CO_MT_RMSPROP, (co_slots *const[]){s->sq, s->avg, s->buf}, rmsprop_scalars_of, err);
 }
 
 static void rmsprop_visit(co_optim *o, co_state_visitor *v)
@@ -120,6 +123,10 @@ static const co_hparam rmsprop_hp[HP_COUNT] = {
     {"momentum", 0, 0, 1, 0, "momentum factor"},
     {"centered", 0, 0, 1, CO_HP_BOOL, "normalise by the variance estimate v - a^2"},
 };
-static const co_optim_ops rmsprop_ops = {.init = rmsprop_init, .step = rmsprop_step, .visit = rmsprop_visit, .free = rmsprop_free};
+static const co_optim_ops rmsprop_ops = {.init = rmsprop_init,
+                                        .step = rmsprop_step,
+                                        .step_cuda = rmsprop_step_cuda,
+                                        .visit = rmsprop_visit,
+                                        .free = rmsprop_free};
 const co_optim_info co_info_rmsprop = {"rmsprop", "RMSprop (torch.optim.RMSprop)", "Tieleman & Hinton 2012; torch.optim 1.13",
                                        HP_COUNT, rmsprop_hp, &rmsprop_ops};

@@ -3,7 +3,7 @@
  * Nesterov uses d + mu buf; p -= lr * d. Each operation rounds as torch's does
  * (torch_ops.h), so the trajectories match torch's bit for bit. */
 #include "optim_impl.h"
-#include "torch_ops.h"
+#include "elementwise.h"
 
 enum { HP_LR, HP_MOMENTUM, HP_DAMPENING, HP_WD, HP_NESTEROV, HP_COUNT };
 
@@ -26,45 +26,44 @@ static co_status sgd_init(co_optim *o, co_error *err)
     return CO_OK;
 }
 
-/* keep = 1 - dampening, formed in double as torch's alpha=1 - dampening. */
-static void sgd_tensor(float *restrict p, const float *restrict g, float *restrict buf, size_t n, float lr,
-                       float mu, float keep, float wd, int nesterov, int first)
+static co_sgd_scalars sgd_scalars(const co_optim *o, const sgd_state *s, int g)
 {
-    if (mu == 0) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++) p[i] = co_torch_add(p[i], co_torch_add(g[i], p[i], wd), -lr);
-        return;
+    float mu = (float)co_hp(o, g, HP_MOMENTUM);
+    return (co_sgd_scalars){.lr = (float)co_lr(o, g),
+                            .mu = mu,
+                            .keep = (float)(1.0 - co_hp(o, g, HP_DAMPENING)),
+                            .wd = (float)co_hp(o, g, HP_WD),
+                            .momentum = mu != 0,
+                            .first = mu != 0 && !s->started[g],
+                            .nesterov = co_hp(o, g, HP_NESTEROV) != 0};
+}
+
+static void sgd_scalars_of(const co_optim *o, int g, float *out)
+{
+    co_sgd_scalars sc = sgd_scalars(o, o->state, g);
+    memcpy(out, &sc, sizeof sc);
+}
+
+/* One loop per combination of flags, each with constants for them (elementwise.h). */
+static void sgd_tensor(float *restrict p, const float *restrict g, float *restrict buf, size_t n, co_sgd_scalars s)
+{
+#define SGD_LOOP(MOMENTUM, FIRST, NESTEROV)                                                                    \
+    {                                                                                                          \
+        _Pragma("omp parallel for simd schedule(static) if (n > 65536)") for (size_t i = 0; i < n; i++) p[i] = \
+            co_sgd_update(p[i], g[i], &buf[i], s, MOMENTUM, FIRST, NESTEROV);                                  \
+        return;                                                                                                \
     }
-    /* Every step after the first gets branch-free loops: with the flags tested inside the
-     * loop GCC unswitches it and leaves some copies scalar (bench/bench_optim_bandwidth). */
-    if (!first && !nesterov) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++) {
-            float d = co_torch_add(g[i], p[i], wd);
-            float b = co_torch_add(buf[i] * mu, d, keep);
-            buf[i] = b;
-            p[i] = co_torch_add(p[i], b, -lr);
-        }
-        return;
-    }
-    if (!first) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++) {
-            float d = co_torch_add(g[i], p[i], wd);
-            float b = co_torch_add(buf[i] * mu, d, keep);
-            buf[i] = b;
-            p[i] = co_torch_add(p[i], co_torch_add(d, b, mu), -lr);
-        }
-        return;
-    }
-    /* The first step: the buffer is a copy of d, without dampening. */
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) {
-        float d = co_torch_add(g[i], p[i], wd);
-        buf[i] = d;
-        float u = nesterov ? co_torch_add(d, d, mu) : d;
-        p[i] = co_torch_add(p[i], u, -lr);
-    }
+    if (s.momentum == 0) SGD_LOOP(0, 0, 0)
+    if (s.first != 0) SGD_LOOP(1, 1, s.nesterov != 0)
+    if (s.nesterov != 0) SGD_LOOP(1, 0, 1)
+    SGD_LOOP(1, 0, 0)
+#undef SGD_LOOP
+}
+
+static void sgd_started(const co_optim *o, sgd_state *s)
+{
+    for (int g = 0; g < o->ngroups; g++)
+        if (co_hp(o, g, HP_MOMENTUM) != 0) s->started[g] = 1;
 }
 
 static co_status sgd_step(co_optim *o, const co_closure *c, co_error *err)
@@ -74,15 +73,20 @@ static co_status sgd_step(co_optim *o, const co_closure *c, co_error *err)
     sgd_state *s = o->state;
     for (int g = 0; g < o->ngroups; g++) {
         co_group *gr = &o->groups[g];
-        float mu = (float)co_hp(o, g, HP_MOMENTUM);
-        int first = mu != 0 && !s->started[g];
-        for (int k = 0; k < gr->ntensors; k++)
-            sgd_tensor(gr->param[k], gr->grad[k], co_slot(s->buf, g, k), gr->size[k], (float)co_lr(o, g), mu,
-                       (float)(1.0 - co_hp(o, g, HP_DAMPENING)), (float)co_hp(o, g, HP_WD),
-                       co_hp(o, g, HP_NESTEROV) != 0, first);
-        if (mu != 0) s->started[g] = 1;
+        co_sgd_scalars sc = sgd_scalars(o, s, g);
+        for (int k = 0; k < gr->ntensors; k++) sgd_tensor(gr->param[k], gr->grad[k], co_slot(s->buf, g, k), gr->size[k], sc);
     }
+    sgd_started(o, s);
     return CO_OK;
+}
+
+static co_status sgd_step_cuda(co_optim *o, const co_closure *c, co_error *err)
+{
+    (void)c;
+    sgd_state *s = o->state;
+    co_status st = co_optim_mt_step(o, CO_MT_SGD, (co_slots *const[]){s->buf, NULL, NULL}, sgd_scalars_of, err);
+    sgd_started(o, s);
+    return st;
 }
 
 static void sgd_visit(co_optim *o, co_state_visitor *v)
@@ -107,7 +111,8 @@ static const co_hparam sgd_hp[HP_COUNT] = {
     {"weight_decay", 0, 0, 1e3, 0, "L2 penalty added to the gradient"},
     {"nesterov", 0, 0, 1, CO_HP_BOOL, "Nesterov momentum (needs momentum > 0, dampening 0)"},
 };
-static const co_optim_ops sgd_ops = {.init = sgd_init, .step = sgd_step, .visit = sgd_visit, .free = sgd_free};
+static const co_optim_ops sgd_ops = {
+    .init = sgd_init, .step = sgd_step, .step_cuda = sgd_step_cuda, .visit = sgd_visit, .free = sgd_free};
 const co_optim_info co_info_sgd = {"sgd", "SGD with optional momentum / Nesterov (torch.optim.SGD)",
                                    "Robbins & Monro 1951; Sutskever et al. 2013; torch.optim 1.13", HP_COUNT, sgd_hp,
                                    &sgd_ops};

@@ -14,23 +14,36 @@
 
 #include <math.h>
 
-#ifdef FP_FAST_FMAF
-#define CO_TORCH_MADD(a, b, c) fmaf(a, b, c)
+/* The same functions serve the CUDA kernels (src/cuda), which must round exactly as the C
+ * loops of the same build do: nvcc compiles them with -fmad=false (no contraction, as C17
+ * has none), IEEE division and square root, and CO_CUDA_TORCH_FMA set by CMake to what
+ * FP_FAST_FMAF is for the C compiler and flags of the build (co_optim_new_on checks both
+ * sides agree). */
+#if defined(__CUDACC__)
+#define CO_HD __host__ __device__
 #else
-#define CO_TORCH_MADD(a, b, c) ((a) * (b) + (c))
+#define CO_HD
 #endif
 
-static inline float co_torch_add(float self, float other, float alpha)
+#if defined(__CUDA_ARCH__) ? defined(CO_CUDA_TORCH_FMA) && CO_CUDA_TORCH_FMA : defined(FP_FAST_FMAF)
+#define CO_TORCH_MADD(a, b, c) fmaf(a, b, c)
+#define CO_TORCH_USES_FMA 1
+#else
+#define CO_TORCH_MADD(a, b, c) ((a) * (b) + (c))
+#define CO_TORCH_USES_FMA 0
+#endif
+
+CO_HD static inline float co_torch_add(float self, float other, float alpha)
 {
     return CO_TORCH_MADD(other, alpha, self);
 }
 
-static inline float co_torch_addcmul(float self, float t1, float t2, float value)
+CO_HD static inline float co_torch_addcmul(float self, float t1, float t2, float value)
 {
     return CO_TORCH_MADD(value * t1, t2, self);
 }
 
-static inline float co_torch_addcdiv(float self, float t1, float t2, float value)
+CO_HD static inline float co_torch_addcdiv(float self, float t1, float t2, float value)
 {
     return self + value * t1 / t2;
 }
@@ -38,18 +51,18 @@ static inline float co_torch_addcdiv(float self, float t1, float t2, float value
 /* Adam's moments and step (torch.optim.Adam's _single_tensor_adam), shared by every
  * Adam-based method that must reproduce Adam exactly when its own terms vanish.
  * one_minus_b1/b2 are (float)(1.0 - beta) formed in double. */
-static inline float co_adam_first_moment(float m, float g, float b1, float one_minus_b1)
+CO_HD static inline float co_adam_first_moment(float m, float g, float b1, float one_minus_b1)
 {
     return co_torch_add(m * b1, g, one_minus_b1);
 }
 
-static inline float co_adam_second_moment(float v, float g, float b2, float one_minus_b2)
+CO_HD static inline float co_adam_second_moment(float v, float g, float b2, float one_minus_b2)
 {
     return co_torch_addcmul(v * b2, g, g, one_minus_b2);
 }
 
 /* p - step_size * m / denom with denom = sqrt(v) / sqrt(1 - b2^t) + eps. */
-static inline float co_adam_param(float p, float m, float v, float bc2_sqrt, float eps, float step_size)
+CO_HD static inline float co_adam_param(float p, float m, float v, float bc2_sqrt, float eps, float step_size)
 {
     return co_torch_addcdiv(p, m, sqrtf(v) / bc2_sqrt + eps, -step_size);
 }

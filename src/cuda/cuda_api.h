@@ -1,0 +1,60 @@
+/* What the C side of the library asks of the CUDA backend: device memory, copies, and the
+ * fused multi-tensor kernels of the per-coordinate optimizers. Plain C, so optim/ and core/
+ * call it without CUDA headers; runtime.cu and optim_kernels.cu answer it in a CUDA build,
+ * none.c (every call fails with "built without CUDA") in the others. A stream argument is a
+ * cudaStream_t; NULL is the calling thread's default stream (nvcc --default-stream
+ * per-thread), which CUDA graphs can capture. */
+#ifndef CO_CUDA_API_H
+#define CO_CUDA_API_H
+
+#include "curvopt.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 in a CUDA build. */
+int co_cuda_built(void);
+/* 1 when the kernels' CO_TORCH_MADD is a fused multiply-add (torch_ops.h). */
+int co_cuda_torch_fma(void);
+
+/* Zeroed device memory; co_cuda_free(NULL) does nothing. */
+void *co_cuda_alloc(size_t bytes, co_error *err);
+void co_cuda_free(void *p);
+/* bytes from src to dst, either of which may be host or device memory (unified addressing);
+ * returns once the copy is done (the stream's earlier work first). */
+co_status co_cuda_copy(void *dst, const void *src, size_t bytes, void *stream, co_error *err);
+co_status co_cuda_memset_float(float *dst, float value, size_t n, void *stream, co_error *err);
+co_status co_cuda_sync(void *stream, co_error *err);
+
+/* The kernels' kinds: the per-coordinate methods (elementwise.h) and the step driver's
+ * gradient scaling (maximize's negation, clipping: g *= scalar 0 of the group, groups whose
+ * factor is 1 untouched). */
+typedef enum co_mt_kind { CO_MT_SGD = 0, CO_MT_ADAM, CO_MT_RMSPROP, CO_MT_ADAGRAD, CO_MT_SCALE, CO_MT_KINDS } co_mt_kind;
+
+/* One tensor of the kernels' table: parameter, gradient, up to three slots (NULL if unused),
+ * size, and the group whose scalars apply. */
+typedef struct co_mt_tensor {
+    float *p, *g, *s[3];
+    size_t n;
+    int group;
+} co_mt_tensor;
+
+/* The table on the device, cut into chunks of a fixed size that the launches share out. */
+typedef struct co_mt_plan co_mt_plan;
+co_mt_plan *co_mt_plan_new(const co_mt_tensor *tensors, int ntensors, co_error *err);
+void co_mt_plan_free(co_mt_plan *plan);
+/* One kernel launch per up to CO_MT_GROUPS_PER_LAUNCH groups (the scalars travel as kernel
+ * arguments, so a launch needs no copy and a graph can hold it): scalars is ngroups x
+ * CO_ELEM_NSCALAR floats. Asynchronous. */
+#define CO_MT_GROUPS_PER_LAUNCH 512
+co_status co_mt_launch(co_mt_plan *plan, co_mt_kind kind, const float *scalars, int ngroups, void *stream,
+                       co_error *err);
+/* Sum of the squares of every gradient in the plan, accumulated in double (clipping's norm);
+ * waits for the result. */
+co_status co_mt_grad_sumsq(co_mt_plan *plan, void *stream, double *out, co_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,63 @@
+/* The CUDA backend of a build without it (-DCURVOPT_CUDA=OFF, or no nvcc): every call says
+ * so, and the library's CPU side never reaches the others (no optimizer is created on
+ * CO_DEVICE_CUDA: co_cuda_check fails first). */
+#include "cuda_api.h"
+
+static co_status not_built(co_error *err)
+{
+    return co_error_set(err, CO_ENOTFOUND, "this curvopt was built without CUDA (configure with -DCURVOPT_CUDA=ON "
+                                           "where nvcc is installed)");
+}
+
+int co_cuda_built(void) { return 0; }
+int co_cuda_torch_fma(void) { return 0; }
+co_status co_cuda_check(co_error *err) { return not_built(err); }
+
+void *co_cuda_alloc(size_t bytes, co_error *err)
+{
+    (void)bytes;
+    not_built(err);
+    return NULL;
+}
+
+void co_cuda_free(void *p) { (void)p; }
+
+co_status co_cuda_copy(void *dst, const void *src, size_t bytes, void *stream, co_error *err)
+{
+    (void)dst, (void)src, (void)bytes, (void)stream;
+    return not_built(err);
+}
+
+co_status co_cuda_memset_float(float *dst, float value, size_t n, void *stream, co_error *err)
+{
+    (void)dst, (void)value, (void)n, (void)stream;
+    return not_built(err);
+}
+
+co_status co_cuda_sync(void *stream, co_error *err)
+{
+    (void)stream;
+    return not_built(err);
+}
+
+co_mt_plan *co_mt_plan_new(const co_mt_tensor *tensors, int ntensors, co_error *err)
+{
+    (void)tensors, (void)ntensors;
+    not_built(err);
+    return NULL;
+}
+
+void co_mt_plan_free(co_mt_plan *plan) { (void)plan; }
+
+co_status co_mt_launch(co_mt_plan *plan, co_mt_kind kind, const float *scalars, int ngroups, void *stream,
+                       co_error *err)
+{
+    (void)plan, (void)kind, (void)scalars, (void)ngroups, (void)stream;
+    return not_built(err);
+}
+
+co_status co_mt_grad_sumsq(co_mt_plan *plan, void *stream, double *out, co_error *err)
+{
+    (void)plan, (void)stream, (void)out;
+    return not_built(err);
+}

@@ -1,0 +1,102 @@
+/* The per-coordinate updates of the methods that have one, written once for the C loops
+ * (src/optim) and the CUDA kernels (src/cuda/optim_kernels.cu): both call these functions,
+ * so a step on the GPU rounds exactly as the same step on the CPU (torch_ops.h says how).
+ * Each method's scalars for one group are computed on the host, in double where torch
+ * forms them in Python, then rounded to float once; they travel to the GPU as they are. */
+#ifndef CO_OPTIM_ELEMENTWISE_H
+#define CO_OPTIM_ELEMENTWISE_H
+
+#include "torch_ops.h"
+
+/* Every method's per-group scalars fit in this many floats (one slot of the kernels'
+ * per-group table). */
+#define CO_ELEM_NSCALAR 12
+
+/* ------------------------------------------------------------ SGD (torch.optim.SGD) */
+
+typedef struct co_sgd_scalars {
+    float lr, mu, keep, wd; /* keep = 1 - dampening, formed in double */
+    float momentum, first, nesterov; /* flags (0/1) for the kernels; first: the buffer is d */
+} co_sgd_scalars;
+
+/* The flags come as arguments besides s so that a C loop can pass constants: GCC keeps a
+ * loop vectorised only when no flag is tested inside it. momentum = 0: buf is not touched. */
+CO_HD static inline float co_sgd_update(float p, float g, float *buf, co_sgd_scalars s, int momentum, int first,
+                                        int nesterov)
+{
+    float d = co_torch_add(g, p, s.wd);
+    if (!momentum) return co_torch_add(p, d, -s.lr);
+    float b = first ? d : co_torch_add(*buf * s.mu, d, s.keep);
+    *buf = b;
+    float u = nesterov ? co_torch_add(d, b, s.mu) : b;
+    return co_torch_add(p, u, -s.lr);
+}
+
+/* ------------------------------------------------------------ Adam, AdamW, AMSGrad */
+
+typedef struct co_adam_scalars {
+    float b1, a1, b2, a2; /* a = 1 - b, formed in double */
+    float eps, l2, decay; /* l2: Adam's weight_decay; decay: AdamW's 1 - lr wd */
+    float step_size, bc2_sqrt; /* lr / (1 - b1^t), sqrt(1 - b2^t) */
+    float amsgrad;
+} co_adam_scalars;
+
+CO_HD static inline float co_adam_update(float p, float g, float *m, float *v, float *vmax, co_adam_scalars s,
+                                         int amsgrad)
+{
+    float gi = co_torch_add(g, p, s.l2);
+    float pi = p * s.decay;
+    float mi = co_adam_first_moment(*m, gi, s.b1, s.a1);
+    float vi = co_adam_second_moment(*v, gi, s.b2, s.a2);
+    *m = mi;
+    *v = vi;
+    if (amsgrad) {
+        vi = *vmax > vi ? *vmax : vi;
+        *vmax = vi;
+    }
+    return co_adam_param(pi, mi, vi, s.bc2_sqrt, s.eps, s.step_size);
+}
+
+/* ------------------------------------------------------------ RMSprop */
+
+typedef struct co_rmsprop_scalars {
+    float lr, alpha, a, eps, wd, mu; /* a = 1 - alpha, formed in double */
+    float centered, momentum;        /* flags (0/1) for the kernels; momentum: mu > 0 */
+} co_rmsprop_scalars;
+
+/* avg is read only when centered, buf only with momentum. */
+CO_HD static inline float co_rmsprop_update(float p, float g, float *sq, float *avg, float *buf, co_rmsprop_scalars s,
+                                            int centered, int momentum)
+{
+    float gi = co_torch_add(g, p, s.wd);
+    float v = co_torch_addcmul(*sq * s.alpha, gi, gi, s.a);
+    *sq = v;
+    if (centered) {
+        float m = co_torch_add(*avg * s.alpha, gi, s.a);
+        *avg = m;
+        v = co_torch_addcmul(v, m, m, -1.0f);
+    }
+    float d = sqrtf(v) + s.eps;
+    if (momentum) {
+        float b = co_torch_addcdiv(*buf * s.mu, gi, d, 1.0f);
+        *buf = b;
+        return co_torch_add(p, b, -s.lr);
+    }
+    return co_torch_addcdiv(p, gi, d, -s.lr);
+}
+
+/* ------------------------------------------------------------ Adagrad */
+
+typedef struct co_adagrad_scalars {
+    float clr, wd, eps; /* clr = lr / (1 + (t - 1) lr_decay) */
+} co_adagrad_scalars;
+
+CO_HD static inline float co_adagrad_update(float p, float g, float *sum, co_adagrad_scalars s)
+{
+    float gi = co_torch_add(g, p, s.wd);
+    float si = co_torch_addcmul(*sum, gi, gi, 1.0f);
+    *sum = si;
+    return co_torch_addcdiv(p, gi, sqrtf(si) + s.eps, -s.clr);
+}
+
+#endif
