@@ -121,7 +121,12 @@ int cmd_train(int argc, char **argv)
     }
     char ckpt[4200], path[4200];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.ckpt", out);
-    run.cfg.checkpoint_path = ckpt;
+    /* Checkpoints are the CPU loop's (docs/cuda.md): a GPU run saves its results at the end. */
+    run.cfg.checkpoint_path = o.spec.device == CO_DEVICE_CPU ? ckpt : NULL;
+    if (o.spec.device != CO_DEVICE_CPU && (checkpoint_every || resume)) {
+        co_run_free(&run);
+        return cli_fail("train", "--device cuda: checkpoints and --resume are not supported there yet");
+    }
     run.cfg.checkpoint_every = checkpoint_every;
     run.cfg.resume = resume;
     run.cfg.skip_nonfinite = skip_nonfinite;

@@ -9,6 +9,7 @@ void run_options_init(run_options *o)
     o->act = "relu";
     o->out_act = "none";
     o->loss = "bce-logits";
+    o->device = "cpu";
 }
 
 void run_options_specs(run_options *o, arg_spec *s)
@@ -38,6 +39,7 @@ void run_options_specs(run_options *o, arg_spec *s)
         {"epochs", ARG_INT, &p->epochs, "N", "epochs (default 100)", 0, 1000000},
         {"batch", ARG_INT, &p->batch, "B", "minibatch size (default 32)", 1, 1000000},
         {"seed", ARG_U64, &p->seed, "S", "seed of init, batch order and optimizer (default 0)", 1, 0},
+        {"device", ARG_STR, &o->device, "D", "cpu (default) or cuda: model, data and optimizer on the GPU (docs/cuda.md)", 1, 0},
     };
     memcpy(s, specs, sizeof specs);
 }
@@ -48,6 +50,12 @@ int run_options_finish(const char *cmd, run_options *o)
     if (co_parse_act(o->act, &o->spec.hidden, &err) || co_parse_act(o->out_act, &o->spec.output, &err) ||
         co_parse_loss(o->loss, &o->spec.loss, &err))
         return cli_fail(cmd, "%s", err.msg);
+    if (strcmp(o->device, "cpu") == 0)
+        o->spec.device = CO_DEVICE_CPU;
+    else if (strcmp(o->device, "cuda") == 0)
+        o->spec.device = CO_DEVICE_CUDA;
+    else
+        return cli_fail(cmd, "--device %s: expected cpu or cuda", o->device);
     if (o->spec.loss == CO_LOSS_BCE && o->spec.output != CO_ACT_SIGMOID)
         return cli_fail(cmd, "--loss bce takes probabilities: use --out-act sigmoid (or --loss bce-logits)");
     return 0;

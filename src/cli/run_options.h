@@ -7,10 +7,10 @@
 
 typedef struct {
     co_run_spec spec;
-    const char *act, *out_act, *loss;
+    const char *act, *out_act, *loss, *device;
 } run_options;
 
-#define RUN_OPTION_COUNT 23
+#define RUN_OPTION_COUNT 24
 void run_options_init(run_options *o);
 /* Fills specs[0..RUN_OPTION_COUNT) pointing into o. */
 void run_options_specs(run_options *o, arg_spec *specs);

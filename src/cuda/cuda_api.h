@@ -54,6 +54,51 @@ co_status co_mt_launch(co_mt_plan *plan, co_mt_kind kind, const float *scalars, 
  * waits for the result. */
 co_status co_mt_grad_sumsq(co_mt_plan *plan, void *stream, double *out, co_error *err);
 
+/* ------------------------------------------------------------ layers (layers.cu) */
+
+typedef struct co_layer co_layer;
+/* A model's device resources: its stream, a cuBLAS and a cuDNN handle, their scratch. */
+typedef struct co_cuda_nn co_cuda_nn;
+co_cuda_nn *co_cuda_nn_new(void *stream, co_error *err);
+void co_cuda_nn_free(co_cuda_nn *nn);
+void *co_cuda_nn_stream(const co_cuda_nn *nn);
+/* Counts the reallocations of nn's scratch (co_model_device_generation). */
+unsigned long co_cuda_nn_generation(const co_cuda_nn *nn);
+
+/* A layer's forward and backward over device buffers (the CPU's contracts, src/nn/layers.h),
+ * and the release of what it keeps in l->cuda. */
+typedef struct co_cuda_layer_ops {
+    co_status (*forward)(co_layer *l, co_cuda_nn *nn, const float *x, float *y, int batch, int train, co_error *err);
+    co_status (*backward)(co_layer *l, co_cuda_nn *nn, const float *x, const float *y, const float *dy, float *dx,
+                          int batch, co_error *err);
+    void (*release)(co_layer *l);
+} co_cuda_layer_ops;
+/* The device implementation of l, or NULL where it has none (a kind or an option cuDNN does
+ * not offer). */
+const co_cuda_layer_ops *co_cuda_layer_ops_for(const co_layer *l);
+
+/* ------------------------------------------------------------ training (train_kernels.cu) */
+
+/* dst[i, :] = src[idx[i], :] for i < n, rows of dim floats. */
+co_status co_cuda_gather_rows(float *dst, const float *src, const int *idx, int n, int dim, void *stream,
+                              co_error *err);
+/* The batch's mean loss as co_loss computes it (kind, batch x dim outputs, targets y), its
+ * gradient into dout, and, when the pointers are set, the loss's SUM over the batch added to
+ * *loss_sum and the number of correct predictions added to *correct (device doubles: an
+ * epoch's totals stay on the GPU until they are read). Sums go in a fixed order. */
+co_status co_cuda_loss(co_loss_kind kind, const float *out, const float *y, int batch, int dim, float *dout,
+                       double *loss_sum, double *correct, double *scratch, void *stream, co_error *err);
+/* Doubles of device scratch co_cuda_loss needs for a batch. */
+size_t co_cuda_loss_scratch(int batch);
+
+/* CUDA graphs: what this thread queues on stream between begin and end is recorded, not run
+ * (no synchronisation may happen in between); launch replays it. */
+typedef struct co_cuda_graph co_cuda_graph;
+co_status co_cuda_graph_begin(void *stream, co_error *err);
+co_cuda_graph *co_cuda_graph_end(void *stream, co_error *err);
+co_status co_cuda_graph_launch(co_cuda_graph *g, void *stream, co_error *err);
+void co_cuda_graph_free(co_cuda_graph *g);
+
 #ifdef __cplusplus
 }
 #endif

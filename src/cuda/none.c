@@ -61,3 +61,71 @@ co_status co_mt_grad_sumsq(co_mt_plan *plan, void *stream, double *out, co_error
     (void)plan, (void)stream, (void)out;
     return not_built(err);
 }
+
+co_cuda_nn *co_cuda_nn_new(void *stream, co_error *err)
+{
+    (void)stream;
+    not_built(err);
+    return NULL;
+}
+
+void co_cuda_nn_free(co_cuda_nn *nn) { (void)nn; }
+void *co_cuda_nn_stream(const co_cuda_nn *nn)
+{
+    (void)nn;
+    return NULL;
+}
+
+unsigned long co_cuda_nn_generation(const co_cuda_nn *nn)
+{
+    (void)nn;
+    return 0;
+}
+
+const co_cuda_layer_ops *co_cuda_layer_ops_for(const co_layer *l)
+{
+    (void)l;
+    return NULL;
+}
+
+co_status co_cuda_gather_rows(float *dst, const float *src, const int *idx, int n, int dim, void *stream,
+                              co_error *err)
+{
+    (void)dst, (void)src, (void)idx, (void)n, (void)dim, (void)stream;
+    return not_built(err);
+}
+
+co_status co_cuda_loss(co_loss_kind kind, const float *out, const float *y, int batch, int dim, float *dout,
+                       double *loss_sum, double *correct, double *scratch, void *stream, co_error *err)
+{
+    (void)kind, (void)out, (void)y, (void)batch, (void)dim, (void)dout, (void)loss_sum, (void)correct;
+    (void)scratch, (void)stream;
+    return not_built(err);
+}
+
+size_t co_cuda_loss_scratch(int batch)
+{
+    (void)batch;
+    return 0;
+}
+
+co_status co_cuda_graph_begin(void *stream, co_error *err)
+{
+    (void)stream;
+    return not_built(err);
+}
+
+co_cuda_graph *co_cuda_graph_end(void *stream, co_error *err)
+{
+    (void)stream;
+    not_built(err);
+    return NULL;
+}
+
+co_status co_cuda_graph_launch(co_cuda_graph *g, void *stream, co_error *err)
+{
+    (void)g, (void)stream;
+    return not_built(err);
+}
+
+void co_cuda_graph_free(co_cuda_graph *g) { (void)g; }

@@ -3,6 +3,8 @@
 #include "cuda_api.h"
 #include "cuda_check.h"
 
+#include <stdlib.h>
+
 extern "C" int co_cuda_built(void) { return 1; }
 
 extern "C" int co_cuda_torch_fma(void)
@@ -29,7 +31,9 @@ extern "C" void *co_cuda_alloc(size_t bytes, co_error *err)
 {
     void *p = NULL;
     if (co_cuda_status(cudaMalloc(&p, bytes ? bytes : 1), err, "allocating device memory") != CO_OK) return NULL;
-    if (co_cuda_status(cudaMemset(p, 0, bytes), err, "clearing device memory") != CO_OK) {
+    /* Cleared before it is returned: a caller's own stream does not wait for this thread's. */
+    if (co_cuda_status(cudaMemset(p, 0, bytes), err, "clearing device memory") != CO_OK ||
+        co_cuda_status(cudaStreamSynchronize(cudaStreamPerThread), err, "clearing device memory") != CO_OK) {
         cudaFree(p);
         return NULL;
     }
@@ -67,4 +71,45 @@ extern "C" co_status co_cuda_memset_float(float *dst, float value, size_t n, voi
 extern "C" co_status co_cuda_sync(void *stream, co_error *err)
 {
     return co_cuda_status(cudaStreamSynchronize((cudaStream_t)stream), err, "waiting for the GPU");
+}
+
+struct co_cuda_graph {
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+};
+
+extern "C" co_status co_cuda_graph_begin(void *stream, co_error *err)
+{
+    CO_CUDA_TRY(cudaStreamBeginCapture((cudaStream_t)stream, cudaStreamCaptureModeThreadLocal), err,
+                "starting a graph capture");
+    return CO_OK;
+}
+
+extern "C" co_cuda_graph *co_cuda_graph_end(void *stream, co_error *err)
+{
+    co_cuda_graph *g = (co_cuda_graph *)calloc(1, sizeof *g);
+    cudaError_t e = cudaStreamEndCapture((cudaStream_t)stream, g ? &g->graph : NULL);
+    if (!g) {
+        co_error_set(err, CO_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (co_cuda_status(e, err, "ending a graph capture") != CO_OK ||
+        co_cuda_status(cudaGraphInstantiate(&g->exec, g->graph, 0), err, "instantiating a graph") != CO_OK) {
+        co_cuda_graph_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+extern "C" co_status co_cuda_graph_launch(co_cuda_graph *g, void *stream, co_error *err)
+{
+    return co_cuda_status(cudaGraphLaunch(g->exec, (cudaStream_t)stream), err, "launching a graph");
+}
+
+extern "C" void co_cuda_graph_free(co_cuda_graph *g)
+{
+    if (!g) return;
+    if (g->exec) cudaGraphExecDestroy(g->exec);
+    if (g->graph) cudaGraphDestroy(g->graph);
+    free(g);
 }

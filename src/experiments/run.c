@@ -176,6 +176,7 @@ co_status co_run_prepare(const co_run_spec *s, co_run *run, co_error *err)
     }
     if ((st = check_targets(s, run->model, run->train, err))) goto fail;
     co_model_init(run->model, s->seed);
+    if (s->device != CO_DEVICE_CPU && (st = co_model_to_device(run->model, s->device, err))) goto fail;
     int ng = co_model_ngroups(run->model);
     co_group *groups = calloc((size_t)ng, sizeof *groups); /* ResNet34 has 73 */
     if (!groups) {
@@ -183,7 +184,7 @@ co_status co_run_prepare(const co_run_spec *s, co_run *run, co_error *err)
         goto fail;
     }
     co_model_groups(run->model, groups);
-    run->opt = co_optim_new(s->opt, groups, ng, s->hparams, s->seed, err);
+    run->opt = co_optim_new_on(s->device, s->opt, groups, ng, s->hparams, NULL, s->seed, err);
     free(groups);
     if (!run->opt) {
         st = err->code;

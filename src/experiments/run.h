@@ -32,6 +32,7 @@ typedef struct co_run_spec {
     int epochs, batch;
     uint64_t seed; /* init, minibatch order, optimizer randomness */
     const co_collective *collective; /* data-parallel over these ranks (NULL: one process) */
+    co_device device; /* where the model, the data and the optimizer's steps are */
 } co_run_spec;
 
 typedef struct co_run {

@@ -243,6 +243,15 @@ static void conv_init(co_layer *l, co_rng *r)
         for (size_t i = 0; i < l->size[t]; i++) l->param[t][i] = (float)((2.0 * co_rng_uniform(r) - 1.0) * bound);
 }
 
+void co_conv2d_geometry(const co_layer *l, int *k, int *stride, int *pad, int *dil)
+{
+    const conv_impl *c = l->impl;
+    *k = c->k;
+    *stride = c->stride;
+    *pad = c->pad;
+    *dil = c->dil;
+}
+
 static void conv_describe(const co_layer *l, char *buf, size_t len)
 {
     const conv_impl *c = l->impl;

@@ -74,6 +74,10 @@ struct co_layer {
     /* Scratch of the batch-block sums (co_layer_work), grown on demand, freed with the layer. */
     float *work;
     size_t work_size;
+    /* On a GPU (co_model_to_device): the layer's device resources (src/cuda/layers.cu), and
+     * the host buffers its parameters and gradients had, which param/grad replace. */
+    void *cuda;
+    float *host_param[2], *host_grad[2];
 };
 
 co_layer *co_linear_new(int in, int out);
@@ -116,6 +120,11 @@ co_layer *co_avgpool2d_new(int c, int h, int w, int k, int stride);
  * (seeded by co_model_init, kept in checkpoints); identity in eval mode. */
 co_layer *co_dropout_new(int size, double p);
 
+/* The geometry a device implementation needs: a convolution's kernel, stride, padding and
+ * dilation; a max or average pool's window, stride and ceil mode. */
+void co_conv2d_geometry(const co_layer *l, int *k, int *stride, int *pad, int *dil);
+void co_pool_geometry(const co_layer *l, int *k, int *stride, int *ceil_mode);
+
 /* im2col of one batch: rows = (sample, output position), columns = (channel, ky, kx). */
 void co_im2col(float *col, const float *x, int batch, int c, int h, int w, int k, int stride, int pad, int dil,
                int oh, int ow);
@@ -137,6 +146,13 @@ int co_layer_leaves(co_layer *l, co_layer **out, int max);
 /* One layer-spec token (docs/models.md) on a c x h x w input: the layer, or NULL when the
  * token or its geometry is invalid. */
 co_layer *co_layer_from_spec(const char *token, int c, int h, int w);
+/* co_model_backward with the device's errors returned (a GPU model's cuBLAS or cuDNN call
+ * can fail where the CPU's cannot). */
+co_status co_model_backward_device(co_model *m, const float *dout, co_error *err);
+/* Changes whenever a GPU model's buffers or its libraries' scratch move (a CUDA graph that
+ * holds the old addresses must be captured again). */
+unsigned long co_model_device_generation(const co_model *m);
+
 /* The named architectures co_model_new resolves (model.c), for listings and tests. */
 int co_model_preset_count(void);
 const char *co_model_preset_name(int i);

@@ -5,6 +5,7 @@
  * of leaf layers, in order. */
 #include "layers.h"
 #include "../core/alloc.h"
+#include "../cuda/cuda_api.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -25,6 +26,12 @@ struct co_model {
     float *dact[MAX_LAYERS + 1];
     int batch; /* rows of the last forward */
     int capture;
+    /* On a GPU (co_model_to_device): the buffers above and every leaf's parameters live
+     * there; nn holds the handles, cops each top-level layer's device implementation. */
+    co_device device;
+    co_cuda_nn *nn;
+    const co_cuda_layer_ops *cops[MAX_LAYERS];
+    unsigned long generation; /* counts the buffers' reallocations */
 };
 
 static co_status model_add(co_model *m, co_layer *l, co_error *err)
@@ -370,9 +377,53 @@ fail:
     return NULL;
 }
 
+static void free_buffers(co_model *m)
+{
+    for (int i = 1; i <= MAX_LAYERS; i++) {
+        if (m->device == CO_DEVICE_CUDA) {
+            co_cuda_free(m->act[i]);
+            co_cuda_free(m->dact[i]);
+        } else {
+            free(m->act[i]);
+            free(m->dact[i]);
+        }
+        m->act[i] = m->dact[i] = NULL;
+    }
+    m->capacity = 0;
+}
+
+/* Puts every leaf's parameters back in its host buffers (copy: their values, when the GPU's
+ * are to be kept) and releases the device side. */
+static co_status leave_device(co_model *m, int copy, co_error *err)
+{
+    co_status st = CO_OK;
+    co_cuda_sync(co_cuda_nn_stream(m->nn), NULL);
+    free_buffers(m);
+    for (int i = 0; i < m->nleaves; i++) {
+        co_layer *l = m->leaves[i];
+        for (int k = 0; k < l->ntensors; k++) {
+            if (!l->host_param[k]) continue;
+            if (copy && st == CO_OK)
+                st = co_cuda_copy(l->host_param[k], l->param[k], l->size[k] * sizeof(float), NULL, err);
+            co_cuda_free(l->param[k]);
+            co_cuda_free(l->grad[k]);
+            l->param[k] = l->host_param[k];
+            l->grad[k] = l->host_grad[k];
+            l->host_param[k] = l->host_grad[k] = NULL;
+        }
+    }
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->cops[i]) m->cops[i]->release(m->layers[i]);
+    co_cuda_nn_free(m->nn);
+    m->nn = NULL;
+    m->device = CO_DEVICE_CPU;
+    return st;
+}
+
 void co_model_free(co_model *m)
 {
     if (!m) return;
+    if (m->device == CO_DEVICE_CUDA) leave_device(m, 0, NULL);
     for (int i = 0; i < m->nlayers; i++) co_layer_free(m->layers[i]);
     for (int i = 1; i <= MAX_LAYERS; i++) {
         free(m->act[i]);
@@ -386,8 +437,69 @@ void co_model_init(co_model *m, uint64_t seed)
 {
     co_rng r;
     co_rng_seed(&r, seed, CO_STREAM_INIT);
-    for (int i = 0; i < m->nleaves; i++)
-        if (m->leaves[i]->ops->init) m->leaves[i]->ops->init(m->leaves[i], &r);
+    /* On a GPU the host buffers are drawn into, then copied: the same weights as on the CPU. */
+    int on_gpu = m->device == CO_DEVICE_CUDA;
+    for (int i = 0; i < m->nleaves; i++) {
+        co_layer *l = m->leaves[i];
+        if (!l->ops->init) continue;
+        float *dev[2] = {l->param[0], l->param[1]};
+        for (int k = 0; k < l->ntensors && on_gpu; k++) l->param[k] = l->host_param[k];
+        l->ops->init(l, &r);
+        for (int k = 0; k < l->ntensors && on_gpu; k++) {
+            co_cuda_copy(dev[k], l->host_param[k], l->size[k] * sizeof(float), co_cuda_nn_stream(m->nn), NULL);
+            l->param[k] = dev[k];
+        }
+    }
+}
+
+co_device co_model_device(const co_model *m) { return m->device; }
+
+unsigned long co_model_device_generation(const co_model *m)
+{
+    return m->generation + (m->nn ? co_cuda_nn_generation(m->nn) : 0);
+}
+
+co_status co_model_to_device(co_model *m, co_device dev, co_error *err)
+{
+    if (dev == m->device) return CO_OK;
+    if (dev == CO_DEVICE_CPU) return leave_device(m, 1, err);
+    if (dev != CO_DEVICE_CUDA) return co_error_set(err, CO_EINVAL, "unknown device %d", (int)dev);
+    co_status st = co_cuda_check(err);
+    if (st != CO_OK) return st;
+    for (int i = 0; i < m->nlayers; i++) {
+        m->cops[i] = co_cuda_layer_ops_for(m->layers[i]);
+        if (!m->cops[i]) {
+            char what[96];
+            m->layers[i]->ops->describe(m->layers[i], what, sizeof what);
+            return co_error_set(err, CO_EINVAL,
+                                "layer %d (%s) has no CUDA implementation yet (on CUDA: fc, conv, maxpool without "
+                                "ceil, avgpool, relu, tanh, sigmoid, flatten)",
+                                i + 1, what);
+        }
+    }
+    m->nn = co_cuda_nn_new(NULL, err);
+    if (!m->nn) return err ? err->code : CO_ENOMEM;
+    free_buffers(m);
+    m->device = CO_DEVICE_CUDA;
+    for (int i = 0; i < m->nleaves; i++) {
+        co_layer *l = m->leaves[i];
+        for (int k = 0; k < l->ntensors; k++) {
+            float *p = co_cuda_alloc(l->size[k] * sizeof(float), err);
+            float *g = p ? co_cuda_alloc(l->size[k] * sizeof(float), err) : NULL;
+            if (g) st = co_cuda_copy(p, l->param[k], l->size[k] * sizeof(float), NULL, err);
+            if (!g || st != CO_OK) {
+                co_cuda_free(p);
+                co_cuda_free(g);
+                leave_device(m, 0, NULL);
+                return g ? st : CO_ENOMEM;
+            }
+            l->host_param[k] = l->param[k];
+            l->host_grad[k] = l->grad[k];
+            l->param[k] = p;
+            l->grad[k] = g;
+        }
+    }
+    return CO_OK;
 }
 
 int co_model_in_size(const co_model *m) { return m->layers[0]->in_size; }
@@ -446,7 +558,7 @@ void co_model_set_capture(co_model *m, int on)
 int co_model_capture(const co_model *m, int group, co_capture *out)
 {
     int i = group_leaf(m, group);
-    if (i < 0 || !m->capture || m->batch == 0) return 0;
+    if (i < 0 || !m->capture || m->batch == 0 || m->device != CO_DEVICE_CPU) return 0;
     co_layer *l = m->leaves[i];
     if (l->ops->capture) return l->ops->capture(l, out);
     int top = m->leaf_top[i];
@@ -488,12 +600,18 @@ void co_model_set_collective(co_model *m, const co_collective *c)
 static co_status reserve(co_model *m, int batch, co_error *err)
 {
     if (batch <= m->capacity) return CO_OK;
+    m->generation++;
+    if (m->device == CO_DEVICE_CUDA) co_cuda_sync(co_cuda_nn_stream(m->nn), NULL);
+    free_buffers(m);
     for (int i = 0; i < m->nlayers; i++) {
         size_t n = (size_t)batch * m->layers[i]->out_size;
-        free(m->act[i + 1]);
-        free(m->dact[i + 1]);
-        m->act[i + 1] = co_falloc(n);
-        m->dact[i + 1] = co_falloc(n);
+        if (m->device == CO_DEVICE_CUDA) {
+            m->act[i + 1] = co_cuda_alloc(n * sizeof(float), err);
+            m->dact[i + 1] = co_cuda_alloc(n * sizeof(float), err);
+        } else {
+            m->act[i + 1] = co_falloc(n);
+            m->dact[i + 1] = co_falloc(n);
+        }
         if (!m->act[i + 1] || !m->dact[i + 1]) {
             m->capacity = 0;
             return co_error_set(err, CO_ENOMEM, "out of memory for activations of batch %d", batch);
@@ -522,12 +640,39 @@ const float *co_model_forward(co_model *m, const float *x, int batch, int train,
     if (reserve(m, batch, err)) return NULL;
     m->act[0] = (float *)x;
     m->batch = batch;
+    if (m->device == CO_DEVICE_CUDA) {
+        for (int i = 0; i < m->nlayers; i++)
+            if (m->cops[i]->forward(m->layers[i], m->nn, m->act[i], m->act[i + 1], batch, train, err) != CO_OK)
+                return NULL;
+        return m->act[m->nlayers];
+    }
     for (int i = 0; i < m->nlayers; i++) m->layers[i]->ops->forward(m->layers[i], m->act[i], m->act[i + 1], batch, train);
     return m->act[m->nlayers];
 }
 
+co_status co_model_backward_device(co_model *m, const float *dout, co_error *err)
+{
+    if (m->device != CO_DEVICE_CUDA) {
+        co_model_backward(m, dout);
+        return CO_OK;
+    }
+    /* dout is used where it is: the last layer's backward only reads it. */
+    for (int i = m->nlayers - 1; i >= 0; i--) {
+        const float *dy = i == m->nlayers - 1 ? dout : m->dact[i + 1];
+        co_status st = m->cops[i]->backward(m->layers[i], m->nn, m->act[i], m->act[i + 1], dy, i > 0 ? m->dact[i] : NULL,
+                                            m->batch, err);
+        if (st != CO_OK) return st;
+    }
+    return CO_OK;
+}
+
 void co_model_backward(co_model *m, const float *dout)
 {
+    if (m->device == CO_DEVICE_CUDA) {
+        co_error ignored;
+        co_model_backward_device(m, dout, &ignored);
+        return;
+    }
     int L = m->nlayers;
     if (m->batch == 0) {
         /* After an empty shard's forward: batch norm's share of the ranks' sums, in the order
@@ -549,7 +694,11 @@ void co_model_get_params(const co_model *m, float *flat)
 {
     for (int i = 0; i < m->nleaves; i++)
         for (int k = 0; k < m->leaves[i]->ntensors; k++) {
-            memcpy(flat, m->leaves[i]->param[k], m->leaves[i]->size[k] * sizeof(float));
+            if (m->device == CO_DEVICE_CUDA)
+                co_cuda_copy(flat, m->leaves[i]->param[k], m->leaves[i]->size[k] * sizeof(float), co_cuda_nn_stream(m->nn),
+                             NULL);
+            else
+                memcpy(flat, m->leaves[i]->param[k], m->leaves[i]->size[k] * sizeof(float));
             flat += m->leaves[i]->size[k];
         }
 }
@@ -558,7 +707,11 @@ void co_model_set_params(co_model *m, const float *flat)
 {
     for (int i = 0; i < m->nleaves; i++)
         for (int k = 0; k < m->leaves[i]->ntensors; k++) {
-            memcpy(m->leaves[i]->param[k], flat, m->leaves[i]->size[k] * sizeof(float));
+            if (m->device == CO_DEVICE_CUDA)
+                co_cuda_copy(m->leaves[i]->param[k], flat, m->leaves[i]->size[k] * sizeof(float), co_cuda_nn_stream(m->nn),
+                             NULL);
+            else
+                memcpy(m->leaves[i]->param[k], flat, m->leaves[i]->size[k] * sizeof(float));
             flat += m->leaves[i]->size[k];
         }
 }

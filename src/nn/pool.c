@@ -353,3 +353,14 @@ co_layer *co_flatten_new(int c, int h, int w)
     l->in_size = l->out_size = c * h * w;
     return l;
 }
+
+void co_pool_geometry(const co_layer *l, int *k, int *stride, int *ceil_mode)
+{
+    if (l->ops == &pool_ops) {
+        const pool_impl *p = l->impl;
+        *k = p->k, *stride = p->stride, *ceil_mode = p->ceil;
+    } else {
+        const avg_impl *a = l->impl;
+        *k = a->k, *stride = a->stride, *ceil_mode = 0;
+    }
+}

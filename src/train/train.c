@@ -1,6 +1,7 @@
 /* The training loop shared by the CLI and every experiment: minibatches, the closure the
  * curvature methods re-evaluate, schedules, per-epoch evaluation, logs. */
 #include "dist_train.h"
+#include "train_cuda.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -141,6 +142,7 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
 {
     memset(res, 0, sizeof *res);
     if (cfg->epochs < 0) return co_error_set(err, CO_EINVAL, "epochs %d must be >= 0", cfg->epochs);
+    if (co_model_device(m) == CO_DEVICE_CUDA) return co_train_cuda(m, opt, train, test, cfg, res, err);
     if (train->x_dim != co_model_in_size(m))
         return co_error_set(err, CO_EINVAL, "data has %d features, the model expects %d", train->x_dim,
                             co_model_in_size(m));

@@ -1,0 +1,416 @@
+/* The layers on a GPU, over the same NCHW float buffers and parameter layouts as the CPU
+ * (src/nn): Linear by cuBLAS SGEMM, Conv2d and the pools by cuDNN, the activations, the
+ * flatten and the biases as kernels. FP32 throughout: cuBLAS's default math (no TF32) and
+ * cuDNN's FMA math, and cuDNN algorithms chosen among its deterministic ones, so a run is
+ * the same on every rerun (PyTorch's default allows TF32 convolutions; docs/cuda.md). */
+#include "cuda_api.h"
+#include "cuda_check.h"
+extern "C" {
+#include "../nn/layers.h"
+}
+
+#include <cublas_v2.h>
+#include <cudnn.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct co_cuda_nn {
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    cudnnHandle_t dnn;
+    float *ones; /* the bias gradient's reduction vector (gemv) */
+    int ones_n;
+    void *workspace; /* cuDNN's */
+    size_t workspace_bytes;
+    void *blas_workspace;
+    size_t blas_workspace_bytes;
+    unsigned long generation; /* counts the reallocations of ones and workspace */
+};
+
+static co_status blas_status(cublasStatus_t s, co_error *err, const char *what)
+{
+    if (s == CUBLAS_STATUS_SUCCESS) return CO_OK;
+    return co_error_set(err, s == CUBLAS_STATUS_ALLOC_FAILED ? CO_ENOMEM : CO_EIO, "cuBLAS: %s: status %d", what,
+                        (int)s);
+}
+
+static co_status dnn_status(cudnnStatus_t s, co_error *err, const char *what)
+{
+    if (s == CUDNN_STATUS_SUCCESS) return CO_OK;
+    return co_error_set(err, CO_EIO, "cuDNN: %s: %s", what, cudnnGetErrorString(s));
+}
+
+#define BLAS_TRY(call, what)                                                  \
+    do {                                                                      \
+        co_status st_ = blas_status((call), err, what);                       \
+        if (st_ != CO_OK) return st_;                                         \
+    } while (0)
+#define DNN_TRY(call, what)                                                   \
+    do {                                                                      \
+        co_status st_ = dnn_status((call), err, what);                        \
+        if (st_ != CO_OK) return st_;                                         \
+    } while (0)
+
+extern "C" co_cuda_nn *co_cuda_nn_new(void *stream, co_error *err)
+{
+    co_cuda_nn *nn = (co_cuda_nn *)calloc(1, sizeof *nn);
+    if (!nn) {
+        co_error_set(err, CO_ENOMEM, "out of memory");
+        return NULL;
+    }
+    nn->stream = stream ? (cudaStream_t)stream : cudaStreamPerThread;
+    if (blas_status(cublasCreate(&nn->blas), err, "creating a handle") != CO_OK ||
+        dnn_status(cudnnCreate(&nn->dnn), err, "creating a handle") != CO_OK ||
+        blas_status(cublasSetStream(nn->blas, nn->stream), err, "setting the stream") != CO_OK ||
+        blas_status(cublasSetMathMode(nn->blas, CUBLAS_DEFAULT_MATH), err, "FP32 math") != CO_OK ||
+        dnn_status(cudnnSetStream(nn->dnn, nn->stream), err, "setting the stream") != CO_OK) {
+        co_cuda_nn_free(nn);
+        return NULL;
+    }
+    /* A workspace of cuBLAS's own, so that it never allocates while a graph is captured
+     * (32 MiB: what cuBLAS's notes ask for on Hopper). */
+    nn->blas_workspace_bytes = (size_t)32 << 20;
+    nn->blas_workspace = co_cuda_alloc(nn->blas_workspace_bytes, err);
+    if (!nn->blas_workspace ||
+        blas_status(cublasSetWorkspace(nn->blas, nn->blas_workspace, nn->blas_workspace_bytes), err,
+                    "setting the workspace") != CO_OK) {
+        co_cuda_nn_free(nn);
+        return NULL;
+    }
+    return nn;
+}
+
+extern "C" void co_cuda_nn_free(co_cuda_nn *nn)
+{
+    if (!nn) return;
+    if (nn->blas) cublasDestroy(nn->blas);
+    if (nn->dnn) cudnnDestroy(nn->dnn);
+    co_cuda_free(nn->ones);
+    co_cuda_free(nn->workspace);
+    co_cuda_free(nn->blas_workspace);
+    free(nn);
+}
+
+extern "C" void *co_cuda_nn_stream(const co_cuda_nn *nn) { return nn->stream; }
+extern "C" unsigned long co_cuda_nn_generation(const co_cuda_nn *nn) { return nn->generation; }
+
+static co_status need_workspace(co_cuda_nn *nn, size_t bytes, co_error *err)
+{
+    if (bytes <= nn->workspace_bytes) return CO_OK;
+    CO_CUDA_TRY(cudaStreamSynchronize(nn->stream), err, "growing cuDNN's workspace");
+    nn->generation++;
+    co_cuda_free(nn->workspace);
+    nn->workspace = co_cuda_alloc(bytes, err);
+    nn->workspace_bytes = nn->workspace ? bytes : 0;
+    return nn->workspace ? CO_OK : CO_ENOMEM;
+}
+
+static co_status need_ones(co_cuda_nn *nn, int n, co_error *err)
+{
+    if (n <= nn->ones_n) return CO_OK;
+    CO_CUDA_TRY(cudaStreamSynchronize(nn->stream), err, "growing a buffer");
+    nn->generation++;
+    co_cuda_free(nn->ones);
+    nn->ones = (float *)co_cuda_alloc((size_t)n * sizeof(float), err);
+    nn->ones_n = 0;
+    if (!nn->ones) return CO_ENOMEM;
+    co_status st = co_cuda_memset_float(nn->ones, 1.0f, (size_t)n, nn->stream, err);
+    if (st == CO_OK) nn->ones_n = n;
+    return st;
+}
+
+static unsigned blocks_for(size_t n)
+{
+    size_t b = (n + 255) / 256;
+    return b < 8192 ? (unsigned)(b ? b : 1) : 8192u;
+}
+
+#define GRID_LOOP(i, n) for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
+/* ------------------------------------------------------------ Linear */
+
+static __global__ void add_bias_rows(float *y, const float *b, int rows, int cols)
+{
+    GRID_LOOP(i, (size_t)rows * cols) y[i] += b[i % cols];
+}
+
+static co_status linear_forward(co_layer *l, co_cuda_nn *nn, const float *x, float *y, int batch, int train,
+                                co_error *err)
+{
+    (void)train;
+    const float one = 1, zero = 0;
+    int in = l->in_size, out = l->out_size;
+    /* Row-major y[B,out] = x[B,in] W[out,in]^T is column-major y^T = W x^T. */
+    BLAS_TRY(cublasSgemm(nn->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, batch, in, &one, l->param[0], in, x, in, &zero, y,
+                         out),
+             "linear forward");
+    add_bias_rows<<<blocks_for((size_t)batch * out), 256, 0, nn->stream>>>(y, l->param[1], batch, out);
+    return co_cuda_status(cudaGetLastError(), err, "linear bias");
+}
+
+static co_status linear_backward(co_layer *l, co_cuda_nn *nn, const float *x, const float *y, const float *dy,
+                                 float *dx, int batch, co_error *err)
+{
+    (void)y;
+    const float one = 1, zero = 0;
+    int in = l->in_size, out = l->out_size;
+    co_status st = need_ones(nn, batch, err);
+    if (st != CO_OK) return st;
+    if (dx)
+        BLAS_TRY(cublasSgemm(nn->blas, CUBLAS_OP_N, CUBLAS_OP_N, in, batch, out, &one, l->param[0], in, dy, out,
+                             &zero, dx, in),
+                 "linear dx");
+    BLAS_TRY(cublasSgemm(nn->blas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, batch, &one, x, in, dy, out, &zero,
+                         l->grad[0], in),
+             "linear dW");
+    BLAS_TRY(cublasSgemv(nn->blas, CUBLAS_OP_N, out, batch, &one, dy, out, nn->ones, 1, &zero, l->grad[1], 1),
+             "linear db");
+    return CO_OK;
+}
+
+/* ------------------------------------------------------------ activations, flatten */
+
+static __global__ void act_forward(int act, float *y, const float *x, size_t n)
+{
+    GRID_LOOP(i, n)
+    {
+        float v = x[i];
+        if (act == CO_ACT_RELU)
+            v = v > 0.0f ? v : 0.0f;
+        else if (act == CO_ACT_SIGMOID)
+            v = v >= 0 ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v));
+        else if (act == CO_ACT_TANH)
+            v = tanhf(v);
+        y[i] = v;
+    }
+}
+
+static __global__ void act_backward(int act, float *dx, const float *dy, const float *y, size_t n)
+{
+    GRID_LOOP(i, n)
+    {
+        float d = dy[i];
+        if (act == CO_ACT_RELU)
+            d = y[i] > 0.0f ? d : 0.0f;
+        else if (act == CO_ACT_SIGMOID)
+            d = d * y[i] * (1.0f - y[i]);
+        else if (act == CO_ACT_TANH)
+            d = d * (1.0f - y[i] * y[i]);
+        dx[i] = d;
+    }
+}
+
+static co_status activation_forward(co_layer *l, co_cuda_nn *nn, const float *x, float *y, int batch, int train,
+                                    co_error *err)
+{
+    (void)train;
+    size_t n = (size_t)batch * l->in_size;
+    act_forward<<<blocks_for(n), 256, 0, nn->stream>>>((int)l->act, y, x, n);
+    return co_cuda_status(cudaGetLastError(), err, "activation");
+}
+
+static co_status activation_backward(co_layer *l, co_cuda_nn *nn, const float *x, const float *y, const float *dy,
+                                     float *dx, int batch, co_error *err)
+{
+    (void)x;
+    if (!dx) return CO_OK;
+    size_t n = (size_t)batch * l->in_size;
+    act_backward<<<blocks_for(n), 256, 0, nn->stream>>>((int)l->act, dx, dy, y, n);
+    return co_cuda_status(cudaGetLastError(), err, "activation backward");
+}
+
+static co_status flatten_forward(co_layer *l, co_cuda_nn *nn, const float *x, float *y, int batch, int train,
+                                 co_error *err)
+{
+    (void)train;
+    CO_CUDA_TRY(cudaMemcpyAsync(y, x, (size_t)batch * l->in_size * sizeof(float), cudaMemcpyDeviceToDevice,
+                                nn->stream),
+                err, "flatten");
+    return CO_OK;
+}
+
+static co_status flatten_backward(co_layer *l, co_cuda_nn *nn, const float *x, const float *y, const float *dy,
+                                  float *dx, int batch, co_error *err)
+{
+    (void)x, (void)y;
+    if (!dx) return CO_OK;
+    CO_CUDA_TRY(cudaMemcpyAsync(dx, dy, (size_t)batch * l->in_size * sizeof(float), cudaMemcpyDeviceToDevice,
+                                nn->stream),
+                err, "flatten backward");
+    return CO_OK;
+}
+
+/* ------------------------------------------------------------ cuDNN layers */
+
+/* Descriptors of one layer, set for the batch of the last call. */
+typedef struct {
+    int batch;
+    cudnnTensorDescriptor_t x, y, bias;
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv;
+    cudnnPoolingDescriptor_t pool;
+} dnn_layer;
+
+static void dnn_release(co_layer *l)
+{
+    dnn_layer *d = (dnn_layer *)l->cuda;
+    if (!d) return;
+    if (d->x) cudnnDestroyTensorDescriptor(d->x);
+    if (d->y) cudnnDestroyTensorDescriptor(d->y);
+    if (d->bias) cudnnDestroyTensorDescriptor(d->bias);
+    if (d->w) cudnnDestroyFilterDescriptor(d->w);
+    if (d->conv) cudnnDestroyConvolutionDescriptor(d->conv);
+    if (d->pool) cudnnDestroyPoolingDescriptor(d->pool);
+    free(d);
+    l->cuda = NULL;
+}
+
+static co_status dnn_setup(co_layer *l, int batch, int conv, co_error *err)
+{
+    dnn_layer *d = (dnn_layer *)l->cuda;
+    if (!d) {
+        d = (dnn_layer *)calloc(1, sizeof *d);
+        if (!d) return co_error_set(err, CO_ENOMEM, "out of memory");
+        l->cuda = d;
+        DNN_TRY(cudnnCreateTensorDescriptor(&d->x), "descriptor");
+        DNN_TRY(cudnnCreateTensorDescriptor(&d->y), "descriptor");
+        if (conv) {
+            int k, stride, pad, dil;
+            co_conv2d_geometry(l, &k, &stride, &pad, &dil);
+            DNN_TRY(cudnnCreateTensorDescriptor(&d->bias), "descriptor");
+            DNN_TRY(cudnnCreateFilterDescriptor(&d->w), "descriptor");
+            DNN_TRY(cudnnCreateConvolutionDescriptor(&d->conv), "descriptor");
+            DNN_TRY(cudnnSetFilter4dDescriptor(d->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, l->out_c, l->in_c, k, k),
+                    "filter");
+            DNN_TRY(cudnnSetConvolution2dDescriptor(d->conv, pad, pad, stride, stride, dil, dil,
+                                                    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+                    "convolution");
+            DNN_TRY(cudnnSetConvolutionMathType(d->conv, CUDNN_FMA_MATH), "FP32 math");
+            DNN_TRY(cudnnSetTensor4dDescriptor(d->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, l->out_c, 1, 1),
+                    "bias");
+        } else {
+            int k, stride, ceil_mode;
+            co_pool_geometry(l, &k, &stride, &ceil_mode);
+            DNN_TRY(cudnnCreatePoolingDescriptor(&d->pool), "descriptor");
+            cudnnPoolingMode_t mode = strcmp(l->ops->kind, "maxpool2d") == 0
+                                          ? CUDNN_POOLING_MAX_DETERMINISTIC
+                                          : CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING;
+            DNN_TRY(cudnnSetPooling2dDescriptor(d->pool, mode, CUDNN_NOT_PROPAGATE_NAN, k, k, 0, 0, stride, stride),
+                    "pooling");
+        }
+    }
+    if (d->batch != batch) {
+        DNN_TRY(cudnnSetTensor4dDescriptor(d->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, batch, l->in_c, l->in_h,
+                                           l->in_w),
+                "input");
+        DNN_TRY(cudnnSetTensor4dDescriptor(d->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, batch, l->out_c, l->out_h,
+                                           l->out_w),
+                "output");
+        d->batch = batch;
+    }
+    return CO_OK;
+}
+
+/* Deterministic algorithms: the same sums in the same order on every run. */
+static const cudnnConvolutionFwdAlgo_t CONV_FWD = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+static const cudnnConvolutionBwdDataAlgo_t CONV_BWD_DATA = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+static const cudnnConvolutionBwdFilterAlgo_t CONV_BWD_FILTER = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
+
+static co_status conv_forward(co_layer *l, co_cuda_nn *nn, const float *x, float *y, int batch, int train,
+                              co_error *err)
+{
+    (void)train;
+    co_status st = dnn_setup(l, batch, 1, err);
+    if (st != CO_OK) return st;
+    dnn_layer *d = (dnn_layer *)l->cuda;
+    size_t ws = 0;
+    DNN_TRY(cudnnGetConvolutionForwardWorkspaceSize(nn->dnn, d->x, d->w, d->conv, d->y, CONV_FWD, &ws), "workspace");
+    if ((st = need_workspace(nn, ws, err)) != CO_OK) return st;
+    const float one = 1, zero = 0;
+    DNN_TRY(cudnnConvolutionForward(nn->dnn, &one, d->x, x, d->w, l->param[0], d->conv, CONV_FWD, nn->workspace, ws,
+                                    &zero, d->y, y),
+            "convolution forward");
+    if (l->ntensors > 1) DNN_TRY(cudnnAddTensor(nn->dnn, &one, d->bias, l->param[1], &one, d->y, y), "bias");
+    return CO_OK;
+}
+
+static co_status conv_backward(co_layer *l, co_cuda_nn *nn, const float *x, const float *y, const float *dy,
+                               float *dx, int batch, co_error *err)
+{
+    (void)y;
+    co_status st = dnn_setup(l, batch, 1, err);
+    if (st != CO_OK) return st;
+    dnn_layer *d = (dnn_layer *)l->cuda;
+    size_t wf = 0, wd = 0;
+    DNN_TRY(cudnnGetConvolutionBackwardFilterWorkspaceSize(nn->dnn, d->x, d->y, d->conv, d->w, CONV_BWD_FILTER, &wf),
+            "workspace");
+    if (dx)
+        DNN_TRY(cudnnGetConvolutionBackwardDataWorkspaceSize(nn->dnn, d->w, d->y, d->conv, d->x, CONV_BWD_DATA, &wd),
+                "workspace");
+    if ((st = need_workspace(nn, wf > wd ? wf : wd, err)) != CO_OK) return st;
+    const float one = 1, zero = 0;
+    DNN_TRY(cudnnConvolutionBackwardFilter(nn->dnn, &one, d->x, x, d->y, dy, d->conv, CONV_BWD_FILTER, nn->workspace,
+                                           wf, &zero, d->w, l->grad[0]),
+            "convolution dW");
+    if (l->ntensors > 1)
+        DNN_TRY(cudnnConvolutionBackwardBias(nn->dnn, &one, d->y, dy, &zero, d->bias, l->grad[1]), "convolution db");
+    if (dx)
+        DNN_TRY(cudnnConvolutionBackwardData(nn->dnn, &one, d->w, l->param[0], d->y, dy, d->conv, CONV_BWD_DATA,
+                                             nn->workspace, wd, &zero, d->x, dx),
+                "convolution dx");
+    return CO_OK;
+}
+
+static co_status pool_forward(co_layer *l, co_cuda_nn *nn, const float *x, float *y, int batch, int train,
+                              co_error *err)
+{
+    (void)train;
+    co_status st = dnn_setup(l, batch, 0, err);
+    if (st != CO_OK) return st;
+    dnn_layer *d = (dnn_layer *)l->cuda;
+    const float one = 1, zero = 0;
+    DNN_TRY(cudnnPoolingForward(nn->dnn, d->pool, &one, d->x, x, &zero, d->y, y), "pooling forward");
+    return CO_OK;
+}
+
+static co_status pool_backward(co_layer *l, co_cuda_nn *nn, const float *x, const float *y, const float *dy,
+                               float *dx, int batch, co_error *err)
+{
+    if (!dx) return CO_OK;
+    co_status st = dnn_setup(l, batch, 0, err);
+    if (st != CO_OK) return st;
+    dnn_layer *d = (dnn_layer *)l->cuda;
+    const float one = 1, zero = 0;
+    DNN_TRY(cudnnPoolingBackward(nn->dnn, d->pool, &one, d->y, y, d->y, dy, d->x, x, &zero, d->x, dx),
+            "pooling backward");
+    return CO_OK;
+}
+
+static void nothing_to_release(co_layer *l) { (void)l; }
+
+static const struct {
+    const char *kind;
+    co_cuda_layer_ops ops;
+} layer_table[] = {
+    {"linear", {linear_forward, linear_backward, nothing_to_release}},
+    {"activation", {activation_forward, activation_backward, nothing_to_release}},
+    {"flatten", {flatten_forward, flatten_backward, nothing_to_release}},
+    {"conv2d", {conv_forward, conv_backward, dnn_release}},
+    {"maxpool2d", {pool_forward, pool_backward, dnn_release}},
+    {"avgpool2d", {pool_forward, pool_backward, dnn_release}},
+};
+
+extern "C" const co_cuda_layer_ops *co_cuda_layer_ops_for(const co_layer *l)
+{
+    for (size_t i = 0; i < sizeof layer_table / sizeof layer_table[0]; i++)
+        if (strcmp(layer_table[i].kind, l->ops->kind) == 0) {
+            /* cuDNN's pooling has no ceil mode. */
+            if (strcmp(l->ops->kind, "maxpool2d") == 0) {
+                int k, stride, ceil_mode;
+                co_pool_geometry(l, &k, &stride, &ceil_mode);
+                if (ceil_mode) return NULL;
+            }
+            return &layer_table[i].ops;
+        }
+    return NULL;
+}

@@ -1,0 +1,244 @@
+/* co_train for a model on a GPU (co_model_to_device) with an optimizer created there: the
+ * datasets are copied to the GPU once, each minibatch is gathered there in the loader's order
+ * (the same order as on the CPU), and the step's forward, loss and backward are one CUDA
+ * graph replayed at every full-size batch, followed by the optimizer's fused launch. The
+ * epoch's loss and the evaluations' sums stay on the GPU until the epoch ends, so a step
+ * never waits for the GPU; the finiteness check therefore runs once per epoch, on the
+ * epoch's loss and the parameters. What the CPU loop offers beyond that (checkpoints,
+ * distributed runs, mid-epoch evaluations, skipping non-finite steps, optimizers that need
+ * a closure or captures) is refused with a message (docs/cuda.md). */
+#include "train_cuda.h"
+#include "../cuda/cuda_api.h"
+#include "../nn/layers.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A dataset's samples on the GPU. */
+typedef struct {
+    float *x, *y;
+    int n, x_dim, y_dim;
+} device_set;
+
+static co_status upload(device_set *d, const co_dataset *src, co_error *err)
+{
+    *d = (device_set){NULL, NULL, src->n, src->x_dim, src->y_dim};
+    size_t bx = (size_t)src->n * src->x_dim * sizeof(float), by = (size_t)src->n * src->y_dim * sizeof(float);
+    d->x = co_cuda_alloc(bx, err);
+    d->y = d->x ? co_cuda_alloc(by, err) : NULL;
+    if (!d->y) return err ? err->code : CO_ENOMEM;
+    co_status st = co_cuda_copy(d->x, src->x, bx, NULL, err);
+    return st == CO_OK ? co_cuda_copy(d->y, src->y, by, NULL, err) : st;
+}
+
+static void release(device_set *d)
+{
+    co_cuda_free(d->x);
+    co_cuda_free(d->y);
+}
+
+/* The buffers of one run: a minibatch, its targets and output gradient, the loss's scratch,
+ * the epoch's sums (device doubles) and the indices of the epoch's order. */
+typedef struct {
+    float *xb, *yb, *dout;
+    double *scratch, *sums; /* sums: train loss, eval loss, eval correct */
+    int *order;
+} buffers;
+
+static co_status evaluate(co_model *m, const device_set *d, co_loss_kind loss, const co_dataset *host, buffers *b,
+                          int batch, double *mean_loss, double *accuracy, co_error *err)
+{
+    int dim = co_model_out_size(m);
+    co_status st = co_cuda_memset_float((float *)(b->sums + 1), 0.0f, 4, NULL, err);
+    for (int i = 0; i < d->n && st == CO_OK; i += batch) {
+        int n = d->n - i < batch ? d->n - i : batch;
+        const float *out = co_model_forward(m, d->x + (size_t)i * d->x_dim, n, 0, err);
+        if (!out) return err ? err->code : CO_EIO;
+        st = co_cuda_loss(loss, out, d->y + (size_t)i * d->y_dim, n, dim, b->dout, b->sums + 1, b->sums + 2, b->scratch,
+                          NULL, err);
+    }
+    double s[2] = {0, 0};
+    if (st == CO_OK) st = co_cuda_copy(s, b->sums + 1, sizeof s, NULL, err);
+    if (st != CO_OK) return st;
+    /* co_evaluate's rules: the mean of the batch means weighted by size is the sum over n. */
+    int classifies = loss != CO_LOSS_MSE && host->y_dim == 1;
+    int per_element = loss == CO_LOSS_BCE_LOGITS || loss == CO_LOSS_BCE || loss == CO_LOSS_MSE;
+    if (mean_loss) *mean_loss = d->n ? s[0] / (per_element ? (double)dim : 1.0) / d->n : 0;
+    if (accuracy) *accuracy = !classifies ? NAN : d->n ? s[1] / d->n : 0;
+    return CO_OK;
+}
+
+static const char *unsupported(const co_train_config *cfg, const co_optim *opt)
+{
+    if (co_optim_device(opt) != CO_DEVICE_CUDA) return "the optimizer must be created on CUDA (co_optim_new_on)";
+    if (co_optim_needs(opt) & (CO_NEEDS_CLOSURE | CO_NEEDS_CAPTURE)) return "optimizers that need closures or captures";
+    if (cfg->checkpoint_path) return "checkpoints";
+    if (cfg->collective && cfg->collective->size > 1) return "distributed runs";
+    if (cfg->eval_every > 0) return "evaluations every few steps (eval_every)";
+    if (cfg->skip_nonfinite) return "skip_nonfinite";
+    if (cfg->val) return "a validation set";
+    return NULL;
+}
+
+co_status co_train_cuda(co_model *m, co_optim *opt, const co_dataset *train, const co_dataset *test,
+                        const co_train_config *cfg, co_train_result *res, co_error *err)
+{
+    memset(res, 0, sizeof *res);
+    res->epochs_to_80 = -1;
+    const char *no = unsupported(cfg, opt);
+    if (no) return co_error_set(err, CO_EINVAL, "training on CUDA: not supported there yet: %s", no);
+    int dim = co_model_out_size(m), batch = cfg->batch;
+    if (train->x_dim != co_model_in_size(m) || (test && test->x_dim != co_model_in_size(m)))
+        return co_error_set(err, CO_EINVAL, "the model takes %d inputs, the data has %d", co_model_in_size(m),
+                            train->x_dim);
+    device_set dtrain = {0}, dtest = {0};
+    buffers b = {0};
+    co_loader loader = {0};
+    co_cuda_graph *graph = NULL;
+    unsigned long graph_generation = 0;
+    FILE *csv = NULL;
+    void *stream = NULL;
+    size_t max_eval = 256 > batch ? 256 : (size_t)batch;
+    res->history = calloc((size_t)(cfg->epochs ? cfg->epochs : 1), sizeof *res->history);
+    co_status st = res->history ? CO_OK : co_error_set(err, CO_ENOMEM, "out of memory");
+    if (st == CO_OK) st = upload(&dtrain, train, err);
+    if (st == CO_OK && test) st = upload(&dtest, test, err);
+    if (st == CO_OK) st = co_loader_init(&loader, train, batch, 1, cfg->seed, err);
+    if (st == CO_OK) {
+        b.xb = co_cuda_alloc((size_t)batch * train->x_dim * sizeof(float), err);
+        b.yb = co_cuda_alloc((size_t)batch * train->y_dim * sizeof(float), err);
+        b.dout = co_cuda_alloc(max_eval * dim * sizeof(float), err);
+        b.scratch = co_cuda_alloc(co_cuda_loss_scratch((int)max_eval) * sizeof(double), err);
+        b.sums = co_cuda_alloc(3 * sizeof(double), err);
+        b.order = co_cuda_alloc((size_t)train->n * sizeof(int), err);
+        if (!b.xb || !b.yb || !b.dout || !b.scratch || !b.sums || !b.order) st = err ? err->code : CO_ENOMEM;
+    }
+    if (st == CO_OK && cfg->csv_path) {
+        csv = fopen(cfg->csv_path, "w");
+        if (!csv)
+            st = co_error_set(err, CO_EIO, "%s: cannot create", cfg->csv_path);
+        else
+            fprintf(csv, "epoch,train_loss,test_loss,test_acc,train_acc,val_loss,lr_scale,seconds\n");
+    }
+    double t0 = now_seconds();
+    long steps_run = 0;
+    for (int epoch = 0; st == CO_OK && epoch < cfg->epochs; epoch++) {
+        double te = now_seconds();
+        co_loader_start_epoch(&loader);
+        st = co_cuda_copy(b.order, loader.order, (size_t)train->n * sizeof(int), stream, err);
+        if (st == CO_OK) st = co_cuda_memset_float((float *)b.sums, 0.0f, 2, stream, err);
+        long steps = 0, seen = 0;
+        for (int at = 0; st == CO_OK && at < train->n; at += batch) {
+            if (cfg->max_steps > 0 && steps_run >= cfg->max_steps) break;
+            int n = train->n - at < batch ? train->n - at : batch;
+            co_optim_set_lr_scale(opt, co_schedule_scale(&cfg->schedule, epoch, co_optim_steps(opt)));
+            st = co_cuda_gather_rows(b.xb, dtrain.x, b.order + at, n, train->x_dim, stream, err);
+            if (st == CO_OK) st = co_cuda_gather_rows(b.yb, dtrain.y, b.order + at, n, train->y_dim, stream, err);
+            /* A full batch after the first (which sizes every buffer) is captured, the later
+             * ones replay it; a short last batch runs eagerly. A buffer the graph holds that
+             * was reallocated since (an evaluation's larger batch) means a new capture. */
+            if (graph && co_model_device_generation(m) != graph_generation) {
+                co_cuda_graph_free(graph);
+                graph = NULL;
+            }
+            int capture = n == batch && steps_run > 0 && !graph;
+            if (st == CO_OK && n == batch && graph) {
+                st = co_cuda_graph_launch(graph, stream, err);
+            } else if (st == CO_OK) {
+                if (capture) st = co_cuda_graph_begin(stream, err);
+                const float *out = st == CO_OK ? co_model_forward(m, b.xb, n, 1, err) : NULL;
+                if (st == CO_OK && !out) st = err ? err->code : CO_EIO;
+                if (st == CO_OK)
+                    st = co_cuda_loss(cfg->loss, out, b.yb, n, dim, b.dout, b.sums, NULL, b.scratch, stream, err);
+                if (st == CO_OK) st = co_model_backward_device(m, b.dout, err);
+                if (capture) {
+                    co_error gerr;
+                    graph = co_cuda_graph_end(stream, &gerr);
+                    graph_generation = co_model_device_generation(m);
+                    if (st == CO_OK && !graph) st = co_error_set(err, gerr.code, "%s", gerr.msg);
+                    if (st == CO_OK) st = co_cuda_graph_launch(graph, stream, err);
+                }
+            }
+            if (st == CO_OK) st = co_optim_step(opt, NULL, err);
+            seen += n;
+            steps++;
+            steps_run++;
+        }
+        double sums[1] = {0};
+        if (st == CO_OK) st = co_cuda_copy(sums, b.sums, sizeof(double), stream, err);
+        if (st != CO_OK) break;
+        double trained = now_seconds() - te;
+        co_epoch_stats *s = &res->history[epoch];
+        s->epoch = epoch + 1;
+        /* The mean of the minibatch means weighted by their sizes: the sum of the terms over
+         * the samples seen (over their elements too for the per-element losses). */
+        int per_element = cfg->loss == CO_LOSS_BCE_LOGITS || cfg->loss == CO_LOSS_BCE || cfg->loss == CO_LOSS_MSE;
+        s->train_loss = seen ? sums[0] / seen / (per_element ? dim : 1) : NAN;
+        s->val_loss = NAN;
+        s->train_acc = NAN;
+        s->test_loss = s->test_acc = NAN;
+        if (!isfinite(s->train_loss)) {
+            st = co_error_set(err, CO_ENUMERIC, "non-finite loss in epoch %d (optimizer %s; on CUDA the check runs once "
+                                                "per epoch)",
+                              epoch + 1, co_optim_info_of(opt)->name);
+            break;
+        }
+        if (test && (st = evaluate(m, &dtest, cfg->loss, test, &b, (int)max_eval, &s->test_loss, &s->test_acc, err)))
+            break;
+        if (cfg->eval_train_acc && !isnan(s->test_acc) &&
+            (st = evaluate(m, &dtrain, cfg->loss, train, &b, (int)max_eval, NULL, &s->train_acc, err)))
+            break;
+        s->lr_scale = co_optim_lr_scale(opt);
+        s->seconds = trained;
+        res->epochs_run = epoch + 1;
+        if (res->epochs_to_80 < 0 && s->test_acc >= 0.8) res->epochs_to_80 = epoch + 1;
+        if (csv) {
+            fprintf(csv, "%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f\n", s->epoch, s->train_loss, s->test_loss, s->test_acc,
+                    s->train_acc, s->val_loss, s->lr_scale, s->seconds);
+            fflush(csv);
+        }
+        if (cfg->on_progress) {
+            co_train_progress p = {.epoch = epoch + 1,
+                                   .epochs = cfg->epochs,
+                                   .step = steps,
+                                   .steps = steps,
+                                   .steps_run = steps_run,
+                                   .seconds = now_seconds() - t0,
+                                   .loss = s->train_loss,
+                                   .finished = s};
+            cfg->on_progress(&p, cfg->progress_ctx);
+        }
+        if (cfg->on_epoch) cfg->on_epoch(s, cfg->cb_ctx);
+        if (cfg->max_steps > 0 && steps_run >= cfg->max_steps) break;
+    }
+    res->seconds = now_seconds() - t0;
+    if (res->epochs_run > 0) {
+        co_epoch_stats *last = &res->history[res->epochs_run - 1];
+        res->final_test_acc = last->test_acc;
+        res->final_test_loss = last->test_loss;
+        res->final_train_loss = last->train_loss;
+    }
+    if (csv && fclose(csv) != 0 && st == CO_OK) st = co_error_set(err, CO_EIO, "%s: write failed", cfg->csv_path);
+    co_cuda_sync(stream, NULL);
+    co_cuda_graph_free(graph);
+    co_loader_free(&loader);
+    release(&dtrain);
+    release(&dtest);
+    co_cuda_free(b.xb);
+    co_cuda_free(b.yb);
+    co_cuda_free(b.dout);
+    co_cuda_free(b.scratch);
+    co_cuda_free(b.sums);
+    co_cuda_free(b.order);
+    return st;
+}
