@@ -5,6 +5,7 @@
 # driver and CUDA 13 but not this machine's packages: run there as
 #   tar xf gpu-bundle/libs.tar.xz -C gpu-bundle &&
 #   LD_LIBRARY_PATH=gpu-bundle/lib:<its cuBLAS and cuDNN folders> gpu-bundle/test_cuda_optim
+# or all the checks at once: bash gpu-bundle/gpu-check.sh
 # Builds for any AVX2 x86-64 (CURVOPT_MARCH=x86-64-v3). Usage: scripts/gpu-bundle.sh [DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,5 +24,6 @@ for t in "${targets[@]}"; do
 done
 tar cJf "$out/libs.tar.xz" -C "$out" lib
 rm -rf "$out/lib"
+cp scripts/gpu-check.sh "$out/"
 cp bench/torch_cuda_bench.py "$out/" 2>/dev/null || true
 du -sh "$out"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds and runs the whole test suite: an optimised build, an ASan+UBSan build, and a short
-# fuzz smoke of every file parser. Every part runs even when an earlier one failed; the
+# Builds and runs the whole test suite: an optimised build, an ASan+UBSan build, a short
+# fuzz smoke of every file parser, and the CUDA build. Every part runs even when an earlier one failed; the
 # failures are listed at the end and the exit status is non-zero if there was any.
 set -u
 cd "$(dirname "$0")/.."
@@ -30,14 +30,29 @@ sanitized() {
             ctest --test-dir build-asan --output-on-failure -j"$jobs"
 }
 
+# The CUDA backend must keep compiling where nvcc is (/usr/local/cuda): its library, GPU tests
+# and benches are built, and the GPU tests run, skipping with their reason when no GPU is
+# there (they run for real on a GPU machine: docs/cuda.md).
+cuda() {
+    if ! command -v nvcc >/dev/null && [ ! -x /usr/local/cuda/bin/nvcc ]; then
+        echo "no nvcc: the CUDA build is not checked here"
+        return 0
+    fi
+    cmake -S . -B build-cuda -DCURVOPT_CUDA=ON -DCURVOPT_MPI=OFF -DCURVOPT_INSTALL_ON_BUILD=OFF >/dev/null &&
+        cmake --build build-cuda -j"$jobs" --target curvopt test_cuda_optim test_cuda_train bench_cuda_optim \
+            bench_cuda_train &&
+        ctest --test-dir build-cuda --output-on-failure -R '^test_cuda_'
+}
+
 part "Release build and tests" release
 part "ASan+UBSan build and tests" sanitized
 part "fuzz smoke (${FUZZ_SECONDS:-10} s per parser)" bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
+part "CUDA build (GPU tests skip without a GPU)" cuda
 
 echo
 if [ ${#failed[@]} -gt 0 ]; then
-    echo "test.sh: ${#failed[@]} of 3 parts failed:"
+    echo "test.sh: ${#failed[@]} of 4 parts failed:"
     printf '  - %s\n' "${failed[@]}"
     exit 1
 fi
-echo "test.sh: all 3 parts passed"
+echo "test.sh: all 4 parts passed"
