@@ -13,7 +13,7 @@ out=${1:-gpu-bundle}
 cmake -S . -B build-cuda -DCURVOPT_CUDA=ON -DCURVOPT_MPI=OFF -DCURVOPT_INSTALL_ON_BUILD=OFF \
     -DCURVOPT_MARCH=x86-64-v3 >/dev/null
 targets=(curvopt $(cd tests && ls test_cuda_*.c | sed 's/\.c$//') $(cd bench/cuda && ls bench_*.c | sed 's/\.c$//'))
-cmake --build build-cuda -j"${JOBS:-2}" --target "${targets[@]}" >/dev/null
+cmake --build build-cuda -j"${JOBS:-2}" --target "${targets[@]}" curvopt_shared >/dev/null
 rm -rf "$out"
 mkdir -p "$out/lib"
 for t in "${targets[@]}"; do
@@ -25,5 +25,10 @@ done
 tar cJf "$out/libs.tar.xz" -C "$out" lib
 rm -rf "$out/lib"
 cp scripts/gpu-check.sh "$out/"
+# The Python package over the CUDA build's shared library, and its GPU test.
+cp -L build-cuda/libcurvopt.so "$out/libcurvopt.so"
+mkdir -p "$out/python"
+cp -r python/curvopt "$out/python/"
+cp tests/python/harness.py tests/python/test_torch_cuda.py "$out/python/"
 cp bench/torch_cuda_bench.py "$out/" 2>/dev/null || true
 du -sh "$out"

@@ -25,5 +25,6 @@ step test_cuda_train 180 ./test_cuda_train
 step bench_cuda_optim 120 ./bench_cuda_optim
 step bench_cuda_train 180 ./bench_cuda_train
 step cli_moons 60 ./curvopt train --device cuda --data moons --opt adam --epochs 20 --out /tmp/gpu-check-moons
+CURVOPT_LIB=$PWD/libcurvopt.so PYTHONPATH=$PWD/python step python_torch_cuda 120 python3 python/test_torch_cuda.py
 [ -f torch_cuda_bench.py ] && PYTHONUNBUFFERED=1 step torch 240 python3 torch_cuda_bench.py
 grep -h '^RESULT' "$out"/*.txt >"$out/results.txt"

@@ -37,7 +37,8 @@ def hparam_text(values):
 class Engine:
     """Owns a co_optim. params/grads: one address per tensor, group by group."""
 
-    def __init__(self, method, specs, group_hparams, seed, params, grads):
+    def __init__(self, method, specs, group_hparams, seed, params, grads, device=0):
+        """device: _lib.DEVICE_CPU, or DEVICE_CUDA with params and grads GPU addresses."""
         self.ptr = None
         self.method = method
         self.specs = list(specs)
@@ -57,7 +58,7 @@ class Engine:
         texts = (C.c_char_p * len(self.specs))(*[hparam_text(h).encode() or None for h in group_hparams])
         self.err = _lib.Error()
         self._err = C.byref(self.err)
-        ptr = lib.co_optim_new_per_group(method.encode(), groups, len(self.specs), None, texts, seed, self._err)
+        ptr = lib.co_optim_new_on(device, method.encode(), groups, len(self.specs), None, texts, seed, self._err)
         if not ptr:
             _lib.raise_error(self.err)
         self.ptr = ptr
@@ -79,6 +80,11 @@ class Engine:
         st = self._step(self.ptr, closure, self._err)
         if st:
             _lib.raise_error(self.err, st)
+
+    def set_stream(self, stream):
+        """The cudaStream_t (an int address, 0: the thread's default stream) a GPU optimizer
+        queues its steps on."""
+        lib.co_optim_set_stream(self.ptr, stream or None)
 
     def rebind(self, changes):
         """changes: {tensor index: (param address or None, grad address or None)}."""

@@ -129,6 +129,9 @@ def _load():
         "co_optim_info_at": (C.POINTER(Info), [I]),
         "co_optim_common_hparams": (C.POINTER(HParam), [C.POINTER(I)]),
         "co_optim_new_per_group": (P, [S, C.POINTER(Group), I, S, C.POINTER(S), C.c_uint64, E]),
+        "co_optim_new_on": (P, [I, S, C.POINTER(Group), I, S, C.POINTER(S), C.c_uint64, E]),
+        "co_optim_set_stream": (None, [P, P]),
+        "co_cuda_check": (I, [E]),
         "co_optim_free": (None, [P]),
         "co_optim_rebind": (I, [P, C.POINTER(P), C.POINTER(P), E]),
         "co_optim_set": (I, [P, I, S, D, E]),
@@ -157,6 +160,14 @@ def _load():
 
 
 lib = _load()
+
+DEVICE_CPU, DEVICE_CUDA = 0, 1
+
+
+def cuda_problem():
+    """None when this libcurvopt has CUDA and a GPU answers; else why not."""
+    err = Error()
+    return None if lib.co_cuda_check(C.byref(err)) == 0 else _text(err.msg)
 
 
 def _text(b):

@@ -35,13 +35,15 @@ _profiler_enabled = torch.autograd._profiler_enabled
 # ---------------------------------------------------------------------- checks
 
 
-def _check_tensor(t, where, what="parameter"):
+def _check_tensor(t, where, what="parameter", device=None):
     if t.layout != torch.strided:
         raise TypeError(f"{where}: {what} has layout {t.layout}; curvopt steps dense tensors "
                         f"(sparse gradients, e.g. from nn.Embedding(sparse=True), are not supported)")
-    if t.device.type != "cpu":
-        raise TypeError(f"{where}: {what} is on {t.device}; curvopt has no GPU backend yet: keep the model "
-                        "and its gradients on the CPU (model.cpu())")
+    if t.device.type not in ("cpu", "cuda"):
+        raise TypeError(f"{where}: {what} is on {t.device}; curvopt steps tensors on the CPU or on a CUDA GPU")
+    if device is not None and t.device != device:
+        raise TypeError(f"{where}: {what} is on {t.device}, the optimizer's first parameter on {device}: "
+                        "curvopt steps every parameter of an optimizer on one device")
     if t.dtype != torch.float32:
         raise TypeError(f"{where}: {what} has dtype {t.dtype}; curvopt steps float32 tensors (model.float())")
     if not t.is_contiguous():
@@ -184,6 +186,7 @@ class CurvoptOptimizer(_TorchOptimizer):
             raise TypeError("params must be an iterable of tensors or of param group dicts, or an nn.Module; "
                             f"got a {type(params).__name__}")
         self._info = _lib.method_info(self.method)
+        self._device = None  # the parameters' device (their first one's; all must share it)
         self._building = True
         super().__init__(params, defaults)
         self._building = False
@@ -215,9 +218,12 @@ class CurvoptOptimizer(_TorchOptimizer):
         for gi, group in enumerate(self.param_groups):
             params = group["params"]
             for j, p in enumerate(params):
-                _check_tensor(p, f"{type(self).__name__} param group {gi} parameter {j}")
+                if self._device is None:
+                    self._device = p.device
+                _check_tensor(p, f"{type(self).__name__} param group {gi} parameter {j}", device=self._device)
                 if p.grad is not None:
-                    _check_tensor(p.grad, f"{type(self).__name__} param group {gi} parameter {j}", "gradient")
+                    _check_tensor(p.grad, f"{type(self).__name__} param group {gi} parameter {j}", "gradient",
+                                  self._device)
             hp = self._c_values(group)
             tindex = [0] * len(params)
             cg = []
@@ -236,7 +242,16 @@ class CurvoptOptimizer(_TorchOptimizer):
         self._g = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._p]
         self._pp = [p.data_ptr() for p in self._p]
         self._gp = [g.data_ptr() for g in self._g]
-        self._engine = Engine(self.method, specs, group_hp, self._seed, self._pp, self._gp)
+        on_gpu = self._device is not None and self._device.type == "cuda"
+        if on_gpu:
+            why = _lib.cuda_problem()
+            if why:
+                raise RuntimeError(f"curvopt.torch.{type(self).__name__}: the parameters are on {self._device}, and "
+                                   f"this libcurvopt cannot step them there: {why}")
+            torch.cuda.set_device(self._device)
+        self._engine = Engine(self.method, specs, group_hp, self._seed, self._pp, self._gp,
+                              _lib.DEVICE_CUDA if on_gpu else _lib.DEVICE_CPU)
+        self._on_gpu = on_gpu
         self._specs = specs
         self._needs = self._engine.needs
         keys = self._group_keys()
@@ -325,8 +340,8 @@ class CurvoptOptimizer(_TorchOptimizer):
                     raise self._no_grad_error(gi, j, p)
                 if g is not G[t] or g.data_ptr() != GP[t] or p.data_ptr() != PP[t]:
                     where = f"{type(self).__name__} param group {gi} parameter {j}"
-                    _check_tensor(p, where)
-                    _check_tensor(g, where, "gradient")
+                    _check_tensor(p, where, device=self._device)
+                    _check_tensor(g, where, "gradient", self._device)
                     if g.shape != p.shape:
                         raise ValueError(f"{where}: gradient shape {tuple(g.shape)} != parameter shape {tuple(p.shape)}")
                     G[t], GP[t], PP[t] = g, g.data_ptr(), p.data_ptr()
@@ -382,6 +397,9 @@ class CurvoptOptimizer(_TorchOptimizer):
                                "re-evaluates the gradients at perturbed parameters for its Hessian traces)")
         self._sync_buffers()
         self._sync_hparams()
+        if self._on_gpu:
+            # Queued after the backward's kernels on torch's stream, as torch's own step is.
+            self._engine.set_stream(torch.cuda.current_stream(self._device).cuda_stream)
         cl = self._callbacks
         if cl is None:
             self._engine.step(None)
