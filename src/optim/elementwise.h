@@ -99,4 +99,87 @@ CO_HD static inline float co_adagrad_update(float p, float g, float *sum, co_ada
     return co_torch_addcdiv(p, gi, sqrtf(si) + s.eps, -s.clr);
 }
 
+/* ------------------------------------------------------------ L2 as a pass of its own */
+
+/* g += wd p on the gradient itself, for the methods that add the penalty before their update
+ * rather than inside it (co_apply_l2). One IEEE multiply and add, no fused multiply-add. */
+CO_HD static inline float co_l2_grad(float g, float p, float wd)
+{
+    return g + wd * p;
+}
+
+typedef struct co_l2_scalars {
+    float wd, on; /* on: wd != 0 in double (a group whose wd is 0 is not touched at all) */
+} co_l2_scalars;
+
+/* ------------------------------------------------------------ ogr-asgd, ogr-asgdc (ogr_asgd.c) */
+
+/* Duda's coordinate-wise rates. a = 1.0f - beta, formed in float (as the C loops always did). */
+typedef struct co_ogr_asgd_scalars {
+    float beta, a, alpha, eps, delta;
+    float growth, rmax; /* rate_growth and rate_max as the step uses them (0: off) */
+} co_ogr_asgd_scalars;
+
+/* Algorithm 8: the central moments of theta and g, then p - alpha rate g with
+ * rate = max(sqrt(var_t / (var_g + eps)), delta), capped by the safeguards. Their flags
+ * (rate_max: s.rmax > 0, rate_growth: s.growth > 0) come as arguments so that a C loop can
+ * pass constants; ra is read and written only with rate_growth. */
+CO_HD static inline float co_ogr_asgd_update(float p, float g, float *mt, float *vt, float *mg, float *vg,
+                                             float *ra, co_ogr_asgd_scalars s, int rate_max, int rate_growth)
+{
+    float dt = p - *mt, dg = g - *mg;
+    *mt += s.a * dt;
+    *mg += s.a * dg;
+    float var_t = s.beta * (*vt + s.a * dt * dt);
+    float var_g = s.beta * (*vg + s.a * dg * dg);
+    *vt = var_t;
+    *vg = var_g;
+    float rate = sqrtf(var_t / (var_g + s.eps));
+    rate = rate > s.delta ? rate : s.delta;
+    if (rate_max) rate = rate < s.rmax ? rate : s.rmax;
+    if (rate_growth) {
+        float cap = s.growth * *ra;
+        rate = rate < cap ? rate : cap;
+        *ra = s.beta * *ra + s.a * rate;
+    }
+    return p - s.alpha * rate * g;
+}
+
+typedef struct co_ogr_asgdc_scalars {
+    float beta, a, alpha, gamma, lambda_min;
+    float growth, rmax; /* as in co_ogr_asgd_scalars */
+} co_ogr_asgdc_scalars;
+
+/* Algorithm 9: the regression slope lambda = cov / var_t, the residual noise nu, then
+ * p - alpha g / h with h = max(|lambda| + gamma sqrt(nu / var_t), lambda_min); flags and ra as
+ * in co_ogr_asgd_update (the rate is 1/h). */
+CO_HD static inline float co_ogr_asgdc_update(float p, float g, float *mt, float *vt, float *mg, float *cv,
+                                              float *nu, float *ra, co_ogr_asgdc_scalars s, int rate_max,
+                                              int rate_growth)
+{
+    float dt = p - *mt, dg = g - *mg;
+    float m_t = *mt + s.a * dt, m_g = *mg + s.a * dg;
+    *mt = m_t;
+    *mg = m_g;
+    float var_t = s.beta * (*vt + s.a * dt * dt);
+    float cov = s.beta * (*cv + s.a * dt * dg);
+    *vt = var_t;
+    *cv = cov;
+    /* A position that never moved (its variance decayed to 0) has no slope to offer. */
+    float lambda = var_t > 0 ? cov / var_t : 0.0f;
+    float r = g - m_g - lambda * (p - m_t);
+    float nv = s.beta * *nu + s.a * r * r;
+    *nu = nv;
+    float noise = var_t > 0 ? sqrtf(nv / var_t) : (nv > 0 ? INFINITY : 0.0f);
+    float h = fabsf(lambda) + s.gamma * noise;
+    h = h > s.lambda_min ? h : s.lambda_min;
+    if (rate_max) h = h > 1.0f / s.rmax ? h : 1.0f / s.rmax;
+    if (rate_growth) {
+        float h_min = 1.0f / (s.growth * *ra);
+        h = h > h_min ? h : h_min;
+        *ra = s.beta * *ra + s.a / h;
+    }
+    return p - s.alpha * g / h;
+}
+
 #endif

@@ -1,6 +1,7 @@
 /* The optimizer object: creation by name, hyperparameters with range checks, the step
  * driver (clipping, step count), per-parameter slots and complete state save/load. */
 #include "optim_impl.h"
+#include "elementwise.h"
 #include "../core/file.h"
 
 #include <ctype.h>
@@ -262,7 +263,7 @@ void co_apply_l2(co_optim *o, int g, double wd)
     for (int k = 0; k < gr->ntensors; k++) {
         float *restrict gp = gr->grad[k];
         const float *restrict p = gr->param[k];
-        for (size_t i = 0; i < gr->size[k]; i++) gp[i] += w * p[i];
+        for (size_t i = 0; i < gr->size[k]; i++) gp[i] = co_l2_grad(gp[i], p[i], w);
     }
 }
 
