@@ -254,9 +254,11 @@ co_optim *co_optim_new_per_group(const char *name, const co_group *groups, int n
  * are GPU memory, the method's state is kept there, and every step is queued on the
  * optimizer's stream (co_optim_set_stream) without waiting for it. Same names,
  * hyperparameters and state bytes as on the CPU: a state saved from one device loads on the
- * other. The per-coordinate methods (sgd, adagrad, rmsprop, adam, adamw, amsgrad) have a
- * CUDA step, one fused kernel launch over every group, and compute exactly what their CPU
- * step computes, bit for bit (docs/cuda.md); the others answer CO_EINVAL here. */
+ * other. The per-coordinate methods (sgd, adagrad, rmsprop, adam, adamw, amsgrad, ogr-asgd,
+ * ogr-asgdc) have a CUDA step, one fused kernel launch over every group, and compute exactly
+ * what their CPU step computes, bit for bit (docs/cuda.md); the others answer CO_EINVAL here.
+ * ogr-asgd(c) take a second launch for weight_decay (L2 on the gradients, as on the CPU),
+ * and their first step waits for the copy that initialises their averages. */
 co_optim *co_optim_new_on(co_device dev, const char *name, const co_group *groups, int ngroups, const char *hparams,
                           const char *const *group_hparams, uint64_t seed, co_error *err);
 co_device co_optim_device(const co_optim *opt);

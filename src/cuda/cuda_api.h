@@ -27,15 +27,30 @@ co_status co_cuda_copy(void *dst, const void *src, size_t bytes, void *stream, c
 co_status co_cuda_memset_float(float *dst, float value, size_t n, void *stream, co_error *err);
 co_status co_cuda_sync(void *stream, co_error *err);
 
-/* The kernels' kinds: the per-coordinate methods (elementwise.h) and the step driver's
+/* The kernels' kinds: the per-coordinate methods (elementwise.h), the step driver's
  * gradient scaling (maximize's negation, clipping: g *= scalar 0 of the group, groups whose
- * factor is 1 untouched). */
-typedef enum co_mt_kind { CO_MT_SGD = 0, CO_MT_ADAM, CO_MT_RMSPROP, CO_MT_ADAGRAD, CO_MT_SCALE, CO_MT_KINDS } co_mt_kind;
+ * factor is 1 untouched) and L2 as a pass of its own (co_l2_scalars: g += wd p, groups with
+ * on = 0 untouched). */
+typedef enum co_mt_kind {
+    CO_MT_SGD = 0,
+    CO_MT_ADAM,
+    CO_MT_RMSPROP,
+    CO_MT_ADAGRAD,
+    CO_MT_SCALE,
+    CO_MT_OGR_ASGD,
+    CO_MT_OGR_ASGDC,
+    CO_MT_L2,
+    CO_MT_KINDS
+} co_mt_kind;
 
-/* One tensor of the kernels' table: parameter, gradient, up to three slots (NULL if unused),
- * size, and the group whose scalars apply. */
+/* The most slots one kind's update reads and writes (ogr-asgdc's six); a kind's kernel loads
+ * and stores only the slots it uses. */
+#define CO_MT_MAX_SLOTS 6
+
+/* One tensor of the kernels' table: parameter, gradient, up to CO_MT_MAX_SLOTS slots (NULL
+ * if unused), size, and the group whose scalars apply. */
 typedef struct co_mt_tensor {
-    float *p, *g, *s[3];
+    float *p, *g, *s[CO_MT_MAX_SLOTS];
     size_t n;
     int group;
 } co_mt_tensor;

@@ -37,10 +37,11 @@ template <class T> __device__ T scalars_as(const float *sc)
     return s;
 }
 
-/* Which slots a tensor's update reads and writes (the same for the whole block). */
-template <int KIND> __device__ void slots_used(const float *sc, bool use[3])
+/* Which slots a tensor's update reads and writes (the same for the whole block). A kind
+ * leaves the slots it never uses false at compile time, so its kernel has no code for them. */
+template <int KIND> __device__ void slots_used(const float *sc, bool use[CO_MT_MAX_SLOTS])
 {
-    use[0] = use[1] = use[2] = false;
+    use[0] = use[1] = use[2] = use[3] = use[4] = use[5] = false;
     if (KIND == CO_MT_SGD) {
         co_sgd_scalars s = scalars_as<co_sgd_scalars>(sc);
         use[0] = s.momentum != 0;
@@ -55,6 +56,14 @@ template <int KIND> __device__ void slots_used(const float *sc, bool use[3])
         use[2] = s.momentum != 0;
     } else if (KIND == CO_MT_ADAGRAD) {
         use[0] = true;
+    } else if (KIND == CO_MT_OGR_ASGD) { /* mean_theta, var_theta, mean_g, var_g, rate_avg */
+        co_ogr_asgd_scalars s = scalars_as<co_ogr_asgd_scalars>(sc);
+        use[0] = use[1] = use[2] = use[3] = true;
+        use[4] = s.growth > 0;
+    } else if (KIND == CO_MT_OGR_ASGDC) { /* mean_theta, var_theta, mean_g, cov, rate_avg, nu */
+        co_ogr_asgdc_scalars s = scalars_as<co_ogr_asgdc_scalars>(sc);
+        use[0] = use[1] = use[2] = use[3] = use[5] = true;
+        use[4] = s.growth > 0;
     }
 }
 
@@ -69,6 +78,12 @@ template <int KIND> __device__ float update(float p, float g, float *s, const fl
     } else if (KIND == CO_MT_RMSPROP) {
         co_rmsprop_scalars x = scalars_as<co_rmsprop_scalars>(sc);
         return co_rmsprop_update(p, g, &s[0], &s[1], &s[2], x, x.centered != 0, x.momentum != 0);
+    } else if (KIND == CO_MT_OGR_ASGD) {
+        co_ogr_asgd_scalars x = scalars_as<co_ogr_asgd_scalars>(sc);
+        return co_ogr_asgd_update(p, g, &s[0], &s[1], &s[2], &s[3], &s[4], x, x.rmax > 0, x.growth > 0);
+    } else if (KIND == CO_MT_OGR_ASGDC) {
+        co_ogr_asgdc_scalars x = scalars_as<co_ogr_asgdc_scalars>(sc);
+        return co_ogr_asgdc_update(p, g, &s[0], &s[1], &s[2], &s[3], &s[5], &s[4], x, x.rmax > 0, x.growth > 0);
     } else {
         co_adagrad_scalars x = scalars_as<co_adagrad_scalars>(sc);
         return co_adagrad_update(p, g, &s[0], x);
@@ -91,13 +106,23 @@ __global__ void __launch_bounds__(THREADS)
         for (int i = threadIdx.x; i < c.len; i += THREADS) g[i] *= f;
         return;
     }
-    bool use[3];
+    if (KIND == CO_MT_L2) {
+        const co_l2_scalars x = scalars_as<co_l2_scalars>(sc);
+        if (x.on == 0) return;
+        for (int i = threadIdx.x; i < c.len; i += THREADS) g[i] = co_l2_grad(g[i], p[i], x.wd);
+        return;
+    }
+    bool use[CO_MT_MAX_SLOTS];
     slots_used<KIND>(sc, use);
+    static_assert(CO_MT_MAX_SLOTS == 6, "one pointer per slot below");
     float *__restrict__ s0 = use[0] ? t.s[0] + c.start : nullptr;
     float *__restrict__ s1 = use[1] ? t.s[1] + c.start : nullptr;
     float *__restrict__ s2 = use[2] ? t.s[2] + c.start : nullptr;
+    float *__restrict__ s3 = use[3] ? t.s[3] + c.start : nullptr;
+    float *__restrict__ s4 = use[4] ? t.s[4] + c.start : nullptr;
+    float *__restrict__ s5 = use[5] ? t.s[5] + c.start : nullptr;
     for (int base = threadIdx.x; base < c.len; base += THREADS * UNROLL) {
-        float pv[UNROLL], gv[UNROLL], sv[UNROLL][3];
+        float pv[UNROLL], gv[UNROLL], sv[UNROLL][CO_MT_MAX_SLOTS];
 #pragma unroll
         for (int u = 0; u < UNROLL; u++) {
             int i = base + u * THREADS;
@@ -107,6 +132,9 @@ __global__ void __launch_bounds__(THREADS)
             sv[u][0] = s0 ? s0[i] : 0.0f;
             sv[u][1] = s1 ? s1[i] : 0.0f;
             sv[u][2] = s2 ? s2[i] : 0.0f;
+            sv[u][3] = s3 ? s3[i] : 0.0f;
+            sv[u][4] = s4 ? s4[i] : 0.0f;
+            sv[u][5] = s5 ? s5[i] : 0.0f;
         }
 #pragma unroll
         for (int u = 0; u < UNROLL; u++) {
@@ -116,6 +144,9 @@ __global__ void __launch_bounds__(THREADS)
             if (s0) s0[i] = sv[u][0];
             if (s1) s1[i] = sv[u][1];
             if (s2) s2[i] = sv[u][2];
+            if (s3) s3[i] = sv[u][3];
+            if (s4) s4[i] = sv[u][4];
+            if (s5) s5[i] = sv[u][5];
         }
     }
 }
@@ -264,6 +295,9 @@ extern "C" co_status co_mt_launch(co_mt_plan *plan, co_mt_kind kind, const float
     case CO_MT_RMSPROP: return launch_kind<CO_MT_RMSPROP>(plan, scalars, ngroups, stream, err);
     case CO_MT_ADAGRAD: return launch_kind<CO_MT_ADAGRAD>(plan, scalars, ngroups, stream, err);
     case CO_MT_SCALE: return launch_kind<CO_MT_SCALE>(plan, scalars, ngroups, stream, err);
+    case CO_MT_OGR_ASGD: return launch_kind<CO_MT_OGR_ASGD>(plan, scalars, ngroups, stream, err);
+    case CO_MT_OGR_ASGDC: return launch_kind<CO_MT_OGR_ASGDC>(plan, scalars, ngroups, stream, err);
+    case CO_MT_L2: return launch_kind<CO_MT_L2>(plan, scalars, ngroups, stream, err);
     default: return co_error_set(err, CO_EINVAL, "optimizer kernel: unknown kind %d", (int)kind);
     }
 }

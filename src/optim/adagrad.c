@@ -60,7 +60,7 @@ static co_status adagrad_step_cuda(co_optim *o, const co_closure *c, co_error *e
 {
     (void)c;
     adagrad_state *s = o->state;
-    return co_optim_mt_step(o, CO_MT_ADAGRAD, (co_slots *const[]){s->sum, NULL, NULL}, adagrad_scalars_of, err);
+    return co_optim_mt_step(o, CO_MT_ADAGRAD, (co_slots *const[CO_MT_MAX_SLOTS]){s->sum}, adagrad_scalars_of, err);
 }
 
 static void adagrad_visit(co_optim *o, co_state_visitor *v)

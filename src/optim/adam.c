@@ -90,7 +90,8 @@ static co_status adam_step_cuda(co_optim *o, const co_closure *c, co_error *err)
 {
     (void)c;
     adam_state *s = o->state;
-    return co_optim_mt_step(o, CO_MT_ADAM, (co_slots *const[]){s->m, s->v, s->vmax}, adam_scalars_of, err);
+    return co_optim_mt_step(o, CO_MT_ADAM, (co_slots *const[CO_MT_MAX_SLOTS]){s->m, s->v, s->vmax}, adam_scalars_of,
+                            err);
 }
 
 static void adam_visit(co_optim *o, co_state_visitor *v)

@@ -8,8 +8,8 @@
  * var' = beta (var + (1 - beta) d^2), d = x - mean_old, which is algebraically identical to
  * the paper's raw moments (theta2_avg - theta_avg^2) but does not cancel in float: with
  * |theta| ~ 1 and sigma_theta ~ 1e-4 the raw form has no correct digit left in float32.
- * The per-element updates are elementwise.h's, written for the CUDA kernels too; see
- * docs/optimizers/ogr-asgd.md. */
+ * The per-element updates are elementwise.h's, shared with the CUDA kernel (the same step
+ * on a GPU, bit for bit); see docs/optimizers/ogr-asgd.md. */
 #include "optim_impl.h"
 #include "elementwise.h"
 
@@ -100,6 +100,18 @@ static co_ogr_asgdc_scalars asgdc_scalars(const co_optim *o, int g)
                                   .rmax = (float)co_guard(o, g, HP_RATE_MAX)};
 }
 
+static void asgd_scalars_of(const co_optim *o, int g, float *out)
+{
+    co_ogr_asgd_scalars sc = asgd_scalars(o, g);
+    memcpy(out, &sc, sizeof sc);
+}
+
+static void asgdc_scalars_of(const co_optim *o, int g, float *out)
+{
+    co_ogr_asgdc_scalars sc = asgdc_scalars(o, g);
+    memcpy(out, &sc, sizeof sc);
+}
+
 /* The tensor loops below run the update with its two flags as constants, one loop per
  * combination: with a flag tested inside the loop GCC vectorises a slower form (16M
  * parameters, one thread, this machine: ogr-asgdc's default step 43 ms that way, 34 ms this
@@ -173,6 +185,38 @@ static co_status asgd_step(co_optim *o, const co_closure *c, co_error *err)
     return CO_OK;
 }
 
+/* co_apply_l2's weight decay on the GPU: g += wd p, groups whose wd is 0 untouched. */
+static void asgd_l2_scalars_of(const co_optim *o, int g, float *out)
+{
+    double wd = co_hp(o, g, HP_WD);
+    co_l2_scalars sc = {.wd = (float)wd, .on = wd != 0};
+    memcpy(out, &sc, sizeof sc);
+}
+
+/* asgd_step's passes in its order on the GPU: L2 on the gradients (a launch only when some
+ * group decays), the first step's initialisation, then one fused launch of the update with
+ * the slots mean_theta, var_theta, mean_g, var_g (or cov), rate_avg and nu. */
+static co_status asgd_step_cuda(co_optim *o, const co_closure *c, co_error *err)
+{
+    (void)c;
+    asgd_state *s = o->state;
+    co_status st = CO_OK;
+    int decays = 0;
+    for (int g = 0; g < o->ngroups; g++) decays |= co_hp(o, g, HP_WD) != 0;
+    if (decays) st = co_optim_mt_step(o, CO_MT_L2, NULL, asgd_l2_scalars_of, err);
+    if (st == CO_OK && ++s->k == 1) st = asgd_start(o, s, err);
+    if (st != CO_OK) return st;
+    if (s->confidence)
+        return co_optim_mt_step(o, CO_MT_OGR_ASGDC,
+                                (co_slots *const[CO_MT_MAX_SLOTS]){s->mean_theta, s->var_theta, s->mean_g, s->var_g,
+                                                                   s->rate_avg, s->nu},
+                                asgdc_scalars_of, err);
+    return co_optim_mt_step(o, CO_MT_OGR_ASGD,
+                            (co_slots *const[CO_MT_MAX_SLOTS]){s->mean_theta, s->var_theta, s->mean_g, s->var_g,
+                                                               s->rate_avg},
+                            asgd_scalars_of, err);
+}
+
 static void asgd_visit(co_optim *o, co_state_visitor *v)
 {
     asgd_state *s = o->state;
@@ -226,8 +270,10 @@ static const co_hparam asgdc_hp[] = {
     ASGD_GUARDS(1),
 };
 
-static const co_optim_ops asgd_ops = {.init = asgd_init, .step = asgd_step, .visit = asgd_visit, .free = asgd_free};
-static const co_optim_ops asgdc_ops = {.init = asgdc_init, .step = asgd_step, .visit = asgd_visit, .free = asgd_free};
+static const co_optim_ops asgd_ops = {
+    .init = asgd_init, .step = asgd_step, .step_cuda = asgd_step_cuda, .visit = asgd_visit, .free = asgd_free};
+static const co_optim_ops asgdc_ops = {
+    .init = asgdc_init, .step = asgd_step, .step_cuda = asgd_step_cuda, .visit = asgd_visit, .free = asgd_free};
 
 const co_optim_info co_info_ogr_asgd = {"ogr-asgd", "coordinate-wise rate sigma_theta / sigma_g (adaptive SGD)",
                                         "Duda 2019, arXiv:1907.07063, Algorithm 8",

@@ -38,7 +38,7 @@ co_status co_optim_device_check(const co_optim_info *info, co_device dev, co_err
 /* The table of (param, grad, slots) of every tensor, built at the first step: the pointers
  * stay until co_optim_rebind, which drops it. The step driver's scaling may build one before
  * the method names its slots (slots NULL); the method's first step then builds it again. */
-static co_status ensure_plan(co_optim *o, co_slots *const slots[3], co_error *err)
+static co_status ensure_plan(co_optim *o, co_slots *const slots[CO_MT_MAX_SLOTS], co_error *err)
 {
     if (o->mt && (!slots || memcmp(o->mt_slots, slots, sizeof o->mt_slots) == 0)) return CO_OK;
     co_mt_plan_free(o->mt);
@@ -52,13 +52,13 @@ static co_status ensure_plan(co_optim *o, co_slots *const slots[3], co_error *er
         for (int k = 0; k < o->groups[g].ntensors; k++, i++) {
             t[i].p = o->groups[g].param[k];
             t[i].g = o->groups[g].grad[k];
-            for (int j = 0; j < 3; j++) t[i].s[j] = slots && slots[j] ? co_slot(slots[j], g, k) : NULL;
+            for (int j = 0; j < CO_MT_MAX_SLOTS; j++) t[i].s[j] = slots && slots[j] ? co_slot(slots[j], g, k) : NULL;
             t[i].n = o->groups[g].size[k];
             t[i].group = g;
         }
     o->mt = co_mt_plan_new(t, n, err);
     free(t);
-    for (int j = 0; j < 3; j++) o->mt_slots[j] = slots ? slots[j] : NULL;
+    for (int j = 0; j < CO_MT_MAX_SLOTS; j++) o->mt_slots[j] = slots ? slots[j] : NULL;
     return o->mt ? CO_OK : (err ? err->code : CO_ENOMEM);
 }
 
@@ -73,8 +73,8 @@ static float *group_scalars(const co_optim *o, co_group_scalars_fn fn, co_error 
     return sc;
 }
 
-co_status co_optim_mt_step(co_optim *o, co_mt_kind kind, co_slots *const slots[3], co_group_scalars_fn scalars,
-                           co_error *err)
+co_status co_optim_mt_step(co_optim *o, co_mt_kind kind, co_slots *const slots[CO_MT_MAX_SLOTS],
+                           co_group_scalars_fn scalars, co_error *err)
 {
     co_status st = ensure_plan(o, slots, err);
     if (st != CO_OK) return st;

@@ -61,7 +61,7 @@ struct co_optim {
     co_device device; /* where the groups' buffers and the slots live */
     void *stream;     /* CUDA stream of the steps (NULL: the calling thread's default stream) */
     co_mt_plan *mt; /* the fused kernels' table of tensors (optim_device.c), or NULL */
-    struct co_slots *mt_slots[3]; /* the slots that table holds */
+    struct co_slots *mt_slots[CO_MT_MAX_SLOTS]; /* the slots that table holds */
     co_status device_status; /* a GPU copy that failed while the state was visited */
 };
 
@@ -109,9 +109,10 @@ typedef void (*co_group_scalars_fn)(const co_optim *o, int g, float *out);
 
 /* One step of a per-coordinate method over every group of a CUDA optimizer, in one launch
  * where the groups fit the kernel's table (asynchronous on o->stream). slots: the method's
- * slots in the kernel's order, NULL where it has fewer. */
-co_status co_optim_mt_step(co_optim *o, co_mt_kind kind, co_slots *const slots[3], co_group_scalars_fn scalars,
-                           co_error *err);
+ * slots in the kernel's order, NULL where it has fewer (always CO_MT_MAX_SLOTS entries); NULL
+ * for a kind that reads no slot (CO_MT_L2), which runs over whichever table is there. */
+co_status co_optim_mt_step(co_optim *o, co_mt_kind kind, co_slots *const slots[CO_MT_MAX_SLOTS],
+                           co_group_scalars_fn scalars, co_error *err);
 /* CO_OK when method info can run on dev (a CUDA build, a GPU, a CUDA step). */
 co_status co_optim_device_check(const co_optim_info *info, co_device dev, co_error *err);
 /* co_optim_step of a CUDA optimizer: maximize and clipping on the GPU, then the method's

@@ -95,7 +95,8 @@ static co_status rmsprop_step_cuda(co_optim *o, const co_closure *c, co_error *e
 {
     (void)c;
     rmsprop_state *s = o->state;
-    return co_optim_mt_step(o, CO_MT_RMSPROP, (co_slots *const[]){s->sq, s->avg, s->buf}, rmsprop_scalars_of, err);
+    return co_optim_mt_step(o, CO_MT_RMSPROP, (co_slots *const[CO_MT_MAX_SLOTS]){s->sq, s->avg, s->buf},
+                            rmsprop_scalars_of, err);
 }
 
 static void rmsprop_visit(co_optim *o, co_state_visitor *v)

@@ -84,7 +84,7 @@ static co_status sgd_step_cuda(co_optim *o, const co_closure *c, co_error *err)
 {
     (void)c;
     sgd_state *s = o->state;
-    co_status st = co_optim_mt_step(o, CO_MT_SGD, (co_slots *const[]){s->buf, NULL, NULL}, sgd_scalars_of, err);
+    co_status st = co_optim_mt_step(o, CO_MT_SGD, (co_slots *const[CO_MT_MAX_SLOTS]){s->buf}, sgd_scalars_of, err);
     sgd_started(o, s);
     return st;
 }
