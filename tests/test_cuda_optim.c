@@ -123,6 +123,21 @@ static const variant VARIANTS[] = {
     {"adam", "lr=1e-3,weight_decay=1e-2,beta2=0.9999", 1.0},
     {"adamw", "lr=1e-3", 0},
     {"amsgrad", "lr=1e-3,maximize=1", 0},
+    /* ogr-asgd: each safeguard alone and together (with L2, maximize and clipping), faithful=1
+     * switching them off, the other hyperparameters moved. */
+    {"ogr-asgd", "", 0},
+    {"ogr-asgd", "faithful=1,rate_growth=1.5,rate_max=2", 0},
+    {"ogr-asgd", "rate_growth=1.5", 0},
+    {"ogr-asgd", "rate_max=2,rate_growth=3,weight_decay=1e-2,maximize=1", 0.5},
+    {"ogr-asgd", "lr=0.1,beta=0.99,sigma_theta0=0.1,sigma_g0=0.5,eps=1e-6,delta=1e-2", 0},
+    /* ogr-asgdc: rate_max on (its default) and off, with and without rate_growth; var_theta
+     * 0 from the start (sigma_theta0=0: lambda 0, an infinite noise term, no step). */
+    {"ogr-asgdc", "", 0},
+    {"ogr-asgdc", "faithful=1", 0},
+    {"ogr-asgdc", "rate_max=0", 0},
+    {"ogr-asgdc", "rate_max=0,rate_growth=1.2", 0},
+    {"ogr-asgdc", "rate_growth=2,weight_decay=1e-3,gamma=1,lambda_min=1e-4", 1.0},
+    {"ogr-asgdc", "sigma_theta0=0,rate_growth=2", 0},
 };
 
 static void compare(const variant *v, int ngroups)
