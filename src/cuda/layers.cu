@@ -249,6 +249,9 @@ typedef struct {
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv;
     cudnnPoolingDescriptor_t pool;
+    cudnnConvolutionFwdAlgo_t fwd; /* chosen for the batch (choose_algorithms) */
+    cudnnConvolutionBwdDataAlgo_t bwd_data;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
 } dnn_layer;
 
 static void dnn_release(co_layer *l)
@@ -265,7 +268,66 @@ static void dnn_release(co_layer *l)
     l->cuda = NULL;
 }
 
-static co_status dnn_setup(co_layer *l, int batch, int conv, co_error *err)
+/* Deterministic algorithms: the same sums in the same order on every run. */
+static const cudnnConvolutionFwdAlgo_t CONV_FWD = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+static const cudnnConvolutionBwdDataAlgo_t CONV_BWD_DATA = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+static const cudnnConvolutionBwdFilterAlgo_t CONV_BWD_FILTER = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
+
+/* An algorithm cuDNN's heuristics rank, restricted to deterministic FP32 ones (no tensor-op
+ * math, which would round through TF32). */
+template <class Perf> static int pick_deterministic(const Perf *perf, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
+            perf[i].mathType != CUDNN_TENSOR_OP_MATH && perf[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
+            return i;
+    return -1;
+}
+
+/* The fixed algorithms above where this cuDNN offers them for the geometry, else the
+ * heuristics' best deterministic FP32 one. */
+static co_status choose_algorithms(co_cuda_nn *nn, dnn_layer *d, co_error *err)
+{
+    size_t ws;
+    d->fwd = CONV_FWD;
+    d->bwd_data = CONV_BWD_DATA;
+    d->bwd_filter = CONV_BWD_FILTER;
+    if (cudnnGetConvolutionForwardWorkspaceSize(nn->dnn, d->x, d->w, d->conv, d->y, d->fwd, &ws) != CUDNN_STATUS_SUCCESS) {
+        cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        int n = 0;
+        DNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(nn->dnn, d->x, d->w, d->conv, d->y,
+                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf),
+                "choosing a forward algorithm");
+        int i = pick_deterministic(perf, n);
+        if (i < 0) return co_error_set(err, CO_EINVAL, "cuDNN: no deterministic FP32 forward for this convolution");
+        d->fwd = perf[i].algo;
+    }
+    if (cudnnGetConvolutionBackwardDataWorkspaceSize(nn->dnn, d->w, d->y, d->conv, d->x, d->bwd_data, &ws) !=
+        CUDNN_STATUS_SUCCESS) {
+        cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        int n = 0;
+        DNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(nn->dnn, d->w, d->y, d->conv, d->x,
+                                                            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf),
+                "choosing a data-gradient algorithm");
+        int i = pick_deterministic(perf, n);
+        if (i < 0) return co_error_set(err, CO_EINVAL, "cuDNN: no deterministic FP32 data gradient for this convolution");
+        d->bwd_data = perf[i].algo;
+    }
+    if (cudnnGetConvolutionBackwardFilterWorkspaceSize(nn->dnn, d->x, d->y, d->conv, d->w, d->bwd_filter, &ws) !=
+        CUDNN_STATUS_SUCCESS) {
+        cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        int n = 0;
+        DNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(nn->dnn, d->x, d->y, d->conv, d->w,
+                                                              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf),
+                "choosing a filter-gradient algorithm");
+        int i = pick_deterministic(perf, n);
+        if (i < 0) return co_error_set(err, CO_EINVAL, "cuDNN: no deterministic FP32 filter gradient for this convolution");
+        d->bwd_filter = perf[i].algo;
+    }
+    return CO_OK;
+}
+
+static co_status dnn_setup(co_layer *l, co_cuda_nn *nn, int batch, int conv, co_error *err)
 {
     dnn_layer *d = (dnn_layer *)l->cuda;
     if (!d) {
@@ -306,28 +368,28 @@ static co_status dnn_setup(co_layer *l, int batch, int conv, co_error *err)
         DNN_TRY(cudnnSetTensor4dDescriptor(d->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, batch, l->out_c, l->out_h,
                                            l->out_w),
                 "output");
+        if (conv) {
+            co_status st = choose_algorithms(nn, d, err);
+            if (st != CO_OK) return st;
+        }
         d->batch = batch;
     }
     return CO_OK;
 }
 
-/* Deterministic algorithms: the same sums in the same order on every run. */
-static const cudnnConvolutionFwdAlgo_t CONV_FWD = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
-static const cudnnConvolutionBwdDataAlgo_t CONV_BWD_DATA = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
-static const cudnnConvolutionBwdFilterAlgo_t CONV_BWD_FILTER = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
 
 static co_status conv_forward(co_layer *l, co_cuda_nn *nn, const float *x, float *y, int batch, int train,
                               co_error *err)
 {
     (void)train;
-    co_status st = dnn_setup(l, batch, 1, err);
+    co_status st = dnn_setup(l, nn, batch, 1, err);
     if (st != CO_OK) return st;
     dnn_layer *d = (dnn_layer *)l->cuda;
     size_t ws = 0;
-    DNN_TRY(cudnnGetConvolutionForwardWorkspaceSize(nn->dnn, d->x, d->w, d->conv, d->y, CONV_FWD, &ws), "workspace");
+    DNN_TRY(cudnnGetConvolutionForwardWorkspaceSize(nn->dnn, d->x, d->w, d->conv, d->y, d->fwd, &ws), "workspace");
     if ((st = need_workspace(nn, ws, err)) != CO_OK) return st;
     const float one = 1, zero = 0;
-    DNN_TRY(cudnnConvolutionForward(nn->dnn, &one, d->x, x, d->w, l->param[0], d->conv, CONV_FWD, nn->workspace, ws,
+    DNN_TRY(cudnnConvolutionForward(nn->dnn, &one, d->x, x, d->w, l->param[0], d->conv, d->fwd, nn->workspace, ws,
                                     &zero, d->y, y),
             "convolution forward");
     if (l->ntensors > 1) DNN_TRY(cudnnAddTensor(nn->dnn, &one, d->bias, l->param[1], &one, d->y, y), "bias");
@@ -338,24 +400,24 @@ static co_status conv_backward(co_layer *l, co_cuda_nn *nn, const float *x, cons
                                float *dx, int batch, co_error *err)
 {
     (void)y;
-    co_status st = dnn_setup(l, batch, 1, err);
+    co_status st = dnn_setup(l, nn, batch, 1, err);
     if (st != CO_OK) return st;
     dnn_layer *d = (dnn_layer *)l->cuda;
     size_t wf = 0, wd = 0;
-    DNN_TRY(cudnnGetConvolutionBackwardFilterWorkspaceSize(nn->dnn, d->x, d->y, d->conv, d->w, CONV_BWD_FILTER, &wf),
+    DNN_TRY(cudnnGetConvolutionBackwardFilterWorkspaceSize(nn->dnn, d->x, d->y, d->conv, d->w, d->bwd_filter, &wf),
             "workspace");
     if (dx)
-        DNN_TRY(cudnnGetConvolutionBackwardDataWorkspaceSize(nn->dnn, d->w, d->y, d->conv, d->x, CONV_BWD_DATA, &wd),
+        DNN_TRY(cudnnGetConvolutionBackwardDataWorkspaceSize(nn->dnn, d->w, d->y, d->conv, d->x, d->bwd_data, &wd),
                 "workspace");
     if ((st = need_workspace(nn, wf > wd ? wf : wd, err)) != CO_OK) return st;
     const float one = 1, zero = 0;
-    DNN_TRY(cudnnConvolutionBackwardFilter(nn->dnn, &one, d->x, x, d->y, dy, d->conv, CONV_BWD_FILTER, nn->workspace,
+    DNN_TRY(cudnnConvolutionBackwardFilter(nn->dnn, &one, d->x, x, d->y, dy, d->conv, d->bwd_filter, nn->workspace,
                                            wf, &zero, d->w, l->grad[0]),
             "convolution dW");
     if (l->ntensors > 1)
         DNN_TRY(cudnnConvolutionBackwardBias(nn->dnn, &one, d->y, dy, &zero, d->bias, l->grad[1]), "convolution db");
     if (dx)
-        DNN_TRY(cudnnConvolutionBackwardData(nn->dnn, &one, d->w, l->param[0], d->y, dy, d->conv, CONV_BWD_DATA,
+        DNN_TRY(cudnnConvolutionBackwardData(nn->dnn, &one, d->w, l->param[0], d->y, dy, d->conv, d->bwd_data,
                                              nn->workspace, wd, &zero, d->x, dx),
                 "convolution dx");
     return CO_OK;
@@ -365,7 +427,7 @@ static co_status pool_forward(co_layer *l, co_cuda_nn *nn, const float *x, float
                               co_error *err)
 {
     (void)train;
-    co_status st = dnn_setup(l, batch, 0, err);
+    co_status st = dnn_setup(l, nn, batch, 0, err);
     if (st != CO_OK) return st;
     dnn_layer *d = (dnn_layer *)l->cuda;
     const float one = 1, zero = 0;
@@ -377,7 +439,7 @@ static co_status pool_backward(co_layer *l, co_cuda_nn *nn, const float *x, cons
                                float *dx, int batch, co_error *err)
 {
     if (!dx) return CO_OK;
-    co_status st = dnn_setup(l, batch, 0, err);
+    co_status st = dnn_setup(l, nn, batch, 0, err);
     if (st != CO_OK) return st;
     dnn_layer *d = (dnn_layer *)l->cuda;
     const float one = 1, zero = 0;

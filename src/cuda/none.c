@@ -129,3 +129,4 @@ co_status co_cuda_graph_launch(co_cuda_graph *g, void *stream, co_error *err)
 }
 
 void co_cuda_graph_free(co_cuda_graph *g) { (void)g; }
+void co_cuda_clear_error(void) {}

@@ -87,19 +87,30 @@ extern "C" co_status co_cuda_graph_begin(void *stream, co_error *err)
 
 extern "C" co_cuda_graph *co_cuda_graph_end(void *stream, co_error *err)
 {
+    /* The capture ends first, whatever happens next: a stream left capturing refuses work. */
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture((cudaStream_t)stream, &graph);
+    if (co_cuda_status(e, err, "ending a graph capture") != CO_OK) {
+        if (graph) cudaGraphDestroy(graph);
+        return NULL;
+    }
     co_cuda_graph *g = (co_cuda_graph *)calloc(1, sizeof *g);
-    cudaError_t e = cudaStreamEndCapture((cudaStream_t)stream, g ? &g->graph : NULL);
     if (!g) {
+        cudaGraphDestroy(graph);
         co_error_set(err, CO_ENOMEM, "out of memory");
         return NULL;
     }
-    if (co_cuda_status(e, err, "ending a graph capture") != CO_OK ||
-        co_cuda_status(cudaGraphInstantiate(&g->exec, g->graph, 0), err, "instantiating a graph") != CO_OK) {
+    g->graph = graph;
+    if (co_cuda_status(cudaGraphInstantiate(&g->exec, g->graph, 0), err, "instantiating a graph") != CO_OK) {
         co_cuda_graph_free(g);
         return NULL;
     }
     return g;
 }
+
+/* Clears the runtime's sticky record of the last error (after a capture that failed and was
+ * abandoned: the run goes on without graphs). */
+extern "C" void co_cuda_clear_error(void) { (void)cudaGetLastError(); }
 
 extern "C" co_status co_cuda_graph_launch(co_cuda_graph *g, void *stream, co_error *err)
 {

@@ -4,7 +4,9 @@
  * graph replayed at every full-size batch, followed by the optimizer's fused launch. The
  * epoch's loss and the evaluations' sums stay on the GPU until the epoch ends, so a step
  * never waits for the GPU; the finiteness check therefore runs once per epoch, on the
- * epoch's loss and the parameters. What the CPU loop offers beyond that (checkpoints,
+ * epoch's loss and the parameters (copied to the host for it). A capture that fails (a
+ * library call that cannot be recorded) is abandoned and the run goes on without graphs.
+ * What the CPU loop offers beyond that (checkpoints,
  * distributed runs, mid-epoch evaluations, skipping non-finite steps, optimizers that need
  * a closure or captures) is refused with a message (docs/cuda.md). */
 #include "train_cuda.h"
@@ -78,13 +80,34 @@ static co_status evaluate(co_model *m, const device_set *d, co_loss_kind loss, c
     return CO_OK;
 }
 
+/* Forward, loss (its sum added on the GPU) and backward of the gathered batch. */
+static co_status forward_backward(co_model *m, const co_train_config *cfg, buffers *b, int n, int dim, void *stream,
+                                  co_error *err)
+{
+    const float *out = co_model_forward(m, b->xb, n, 1, err);
+    if (!out) return err && err->code ? err->code : CO_EIO;
+    co_status st = co_cuda_loss(cfg->loss, out, b->yb, n, dim, b->dout, b->sums, NULL, b->scratch, stream, err);
+    return st == CO_OK ? co_model_backward_device(m, b->dout, err) : st;
+}
+
+/* 1 when a parameter is NaN or infinite (the epoch's end check; host: param_count floats). */
+static int nonfinite_params(const co_model *m, float *host)
+{
+    size_t n = co_model_param_count(m);
+    co_model_get_params(m, host);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(host[i])) return 1;
+    return 0;
+}
+
 static const char *unsupported(const co_train_config *cfg, const co_optim *opt)
 {
     if (co_optim_device(opt) != CO_DEVICE_CUDA) return "the optimizer must be created on CUDA (co_optim_new_on)";
     if (co_optim_needs(opt) & (CO_NEEDS_CLOSURE | CO_NEEDS_CAPTURE)) return "optimizers that need closures or captures";
-    if (cfg->checkpoint_path) return "checkpoints";
+    if (co_optim_needs(opt) & CO_NEEDS_EPOCH) return "optimizers driven at epoch ends";
+    if (cfg->checkpoint_path || cfg->resume) return "checkpoints";
     if (cfg->collective && cfg->collective->size > 1) return "distributed runs";
-    if (cfg->eval_every > 0) return "evaluations every few steps (eval_every)";
+    if (cfg->eval_every > 0 || cfg->on_eval || cfg->eval_set) return "evaluations every few steps (eval_every)";
     if (cfg->skip_nonfinite) return "skip_nonfinite";
     if (cfg->val) return "a validation set";
     return NULL;
@@ -106,11 +129,13 @@ co_status co_train_cuda(co_model *m, co_optim *opt, const co_dataset *train, con
     co_loader loader = {0};
     co_cuda_graph *graph = NULL;
     unsigned long graph_generation = 0;
+    int no_graphs = 0;
+    float *host_params = malloc((co_model_param_count(m) ? co_model_param_count(m) : 1) * sizeof *host_params);
     FILE *csv = NULL;
     void *stream = NULL;
     size_t max_eval = 256 > batch ? 256 : (size_t)batch;
     res->history = calloc((size_t)(cfg->epochs ? cfg->epochs : 1), sizeof *res->history);
-    co_status st = res->history ? CO_OK : co_error_set(err, CO_ENOMEM, "out of memory");
+    co_status st = res->history && host_params ? CO_OK : co_error_set(err, CO_ENOMEM, "out of memory");
     if (st == CO_OK) st = upload(&dtrain, train, err);
     if (st == CO_OK && test) st = upload(&dtest, test, err);
     if (st == CO_OK) st = co_loader_init(&loader, train, batch, 1, cfg->seed, err);
@@ -139,7 +164,7 @@ co_status co_train_cuda(co_model *m, co_optim *opt, const co_dataset *train, con
         if (st == CO_OK) st = co_cuda_memset_float((float *)b.sums, 0.0f, 2, stream, err);
         long steps = 0, seen = 0;
         for (int at = 0; st == CO_OK && at < train->n; at += batch) {
-            if (cfg->max_steps > 0 && steps_run >= cfg->max_steps) break;
+            if (cfg->max_steps > 0 && co_optim_steps(opt) >= (uint64_t)cfg->max_steps) break;
             int n = train->n - at < batch ? train->n - at : batch;
             co_optim_set_lr_scale(opt, co_schedule_scale(&cfg->schedule, epoch, co_optim_steps(opt)));
             st = co_cuda_gather_rows(b.xb, dtrain.x, b.order + at, n, train->x_dim, stream, err);
@@ -151,23 +176,26 @@ co_status co_train_cuda(co_model *m, co_optim *opt, const co_dataset *train, con
                 co_cuda_graph_free(graph);
                 graph = NULL;
             }
-            int capture = n == batch && steps_run > 0 && !graph;
             if (st == CO_OK && n == batch && graph) {
                 st = co_cuda_graph_launch(graph, stream, err);
-            } else if (st == CO_OK) {
-                if (capture) st = co_cuda_graph_begin(stream, err);
-                const float *out = st == CO_OK ? co_model_forward(m, b.xb, n, 1, err) : NULL;
-                if (st == CO_OK && !out) st = err ? err->code : CO_EIO;
-                if (st == CO_OK)
-                    st = co_cuda_loss(cfg->loss, out, b.yb, n, dim, b.dout, b.sums, NULL, b.scratch, stream, err);
-                if (st == CO_OK) st = co_model_backward_device(m, b.dout, err);
-                if (capture) {
-                    co_error gerr;
-                    graph = co_cuda_graph_end(stream, &gerr);
+            } else if (st == CO_OK && n == batch && steps_run > 0 && !no_graphs) {
+                co_error gerr = {0};
+                co_status cst = co_cuda_graph_begin(stream, &gerr);
+                if (cst == CO_OK) cst = forward_backward(m, cfg, &b, n, dim, stream, &gerr);
+                co_cuda_graph *g = co_cuda_graph_end(stream, cst == CO_OK ? &gerr : NULL);
+                if (cst == CO_OK && g) {
+                    graph = g;
                     graph_generation = co_model_device_generation(m);
-                    if (st == CO_OK && !graph) st = co_error_set(err, gerr.code, "%s", gerr.msg);
-                    if (st == CO_OK) st = co_cuda_graph_launch(graph, stream, err);
+                    st = co_cuda_graph_launch(graph, stream, err);
+                } else {
+                    /* Nothing ran while capturing: the step runs eagerly, and so do the rest. */
+                    co_cuda_graph_free(g);
+                    co_cuda_clear_error();
+                    no_graphs = 1;
+                    st = forward_backward(m, cfg, &b, n, dim, stream, err);
                 }
+            } else if (st == CO_OK) {
+                st = forward_backward(m, cfg, &b, n, dim, stream, err);
             }
             if (st == CO_OK) st = co_optim_step(opt, NULL, err);
             seen += n;
@@ -187,10 +215,11 @@ co_status co_train_cuda(co_model *m, co_optim *opt, const co_dataset *train, con
         s->val_loss = NAN;
         s->train_acc = NAN;
         s->test_loss = s->test_acc = NAN;
-        if (!isfinite(s->train_loss)) {
-            st = co_error_set(err, CO_ENUMERIC, "non-finite loss in epoch %d (optimizer %s; on CUDA the check runs once "
+        int bad_params = nonfinite_params(m, host_params);
+        if (!isfinite(s->train_loss) || bad_params) {
+            st = co_error_set(err, CO_ENUMERIC, "non-finite %s in epoch %d (optimizer %s; on CUDA the check runs once "
                                                 "per epoch)",
-                              epoch + 1, co_optim_info_of(opt)->name);
+                              bad_params ? "parameters" : "loss", epoch + 1, co_optim_info_of(opt)->name);
             break;
         }
         if (test && (st = evaluate(m, &dtest, cfg->loss, test, &b, (int)max_eval, &s->test_loss, &s->test_acc, err)))
@@ -219,7 +248,7 @@ co_status co_train_cuda(co_model *m, co_optim *opt, const co_dataset *train, con
             cfg->on_progress(&p, cfg->progress_ctx);
         }
         if (cfg->on_epoch) cfg->on_epoch(s, cfg->cb_ctx);
-        if (cfg->max_steps > 0 && steps_run >= cfg->max_steps) break;
+        if (cfg->max_steps > 0 && co_optim_steps(opt) >= (uint64_t)cfg->max_steps) break;
     }
     res->seconds = now_seconds() - t0;
     if (res->epochs_run > 0) {
@@ -240,5 +269,6 @@ co_status co_train_cuda(co_model *m, co_optim *opt, const co_dataset *train, con
     co_cuda_free(b.scratch);
     co_cuda_free(b.sums);
     co_cuda_free(b.order);
+    free(host_params);
     return st;
 }
