@@ -16,7 +16,9 @@ namespace {
 constexpr int CHUNK = 16384; /* elements a block updates: 64 per thread */
 constexpr int THREADS = 256;
 constexpr int UNROLL = 4; /* elements per thread in flight at once */
-constexpr int SMALL_GROUPS = 16;
+/* Launches for few groups pass a smaller table of scalars (the arguments of every launch are
+ * copied with it: 24.6 KB for 512 groups). */
+constexpr int SMALL_GROUPS = 16, MEDIUM_GROUPS = 64;
 
 struct mt_chunk {
     int tensor;
@@ -274,6 +276,7 @@ template <int KIND>
 static co_status launch_kind(co_mt_plan *plan, const float *scalars, int ngroups, cudaStream_t stream, co_error *err)
 {
     if (ngroups <= SMALL_GROUPS) return launch_window<KIND, SMALL_GROUPS>(plan, scalars, 0, ngroups, stream, err);
+    if (ngroups <= MEDIUM_GROUPS) return launch_window<KIND, MEDIUM_GROUPS>(plan, scalars, 0, ngroups, stream, err);
     for (int g0 = 0; g0 < ngroups; g0 += CO_MT_GROUPS_PER_LAUNCH) {
         int g1 = g0 + CO_MT_GROUPS_PER_LAUNCH < ngroups ? g0 + CO_MT_GROUPS_PER_LAUNCH : ngroups;
         co_status st = launch_window<KIND, CO_MT_GROUPS_PER_LAUNCH>(plan, scalars, g0, g1, stream, err);
