@@ -105,6 +105,24 @@ static int first_difference(const world *a, const world *b, float *ha, float *hb
     return -1;
 }
 
+/* The two runs being compared and the host buffers of their comparison. */
+typedef struct {
+    world cpu, gpu;
+    co_optim *oc, *og;
+    float *hp, *hg, *hq; /* parameters, gradients, the other side's parameters */
+} pair;
+
+static void pair_free(pair *r)
+{
+    co_optim_free(r->oc);
+    co_optim_free(r->og);
+    world_free(&r->cpu);
+    world_free(&r->gpu);
+    free(r->hp);
+    free(r->hg);
+    free(r->hq);
+}
+
 typedef struct {
     const char *name, *hparams;
     double clip;
@@ -196,13 +214,7 @@ static void compare(const variant *v, int ngroups)
     if (bad < 0) printf("ok %-8s %-72s clip %-3g %d groups: %d steps bit-identical\n", v->name, v->hparams, v->clip,
                         ngroups, STEPS);
 done:
-    co_optim_free(oc);
-    co_optim_free(og);
-    world_free(&cpu);
-    world_free(&gpu);
-    free(hp);
-    free(hg);
-    free(hq);
+    pair_free(&(pair){cpu, gpu, oc, og, hp, hg, hq});
 }
 
 /* More groups than one launch holds (CO_MT_GROUPS_PER_LAUNCH = 512): several windows. */
@@ -238,13 +250,7 @@ static void many_groups(void)
         CHECK(bad < 0, "adam, %d groups: step %d: tensor %d differs", N, step + 1, bad);
     }
     if (bad < 0) printf("ok adam over %d groups (3 launches a step): bit-identical\n", N);
-    co_optim_free(oc);
-    co_optim_free(og);
-    world_free(&cpu);
-    world_free(&gpu);
-    free(hp);
-    free(hg);
-    free(hq);
+    pair_free(&(pair){cpu, gpu, oc, og, hp, hg, hq});
 }
 
 int main(void)
