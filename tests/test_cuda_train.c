@@ -96,6 +96,16 @@ static void layer_case(const char *spec, int in_size, int batch)
                 worst = fmax(worst, dd / s);
                 free(h);
             }
+        /* Eval mode after that training step: batch norm's running statistics (the unbiased
+         * variance) were updated alike. */
+        const float *e_cpu = co_model_forward(cpu, x, batch, 0, &err);
+        const float *e_dev = co_model_forward(gpu, dx_dev, batch, 0, &err);
+        CHECK(e_cpu && e_dev, "%s eval forward: %s", spec, err.msg);
+        if (e_cpu && e_dev) {
+            co_device_copy(y_gpu, CO_DEVICE_CPU, e_dev, CO_DEVICE_CUDA, ny * sizeof(float), &err);
+            double es = fmax(max_abs(e_cpu, ny), 1e-30), ed = max_diff(e_cpu, y_gpu, ny);
+            CHECK(ed <= 1e-3 * es, "%s eval forward: max difference %.3g of %.3g", spec, ed, es);
+        }
         printf("ok layers %-60s forward %.1e, gradients %.1e of their scale\n", spec, d / scale, worst);
         free(gc);
         free(gg);
@@ -234,10 +244,11 @@ int main(void)
         return co_test_failed ? 1 : 77;
     }
     /* A layer without a CUDA implementation is named. */
-    co_model *bn = co_model_new("in:1x8x8 conv:4:3 bn relu flatten fc:2", &err);
-    CHECK(bn && co_model_to_device(bn, CO_DEVICE_CUDA, &err) == CO_EINVAL && strstr(err.msg, "no CUDA implementation"),
-          "batch norm on CUDA: %s", err.msg);
-    co_model_free(bn);
+    co_model *drop = co_model_new("in:1x8x8 conv:4:3 dropout:0.5 flatten fc:2", &err);
+    CHECK(drop && co_model_to_device(drop, CO_DEVICE_CUDA, &err) == CO_EINVAL &&
+              strstr(err.msg, "no CUDA implementation"),
+          "dropout on CUDA: %s", err.msg);
+    co_model_free(drop);
     layer_case("mlp:20-32-16-3", 20, 37);
     layer_case("in:20 fc:16 tanh fc:8 sigmoid fc:3", 20, 64);
     layer_case("in:3x17x17 conv:8:5:p2 relu maxpool:2 flatten fc:5", 3 * 17 * 17, 9);
@@ -245,6 +256,7 @@ int main(void)
     layer_case("in:1x28x28 conv:6:5:p2 maxpool:2 relu conv:16:5 maxpool:2 relu flatten fc:120 relu fc:84 relu fc:10",
                784, 256);
     layer_case("alexnet-28", 784, 16);
+    layer_case("in:3x8x8 conv:8:3:p1:nobias bn relu maxpool:2 flatten fc:16 bn fc:4", 3 * 8 * 8, 24);
     training();
     return co_test_finish();
 }

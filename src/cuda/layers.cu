@@ -448,6 +448,111 @@ static co_status pool_backward(co_layer *l, co_cuda_nn *nn, const float *x, cons
     return CO_OK;
 }
 
+/* ------------------------------------------------------------ batch norm (cuDNN) */
+
+/* Spatial batch norm as torch's BatchNorm2d (cuDNN's running variance is the unbiased one,
+ * as torch's): the running statistics live on the GPU while the model does, copied from the
+ * layer's state at the first forward and back when the model leaves (release). */
+typedef struct {
+    int batch;
+    cudnnTensorDescriptor_t x, p;
+    float *running;               /* mean [C] then variance [C] */
+    float *save_mean, *save_inv;  /* what the last training forward normalised with */
+    float *dx_scratch;            /* the input gradient nobody asked for (a first layer) */
+    size_t dx_scratch_n;
+} bn_layer;
+
+static void bn_release(co_layer *l)
+{
+    bn_layer *d = (bn_layer *)l->cuda;
+    if (!d) return;
+    size_t bytes = 0;
+    void *host = l->ops->state(l, &bytes);
+    if (d->running && host) cudaMemcpy(host, d->running, bytes, cudaMemcpyDefault);
+    if (d->x) cudnnDestroyTensorDescriptor(d->x);
+    if (d->p) cudnnDestroyTensorDescriptor(d->p);
+    co_cuda_free(d->running);
+    co_cuda_free(d->save_mean);
+    co_cuda_free(d->save_inv);
+    co_cuda_free(d->dx_scratch);
+    free(d);
+    l->cuda = NULL;
+}
+
+static co_status bn_setup(co_layer *l, int batch, co_error *err)
+{
+    bn_layer *d = (bn_layer *)l->cuda;
+    size_t C = (size_t)l->in_c;
+    if (!d) {
+        d = (bn_layer *)calloc(1, sizeof *d);
+        if (!d) return co_error_set(err, CO_ENOMEM, "out of memory");
+        l->cuda = d;
+        DNN_TRY(cudnnCreateTensorDescriptor(&d->x), "descriptor");
+        DNN_TRY(cudnnCreateTensorDescriptor(&d->p), "descriptor");
+        d->running = (float *)co_cuda_alloc(2 * C * sizeof(float), err);
+        d->save_mean = (float *)co_cuda_alloc(C * sizeof(float), err);
+        d->save_inv = (float *)co_cuda_alloc(C * sizeof(float), err);
+        if (!d->running || !d->save_mean || !d->save_inv) return CO_ENOMEM;
+        size_t bytes = 0;
+        const void *host = l->ops->state(l, &bytes);
+        co_status st = co_cuda_copy(d->running, host, bytes, NULL, err);
+        if (st != CO_OK) return st;
+    }
+    if (d->batch != batch) {
+        DNN_TRY(cudnnSetTensor4dDescriptor(d->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, batch, l->in_c, l->in_h, l->in_w),
+                "input");
+        DNN_TRY(cudnnDeriveBNTensorDescriptor(d->p, d->x, CUDNN_BATCHNORM_SPATIAL), "statistics");
+        d->batch = batch;
+    }
+    return CO_OK;
+}
+
+static co_status bn_forward(co_layer *l, co_cuda_nn *nn, const float *x, float *y, int batch, int train, co_error *err)
+{
+    co_status st = bn_setup(l, batch, err);
+    if (st != CO_OK) return st;
+    bn_layer *d = (bn_layer *)l->cuda;
+    const float one = 1, zero = 0;
+    float *mean = d->running, *var = d->running + l->in_c;
+    if (train)
+        DNN_TRY(cudnnBatchNormalizationForwardTraining(nn->dnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d->x, x, d->x, y,
+                                                       d->p, l->param[0], l->param[1], CO_BN_MOMENTUM, mean, var,
+                                                       CO_BN_EPS, d->save_mean, d->save_inv),
+                "batch norm forward");
+    else
+        DNN_TRY(cudnnBatchNormalizationForwardInference(nn->dnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d->x, x, d->x, y,
+                                                        d->p, l->param[0], l->param[1], mean, var, CO_BN_EPS),
+                "batch norm inference");
+    return CO_OK;
+}
+
+static co_status bn_backward(co_layer *l, co_cuda_nn *nn, const float *x, const float *y, const float *dy, float *dx,
+                             int batch, co_error *err)
+{
+    (void)y;
+    co_status st = bn_setup(l, batch, err);
+    if (st != CO_OK) return st;
+    bn_layer *d = (bn_layer *)l->cuda;
+    size_t n = (size_t)batch * l->in_size;
+    if (!dx) {
+        if (n > d->dx_scratch_n) {
+            CO_CUDA_TRY(cudaStreamSynchronize(nn->stream), err, "growing a buffer");
+            nn->generation++;
+            co_cuda_free(d->dx_scratch);
+            d->dx_scratch = (float *)co_cuda_alloc(n * sizeof(float), err);
+            d->dx_scratch_n = d->dx_scratch ? n : 0;
+            if (!d->dx_scratch) return CO_ENOMEM;
+        }
+        dx = d->dx_scratch;
+    }
+    const float one = 1, zero = 0;
+    DNN_TRY(cudnnBatchNormalizationBackward(nn->dnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, d->x, x, d->x,
+                                            dy, d->x, dx, d->p, l->param[0], l->grad[0], l->grad[1], CO_BN_EPS,
+                                            d->save_mean, d->save_inv),
+            "batch norm backward");
+    return CO_OK;
+}
+
 static void nothing_to_release(co_layer *l) { (void)l; }
 
 static const struct {
@@ -460,6 +565,7 @@ static const struct {
     {"conv2d", {conv_forward, conv_backward, dnn_release}},
     {"maxpool2d", {pool_forward, pool_backward, dnn_release}},
     {"avgpool2d", {pool_forward, pool_backward, dnn_release}},
+    {"batchnorm2d", {bn_forward, bn_backward, bn_release}},
 };
 
 extern "C" const co_cuda_layer_ops *co_cuda_layer_ops_for(const co_layer *l)

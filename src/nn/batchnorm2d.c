@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BN_EPS 1e-5
-#define BN_MOMENTUM 0.1
+#define BN_EPS CO_BN_EPS
+#define BN_MOMENTUM CO_BN_MOMENTUM
 
 typedef struct {
     float *running; /* running mean [C] then running variance [C]: the layer's state */

@@ -100,6 +100,9 @@ co_layer *co_conv_transpose2d_new(int in_c, int in_h, int in_w, int out_c, int k
  * layer's state (checkpoints keep them). A flat input of N features (N x 1 x 1) is
  * BatchNorm1d. */
 co_layer *co_batchnorm2d_new(int c, int h, int w);
+/* torch's defaults, which batch norm on the CPU and on the GPU (cuDNN) both use. */
+#define CO_BN_EPS 1e-5
+#define CO_BN_MOMENTUM 0.1
 /* torchvision's BasicBlock: conv3x3(stride)-BN-ReLU-conv3x3-BN, plus the input (identity)
  * or, when the stride or the channel count changes, a 1x1 conv(stride)-BN projection of
  * it, then ReLU. Convolutions without bias. Sub-layers, in torch's parameter order: conv1,
