@@ -415,8 +415,8 @@ void co_model_set_collective(co_model *m, const co_collective *c);
  * co_model_forward and co_model_backward take and return GPU buffers (queued on the thread's
  * default stream), co_model_groups gives GPU pointers for co_optim_new_on, and
  * co_model_get_params/set_params copy from and to host memory. Layers on CUDA: fc (cuBLAS),
- * conv, bn, maxpool (not ceil), avgpool (cuDNN), relu, tanh, sigmoid, flatten; a model with
- * any other layer is refused with its name. Moving back copies the parameters, and batch
+ * conv, bn, maxpool (not ceil), avgpool, gap (cuDNN), res blocks, relu, tanh, sigmoid,
+ * flatten; a model with any other layer is refused with its name. Moving back copies the parameters, and batch
  * norm's running statistics, to the host. */
 co_status co_model_to_device(co_model *m, co_device dev, co_error *err);
 co_device co_model_device(const co_model *m);

@@ -257,6 +257,7 @@ int main(void)
                784, 256);
     layer_case("alexnet-28", 784, 16);
     layer_case("in:3x8x8 conv:8:3:p1:nobias bn relu maxpool:2 flatten fc:16 bn fc:4", 3 * 8 * 8, 24);
+    layer_case("in:4x8x8 conv:8:3:p1:nobias bn relu res:8 res:16:s2 gap fc:3", 4 * 8 * 8, 12);
     training();
     return co_test_finish();
 }

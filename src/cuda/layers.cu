@@ -553,6 +553,122 @@ static co_status bn_backward(co_layer *l, co_cuda_nn *nn, const float *x, const 
     return CO_OK;
 }
 
+/* ------------------------------------------------------------ residual block */
+
+/* torchvision's BasicBlock as src/nn/residual.c runs it (the same sub-layers, buffers and
+ * order), each sub-layer on its own device implementation. */
+enum { RES_CONV1, RES_BN1, RES_CONV2, RES_BN2, RES_PCONV, RES_PBN };
+
+typedef struct {
+    int capacity;
+    float *c1, *r1, *c2, *s1, *t1, *t2, *gsum, *dxp;
+} res_layer;
+
+static __global__ void add_relu(float *y, const float *a, const float *b, size_t n)
+{
+    GRID_LOOP(i, n)
+    {
+        float v = a[i] + b[i];
+        y[i] = v > 0.0f ? v : 0.0f;
+    }
+}
+
+static __global__ void add_into(float *y, const float *a, size_t n)
+{
+    GRID_LOOP(i, n) y[i] += a[i];
+}
+
+static void res_release(co_layer *l)
+{
+    for (int i = 0; i < l->nsub; i++) {
+        const co_cuda_layer_ops *ops = co_cuda_layer_ops_for(l->sub[i]);
+        if (ops) ops->release(l->sub[i]);
+    }
+    res_layer *r = (res_layer *)l->cuda;
+    if (!r) return;
+    float *bufs[] = {r->c1, r->r1, r->c2, r->s1, r->t1, r->t2, r->gsum, r->dxp};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) co_cuda_free(bufs[i]);
+    free(r);
+    l->cuda = NULL;
+}
+
+static co_status res_reserve(co_layer *l, co_cuda_nn *nn, int batch, co_error *err)
+{
+    res_layer *r = (res_layer *)l->cuda;
+    if (!r) {
+        r = (res_layer *)calloc(1, sizeof *r);
+        if (!r) return co_error_set(err, CO_ENOMEM, "out of memory");
+        l->cuda = r;
+    }
+    if (batch <= r->capacity) return CO_OK;
+    CO_CUDA_TRY(cudaStreamSynchronize(nn->stream), err, "growing a residual block's buffers");
+    nn->generation++;
+    float **bufs[] = {&r->c1, &r->r1, &r->c2, &r->s1, &r->t1, &r->t2, &r->gsum};
+    size_t o = (size_t)batch * l->out_size * sizeof(float), in = (size_t)batch * l->in_size * sizeof(float);
+    r->capacity = 0;
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        co_cuda_free(*bufs[i]);
+        if (!(*bufs[i] = (float *)co_cuda_alloc(o, err))) return CO_ENOMEM;
+    }
+    co_cuda_free(r->dxp);
+    if (!(r->dxp = (float *)co_cuda_alloc(in, err))) return CO_ENOMEM;
+    r->capacity = batch;
+    return CO_OK;
+}
+
+#define SUB_FWD(i, x, y)                                                                                       \
+    do {                                                                                                       \
+        co_status st_ = co_cuda_layer_ops_for(l->sub[i])->forward(l->sub[i], nn, x, y, batch, train, err);     \
+        if (st_ != CO_OK) return st_;                                                                          \
+    } while (0)
+#define SUB_BWD(i, x, y, dy, dx)                                                                               \
+    do {                                                                                                       \
+        co_status st_ = co_cuda_layer_ops_for(l->sub[i])->backward(l->sub[i], nn, x, y, dy, dx, batch, err);   \
+        if (st_ != CO_OK) return st_;                                                                          \
+    } while (0)
+
+static co_status res_forward(co_layer *l, co_cuda_nn *nn, const float *x, float *y, int batch, int train,
+                             co_error *err)
+{
+    co_status st = res_reserve(l, nn, batch, err);
+    if (st != CO_OK) return st;
+    res_layer *r = (res_layer *)l->cuda;
+    size_t n = (size_t)batch * l->out_size;
+    SUB_FWD(RES_CONV1, x, r->c1);
+    SUB_FWD(RES_BN1, r->c1, r->r1);
+    act_forward<<<blocks_for(n), 256, 0, nn->stream>>>(CO_ACT_RELU, r->r1, r->r1, n);
+    SUB_FWD(RES_CONV2, r->r1, r->c2);
+    SUB_FWD(RES_BN2, r->c2, r->t1);
+    const float *skip = x;
+    if (l->nsub > RES_PCONV) {
+        SUB_FWD(RES_PCONV, x, r->s1);
+        SUB_FWD(RES_PBN, r->s1, r->t2);
+        skip = r->t2;
+    }
+    add_relu<<<blocks_for(n), 256, 0, nn->stream>>>(y, r->t1, skip, n);
+    return co_cuda_status(cudaGetLastError(), err, "residual block");
+}
+
+static co_status res_backward(co_layer *l, co_cuda_nn *nn, const float *x, const float *y, const float *dy,
+                              float *dx, int batch, co_error *err)
+{
+    res_layer *r = (res_layer *)l->cuda;
+    size_t n = (size_t)batch * l->out_size, ni = (size_t)batch * l->in_size;
+    act_backward<<<blocks_for(n), 256, 0, nn->stream>>>(CO_ACT_RELU, r->gsum, dy, y, n);
+    if (l->nsub > RES_PCONV) {
+        SUB_BWD(RES_PBN, r->s1, r->t2, r->gsum, r->t2);
+        SUB_BWD(RES_PCONV, x, r->s1, r->t2, dx ? r->dxp : NULL);
+    }
+    SUB_BWD(RES_BN2, r->c2, r->t1, r->gsum, r->t1);
+    SUB_BWD(RES_CONV2, r->r1, r->c2, r->t1, r->t2);
+    act_backward<<<blocks_for(n), 256, 0, nn->stream>>>(CO_ACT_RELU, r->t2, r->t2, r->r1, n);
+    SUB_BWD(RES_BN1, r->c1, r->r1, r->t2, r->t1);
+    SUB_BWD(RES_CONV1, x, r->c1, r->t1, dx);
+    if (dx)
+        add_into<<<blocks_for(ni), 256, 0, nn->stream>>>(dx, l->nsub > RES_PCONV ? r->dxp : r->gsum, ni);
+    return co_cuda_status(cudaGetLastError(), err, "residual block backward");
+}
+
 static void nothing_to_release(co_layer *l) { (void)l; }
 
 static const struct {
@@ -566,6 +682,7 @@ static const struct {
     {"maxpool2d", {pool_forward, pool_backward, dnn_release}},
     {"avgpool2d", {pool_forward, pool_backward, dnn_release}},
     {"batchnorm2d", {bn_forward, bn_backward, bn_release}},
+    {"basic_block", {res_forward, res_backward, res_release}},
 };
 
 extern "C" const co_cuda_layer_ops *co_cuda_layer_ops_for(const co_layer *l)

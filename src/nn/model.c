@@ -472,8 +472,8 @@ co_status co_model_to_device(co_model *m, co_device dev, co_error *err)
             char what[96];
             m->layers[i]->ops->describe(m->layers[i], what, sizeof what);
             return co_error_set(err, CO_EINVAL,
-                                "layer %d (%s) has no CUDA implementation yet (on CUDA: fc, conv, bn, maxpool "
-                                "without ceil, avgpool, relu, tanh, sigmoid, flatten)",
+                                "layer %d (%s) has no CUDA implementation yet (on CUDA: fc, conv, bn, res, "
+                                "maxpool without ceil, avgpool, gap, relu, tanh, sigmoid, flatten)",
                                 i + 1, what);
         }
     }
