@@ -65,7 +65,7 @@ for cls, kw in CASES:
             moved = cls(cpu.parameters(), **kw)
             moved.load_state_dict(og.state_dict())
             oc = moved
-            sc = torch.optim.lr_scheduler.StepLR(oc, 10, 0.5, last_epoch=sg.last_epoch)
+            sc.optimizer = oc  # the schedule goes on where it was
         if not same(gpu, cpu):
             ok = harness.check(False, f"{cls.__name__} {kw}: parameters differ after step {step + 1}")
             break
