@@ -268,6 +268,7 @@ int main(void)
     /* A method without a CUDA step is refused with the list of those that have one. */
     co_optim *o = co_optim_new_on(CO_DEVICE_CUDA, "lama-adam", &g, 1, NULL, NULL, 0, &err);
     CHECK(o == NULL && err.code == CO_EINVAL && strstr(err.msg, "adam"), "lama-adam on CUDA: %s", err.msg);
+    co_optim_free(o);
     for (size_t i = 0; i < sizeof VARIANTS / sizeof VARIANTS[0]; i++) {
         /* Not 1: one group holds at most CO_GROUP_MAX_TENSORS (4) of the 5 tensors. */
         compare(&VARIANTS[i], 2);
