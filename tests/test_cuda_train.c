@@ -106,6 +106,24 @@ static void layer_case(const char *spec, int in_size, int batch)
             double es = fmax(max_abs(e_cpu, ny), 1e-30), ed = max_diff(e_cpu, y_gpu, ny);
             CHECK(ed <= 1e-3 * es, "%s eval forward: max difference %.3g of %.3g", spec, ed, es);
         }
+        /* Batch norm's running statistics (the unbiased variance: 4% apart from the biased one
+         * for the flat layer's 24 values per channel) come back with the model. */
+        size_t ns = co_model_state_size(cpu);
+        if (ns) {
+            float *sc = malloc(ns), *sg = malloc(ns);
+            co_model_get_state(cpu, sc);
+            co_model_get_state(gpu, sg); /* read from the GPU */
+            size_t nf = ns / sizeof(float);
+            double ss = fmax(max_abs(sc, nf), 1e-30), sd = max_diff(sc, sg, nf);
+            CHECK(sd <= 1e-4 * ss, "%s running statistics: max difference %.3g of %.3g", spec, sd, ss);
+            CHECK(co_model_to_device(gpu, CO_DEVICE_CPU, &err) == CO_OK, "%s back to the CPU: %s", spec, err.msg);
+            float *back = malloc(ns);
+            co_model_get_state(gpu, back);
+            CHECK(memcmp(back, sg, ns) == 0, "%s: the running statistics changed on the way back", spec);
+            free(back);
+            free(sc);
+            free(sg);
+        }
         printf("ok layers %-60s forward %.1e, gradients %.1e of their scale\n", spec, d / scale, worst);
         free(gc);
         free(gg);
@@ -210,6 +228,24 @@ static void training(void)
     co_model_free(c.m);
     co_model_free(g.m);
     co_model_free(moved.m);
+    co_dataset_free(tr);
+    co_dataset_free(te);
+
+    /* Batch norm and residual blocks inside the captured step. */
+    tr = synthetic(1024, 1, 28, 10, 3);
+    te = synthetic(256, 1, 28, 10, 4);
+    const char *resnet = "in:1x28x28 conv:8:3:p1:nobias bn relu res:8 res:16:s2 gap fc:10";
+    trainer rc2 = trainer_new(resnet, CO_DEVICE_CPU, "sgd", "lr=0.05,momentum=0.9");
+    trainer rg3 = trainer_new(resnet, CO_DEVICE_CUDA, "sgd", "lr=0.05,momentum=0.9");
+    co_train_result x = run(&rc2, tr, te, CO_LOSS_CROSS_ENTROPY, 2, 64, 11);
+    co_train_result y = run(&rg3, tr, te, CO_LOSS_CROSS_ENTROPY, 2, 64, 11);
+    compare_runs("bn + residual blocks, sgd momentum, 2 epochs", &x, &y);
+    co_train_result_free(&x);
+    co_train_result_free(&y);
+    co_optim_free(rc2.o);
+    co_optim_free(rg3.o);
+    co_model_free(rc2.m);
+    co_model_free(rg3.m);
     co_dataset_free(tr);
     co_dataset_free(te);
 

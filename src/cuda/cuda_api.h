@@ -87,6 +87,9 @@ typedef struct co_cuda_layer_ops {
     co_status (*backward)(co_layer *l, co_cuda_nn *nn, const float *x, const float *y, const float *dy, float *dx,
                           int batch, co_error *err);
     void (*release)(co_layer *l);
+    /* Layer state kept on the GPU (batch norm's running statistics): to_host 1 copies it into
+     * the layer's state (ops->state), 0 copies the layer's state to the GPU. */
+    co_status (*sync_state)(co_layer *l, int to_host, co_error *err);
 } co_cuda_layer_ops;
 /* The device implementation of l, or NULL where it has none (a kind or an option cuDNN does
  * not offer). */

@@ -455,6 +455,8 @@ static co_status pool_backward(co_layer *l, co_cuda_nn *nn, const float *x, cons
  * layer's state at the first forward and back when the model leaves (release). */
 typedef struct {
     int batch;
+    int loaded; /* running holds the layer's statistics (copied in at the first forward) */
+    int train;  /* the last forward normalised with the batch's statistics */
     cudnnTensorDescriptor_t x, p;
     float *running;               /* mean [C] then variance [C] */
     float *save_mean, *save_inv;  /* what the last training forward normalised with */
@@ -468,7 +470,7 @@ static void bn_release(co_layer *l)
     if (!d) return;
     size_t bytes = 0;
     void *host = l->ops->state(l, &bytes);
-    if (d->running && host) cudaMemcpy(host, d->running, bytes, cudaMemcpyDefault);
+    if (d->loaded && host) cudaMemcpy(host, d->running, bytes, cudaMemcpyDefault);
     if (d->x) cudnnDestroyTensorDescriptor(d->x);
     if (d->p) cudnnDestroyTensorDescriptor(d->p);
     co_cuda_free(d->running);
@@ -479,25 +481,30 @@ static void bn_release(co_layer *l)
     l->cuda = NULL;
 }
 
+static co_status bn_create(co_layer *l, co_error *err)
+{
+    bn_layer *d = (bn_layer *)calloc(1, sizeof *d);
+    size_t C = (size_t)l->in_c, bytes = 0;
+    if (!d) return co_error_set(err, CO_ENOMEM, "out of memory");
+    l->cuda = d;
+    if (dnn_status(cudnnCreateTensorDescriptor(&d->x), err, "descriptor") != CO_OK ||
+        dnn_status(cudnnCreateTensorDescriptor(&d->p), err, "descriptor") != CO_OK ||
+        !(d->running = (float *)co_cuda_alloc(2 * C * sizeof(float), err)) ||
+        !(d->save_mean = (float *)co_cuda_alloc(C * sizeof(float), err)) ||
+        !(d->save_inv = (float *)co_cuda_alloc(C * sizeof(float), err)) ||
+        co_cuda_copy(d->running, l->ops->state(l, &bytes), 2 * C * sizeof(float), NULL, err) != CO_OK) {
+        bn_release(l); /* nothing was loaded: the layer's state stays as it is */
+        return err && err->code ? err->code : CO_ENOMEM;
+    }
+    d->loaded = 1;
+    return CO_OK;
+}
+
 static co_status bn_setup(co_layer *l, int batch, co_error *err)
 {
+    co_status st = l->cuda ? CO_OK : bn_create(l, err);
+    if (st != CO_OK) return st;
     bn_layer *d = (bn_layer *)l->cuda;
-    size_t C = (size_t)l->in_c;
-    if (!d) {
-        d = (bn_layer *)calloc(1, sizeof *d);
-        if (!d) return co_error_set(err, CO_ENOMEM, "out of memory");
-        l->cuda = d;
-        DNN_TRY(cudnnCreateTensorDescriptor(&d->x), "descriptor");
-        DNN_TRY(cudnnCreateTensorDescriptor(&d->p), "descriptor");
-        d->running = (float *)co_cuda_alloc(2 * C * sizeof(float), err);
-        d->save_mean = (float *)co_cuda_alloc(C * sizeof(float), err);
-        d->save_inv = (float *)co_cuda_alloc(C * sizeof(float), err);
-        if (!d->running || !d->save_mean || !d->save_inv) return CO_ENOMEM;
-        size_t bytes = 0;
-        const void *host = l->ops->state(l, &bytes);
-        co_status st = co_cuda_copy(d->running, host, bytes, NULL, err);
-        if (st != CO_OK) return st;
-    }
     if (d->batch != batch) {
         DNN_TRY(cudnnSetTensor4dDescriptor(d->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, batch, l->in_c, l->in_h, l->in_w),
                 "input");
@@ -507,6 +514,15 @@ static co_status bn_setup(co_layer *l, int batch, co_error *err)
     return CO_OK;
 }
 
+static co_status bn_sync_state(co_layer *l, int to_host, co_error *err)
+{
+    bn_layer *d = (bn_layer *)l->cuda;
+    if (!d || !d->loaded) return CO_OK; /* the next forward loads the layer's state */
+    size_t bytes = 0;
+    void *host = l->ops->state(l, &bytes);
+    return to_host ? co_cuda_copy(host, d->running, bytes, NULL, err) : co_cuda_copy(d->running, host, bytes, NULL, err);
+}
+
 static co_status bn_forward(co_layer *l, co_cuda_nn *nn, const float *x, float *y, int batch, int train, co_error *err)
 {
     co_status st = bn_setup(l, batch, err);
@@ -514,6 +530,13 @@ static co_status bn_forward(co_layer *l, co_cuda_nn *nn, const float *x, float *
     bn_layer *d = (bn_layer *)l->cuda;
     const float one = 1, zero = 0;
     float *mean = d->running, *var = d->running + l->in_c;
+    /* The CPU keeps the running variance where a channel has one value (torch refuses);
+     * cuDNN's unbiased update would divide by zero. */
+    if (train && (size_t)batch * l->in_h * l->in_w < 2)
+        return co_error_set(err, CO_EINVAL, "batch norm on CUDA: training needs more than one value per channel "
+                                            "(a batch of %d of %dx%d maps)",
+                            batch, l->in_h, l->in_w);
+    d->train = train;
     if (train)
         DNN_TRY(cudnnBatchNormalizationForwardTraining(nn->dnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d->x, x, d->x, y,
                                                        d->p, l->param[0], l->param[1], CO_BN_MOMENTUM, mean, var,
@@ -533,6 +556,9 @@ static co_status bn_backward(co_layer *l, co_cuda_nn *nn, const float *x, const 
     co_status st = bn_setup(l, batch, err);
     if (st != CO_OK) return st;
     bn_layer *d = (bn_layer *)l->cuda;
+    if (!d->train)
+        return co_error_set(err, CO_EINVAL, "batch norm on CUDA: a backward after an evaluation-mode forward is not "
+                                            "supported there yet (the CPU's affine backward)");
     size_t n = (size_t)batch * l->in_size;
     if (!dx) {
         if (n > d->dx_scratch_n) {
@@ -590,6 +616,16 @@ static void res_release(co_layer *l)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) co_cuda_free(bufs[i]);
     free(r);
     l->cuda = NULL;
+}
+
+static co_status res_sync_state(co_layer *l, int to_host, co_error *err)
+{
+    for (int i = 0; i < l->nsub; i++) {
+        const co_cuda_layer_ops *ops = co_cuda_layer_ops_for(l->sub[i]);
+        co_status st = ops && ops->sync_state ? ops->sync_state(l->sub[i], to_host, err) : CO_OK;
+        if (st != CO_OK) return st;
+    }
+    return CO_OK;
 }
 
 static co_status res_reserve(co_layer *l, co_cuda_nn *nn, int batch, co_error *err)
@@ -675,14 +711,14 @@ static const struct {
     const char *kind;
     co_cuda_layer_ops ops;
 } layer_table[] = {
-    {"linear", {linear_forward, linear_backward, nothing_to_release}},
-    {"activation", {activation_forward, activation_backward, nothing_to_release}},
-    {"flatten", {flatten_forward, flatten_backward, nothing_to_release}},
-    {"conv2d", {conv_forward, conv_backward, dnn_release}},
-    {"maxpool2d", {pool_forward, pool_backward, dnn_release}},
-    {"avgpool2d", {pool_forward, pool_backward, dnn_release}},
-    {"batchnorm2d", {bn_forward, bn_backward, bn_release}},
-    {"basic_block", {res_forward, res_backward, res_release}},
+    {"linear", {linear_forward, linear_backward, nothing_to_release, NULL}},
+    {"activation", {activation_forward, activation_backward, nothing_to_release, NULL}},
+    {"flatten", {flatten_forward, flatten_backward, nothing_to_release, NULL}},
+    {"conv2d", {conv_forward, conv_backward, dnn_release, NULL}},
+    {"maxpool2d", {pool_forward, pool_backward, dnn_release, NULL}},
+    {"avgpool2d", {pool_forward, pool_backward, dnn_release, NULL}},
+    {"batchnorm2d", {bn_forward, bn_backward, bn_release, bn_sync_state}},
+    {"basic_block", {res_forward, res_backward, res_release, res_sync_state}},
 };
 
 extern "C" const co_cuda_layer_ops *co_cuda_layer_ops_for(const co_layer *l)

@@ -433,6 +433,14 @@ void co_model_free(co_model *m)
     free(m);
 }
 
+/* A GPU model's layer state (batch norm's running statistics) to the host or back. */
+static void sync_device_state(const co_model *m, int to_host)
+{
+    if (m->device != CO_DEVICE_CUDA) return;
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->cops[i]->sync_state) m->cops[i]->sync_state(m->layers[i], to_host, NULL);
+}
+
 void co_model_init(co_model *m, uint64_t seed)
 {
     co_rng r;
@@ -450,6 +458,7 @@ void co_model_init(co_model *m, uint64_t seed)
             l->param[k] = dev[k];
         }
     }
+    sync_device_state(m, 0);
 }
 
 co_device co_model_device(const co_model *m) { return m->device; }
@@ -574,6 +583,8 @@ int co_model_capture(const co_model *m, int group, co_capture *out)
 
 co_status co_model_set_shard(co_model *m, int offset, int total, co_error *err)
 {
+    if (m->device != CO_DEVICE_CPU && total > 0)
+        return co_error_set(err, CO_EINVAL, "a model on CUDA is not split among ranks yet");
     if (total < 0 || offset < 0 || (total > 0 && offset > total))
         return co_error_set(err, CO_EINVAL, "shard at row %d of a minibatch of %d", offset, total);
     for (int i = 0; i < m->nleaves; i++)
@@ -626,6 +637,10 @@ const float *co_model_forward(co_model *m, const float *x, int batch, int train,
     int shard = m->nleaves > 0 && m->leaves[0]->shard_total > 0;
     if (batch < 0 || (batch == 0 && !(shard && train))) {
         co_error_set(err, CO_EINVAL, "forward of an empty batch");
+        return NULL;
+    }
+    if (batch == 0 && m->device != CO_DEVICE_CPU) {
+        co_error_set(err, CO_EINVAL, "forward of an empty shard: a model on CUDA is not split among ranks yet");
         return NULL;
     }
     if (batch == 0) {
@@ -729,6 +744,7 @@ size_t co_model_state_size(const co_model *m)
 
 void co_model_get_state(const co_model *m, void *out)
 {
+    sync_device_state(m, 1);
     char *p = out;
     size_t b;
     for (int i = 0; i < m->nleaves; i++)
@@ -749,6 +765,7 @@ void co_model_set_state(co_model *m, const void *in)
             memcpy(s, p, b);
             p += b;
         }
+    sync_device_state(m, 0);
 }
 
 void co_model_describe(const co_model *m, char *buf, size_t len)
