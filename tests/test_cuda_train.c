@@ -50,6 +50,16 @@ static double max_diff(const float *a, const float *b, size_t n)
     return m;
 }
 
+/* The GPU's n floats at dev against the CPU's at ref, to 1e-3 of ref's largest value; returns
+ * the difference relative to that. host: n floats of scratch. */
+static double agree(const char *spec, const char *what, const float *ref, const float *dev, float *host, size_t n)
+{
+    co_device_copy(host, CO_DEVICE_CPU, dev, CO_DEVICE_CUDA, n * sizeof(float), NULL);
+    double scale = fmax(max_abs(ref, n), 1e-30), d = max_diff(ref, host, n);
+    CHECK(d <= 1e-3 * scale, "%s %s: max difference %.3g of %.3g", spec, what, d, scale);
+    return d / scale;
+}
+
 /* One forward and backward of spec on both devices. */
 static void layer_case(const char *spec, int in_size, int batch)
 {
@@ -75,9 +85,7 @@ static void layer_case(const char *spec, int in_size, int batch)
     const float *y_dev = co_model_forward(gpu, dx_dev, batch, 1, &err);
     CHECK(y_cpu && y_dev, "%s forward: %s", spec, err.msg);
     if (y_cpu && y_dev) {
-        co_device_copy(y_gpu, CO_DEVICE_CPU, y_dev, CO_DEVICE_CUDA, ny * sizeof(float), &err);
-        double scale = fmax(max_abs(y_cpu, ny), 1e-30), d = max_diff(y_cpu, y_gpu, ny);
-        CHECK(d <= 1e-3 * scale, "%s forward: max difference %.3g of %.3g", spec, d, scale);
+        double d = agree(spec, "forward", y_cpu, y_dev, y_gpu, ny);
         co_model_backward(cpu, dy);
         co_model_backward(gpu, dy_dev);
         int ng = co_model_ngroups(cpu);
@@ -89,11 +97,9 @@ static void layer_case(const char *spec, int in_size, int batch)
             for (int k = 0; k < gc[g].ntensors; k++) {
                 size_t n = gc[g].size[k];
                 float *h = malloc(n * sizeof *h);
-                co_device_copy(h, CO_DEVICE_CPU, gg[g].grad[k], CO_DEVICE_CUDA, n * sizeof(float), &err);
-                double s = fmax(max_abs(gc[g].grad[k], n), 1e-30), dd = max_diff(gc[g].grad[k], h, n);
-                CHECK(dd <= 1e-3 * s, "%s: gradient of group %d tensor %d: max difference %.3g of %.3g", spec, g, k,
-                      dd, s);
-                worst = fmax(worst, dd / s);
+                char what[64];
+                snprintf(what, sizeof what, "gradient of group %d tensor %d", g, k);
+                worst = fmax(worst, agree(spec, what, gc[g].grad[k], gg[g].grad[k], h, n));
                 free(h);
             }
         /* Eval mode after that training step: batch norm's running statistics (the unbiased
@@ -101,11 +107,7 @@ static void layer_case(const char *spec, int in_size, int batch)
         const float *e_cpu = co_model_forward(cpu, x, batch, 0, &err);
         const float *e_dev = co_model_forward(gpu, dx_dev, batch, 0, &err);
         CHECK(e_cpu && e_dev, "%s eval forward: %s", spec, err.msg);
-        if (e_cpu && e_dev) {
-            co_device_copy(y_gpu, CO_DEVICE_CPU, e_dev, CO_DEVICE_CUDA, ny * sizeof(float), &err);
-            double es = fmax(max_abs(e_cpu, ny), 1e-30), ed = max_diff(e_cpu, y_gpu, ny);
-            CHECK(ed <= 1e-3 * es, "%s eval forward: max difference %.3g of %.3g", spec, ed, es);
-        }
+        if (e_cpu && e_dev) agree(spec, "eval forward", e_cpu, e_dev, y_gpu, ny);
         /* Batch norm's running statistics (the unbiased variance: 4% apart from the biased one
          * for the flat layer's 24 values per channel) come back with the model. */
         size_t ns = co_model_state_size(cpu);
@@ -124,7 +126,7 @@ static void layer_case(const char *spec, int in_size, int batch)
             free(sc);
             free(sg);
         }
-        printf("ok layers %-60s forward %.1e, gradients %.1e of their scale\n", spec, d / scale, worst);
+        printf("ok layers %-60s forward %.1e, gradients %.1e of their scale\n", spec, d, worst);
         free(gc);
         free(gg);
     }
