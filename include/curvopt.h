@@ -255,10 +255,12 @@ co_optim *co_optim_new_per_group(const char *name, const co_group *groups, int n
  * optimizer's stream (co_optim_set_stream) without waiting for it. Same names,
  * hyperparameters and state bytes as on the CPU: a state saved from one device loads on the
  * other. The per-coordinate methods (sgd, adagrad, rmsprop, adam, adamw, amsgrad, ogr-asgd,
- * ogr-asgdc) have a CUDA step, one fused kernel launch over every group, and compute exactly
- * what their CPU step computes, bit for bit (docs/cuda.md); the others answer CO_EINVAL here.
- * ogr-asgd(c) take a second launch for weight_decay (L2 on the gradients, as on the CPU),
- * and their first step waits for the copy that initialises their averages. */
+ * ogr-asgdc) have a CUDA step, one fused kernel launch over every group, built to compute
+ * exactly what their CPU step computes, bit for bit (docs/cuda.md says how, and that this is
+ * yet to be run on a GPU); the others answer CO_EINVAL here. ogr-asgd(c) take a second
+ * launch for weight_decay (L2 on the gradients, as on the CPU), and their first step waits
+ * for the copy that initialises their averages; with clipping (co_optim_set_clip) every step
+ * waits for the gradient norm. */
 co_optim *co_optim_new_on(co_device dev, const char *name, const co_group *groups, int ngroups, const char *hparams,
                           const char *const *group_hparams, uint64_t seed, co_error *err);
 co_device co_optim_device(const co_optim *opt);
@@ -416,8 +418,8 @@ void co_model_set_collective(co_model *m, const co_collective *c);
  * default stream), co_model_groups gives GPU pointers for co_optim_new_on, and
  * co_model_get_params/set_params copy from and to host memory. Layers on CUDA: fc (cuBLAS),
  * conv, bn, maxpool (not ceil), avgpool, gap (cuDNN), res blocks, relu, tanh, sigmoid,
- * flatten; a model with any other layer is refused with its name. Moving back copies the parameters, and batch
- * norm's running statistics, to the host. */
+ * flatten; a model with any other layer is refused with its name. Moving back copies the
+ * parameters, and batch norm's running statistics, to the host. */
 co_status co_model_to_device(co_model *m, co_device dev, co_error *err);
 co_device co_model_device(const co_model *m);
 /* Writes a description such as "Linear(2->64) ReLU Linear(64->1)" into buf. */
