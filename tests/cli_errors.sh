@@ -38,6 +38,10 @@ expect_usage_error "unknown schedule" train --opt adam --schedule wiggle
 expect_usage_error "bce without sigmoid" train --opt adam --loss bce
 expect_usage_error "unknown dataset" train --opt adam --data imagenet
 expect_usage_error "compare unknown optimizer" compare --opts adam,nosuch
+expect_usage_error "unknown device" train --opt adam --device gpu
+# A method without a CUDA step is refused on the GPU whatever the build (the reason differs:
+# no CUDA build, no GPU, or no CUDA step for the method).
+expect_usage_error "method without a CUDA step" train --opt lama-adam --device cuda
 expect_usage_error "nesterov without momentum" train --opt sgd --hp nesterov=1
 expect_usage_error "outputs do not match the targets" train --opt adam --loss mse --model mlp:2-8-2
 expect_usage_error "reconstruction with one output" train --opt adam --loss mse --reconstruct --model mlp:2-8-1
