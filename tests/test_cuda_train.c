@@ -10,11 +10,17 @@
  *    losses agree to 0.01 + 5% and the accuracies to 0.03 (rounding differences grow over
  *    hundreds of steps, the trajectories do not have to be the same to the bit);
  *  - the state moved: trained on the GPU, parameters and optimizer state carried to a CPU
- *    model and optimizer, which continue in agreement with the GPU run.
+ *    model and optimizer, which continue in agreement with the GPU run;
+ *  - checkpoints: a GPU run stopped after 2 epochs and resumed from its checkpoint by a fresh
+ *    model and optimizer ends with the uninterrupted 4-epoch run's parameters bit for bit (the
+ *    GPU path is deterministic: cuDNN's deterministic algorithms, cuBLAS with its own
+ *    workspace, our sums in a fixed order).
  * Without a CUDA build or a GPU the test says why and skips. */
 #include "test_util.h"
 
 #include "curvopt.h"
+
+#include <unistd.h>
 
 static co_dataset *synthetic(int n, int c, int hw, int classes, uint64_t seed)
 {
@@ -175,6 +181,62 @@ static co_train_result run(trainer *t, const co_dataset *tr, const co_dataset *t
     return r;
 }
 
+static co_train_result run_checkpointed(trainer *t, const co_dataset *tr, const co_dataset *te, int epochs,
+                                        const char *path, int resume)
+{
+    co_train_config cfg;
+    co_train_config_default(&cfg);
+    cfg.epochs = epochs;
+    cfg.batch = 64;
+    cfg.seed = 13;
+    cfg.loss = CO_LOSS_CROSS_ENTROPY;
+    cfg.checkpoint_path = path;
+    cfg.resume = resume;
+    co_train_result r;
+    co_error err = {0};
+    CHECK(co_train(t->m, t->o, tr, te, &cfg, &r, &err) == CO_OK, "train with checkpoints: %s", err.msg);
+    return r;
+}
+
+static void checkpoint_resume(void)
+{
+    co_dataset *tr = synthetic(640, 1, 28, 10, 5), *te = synthetic(128, 1, 28, 10, 6);
+    char path[] = "/tmp/curvopt-cuda-ckpt-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd >= 0) close(fd);
+    unlink(path);
+    trainer whole = trainer_new("quasi-adam-mnist", CO_DEVICE_CUDA, "sgd", "lr=0.05,momentum=0.9");
+    trainer first = trainer_new("quasi-adam-mnist", CO_DEVICE_CUDA, "sgd", "lr=0.05,momentum=0.9");
+    trainer rest = trainer_new("quasi-adam-mnist", CO_DEVICE_CUDA, "sgd", "lr=0.05,momentum=0.9");
+    co_train_result a = run_checkpointed(&whole, tr, te, 4, NULL, 0);
+    co_train_result b = run_checkpointed(&first, tr, te, 2, path, 0);
+    co_train_result c = run_checkpointed(&rest, tr, te, 4, path, 1);
+    CHECK(c.resumed_from_epoch == 3 && c.epochs_run == 4, "resumed from epoch %d, %d epochs", c.resumed_from_epoch,
+          c.epochs_run);
+    size_t np = co_model_param_count(whole.m);
+    float *pa = malloc(np * sizeof *pa), *pc = malloc(np * sizeof *pc);
+    co_model_get_params(whole.m, pa);
+    co_model_get_params(rest.m, pc);
+    int same = memcmp(pa, pc, np * sizeof *pa) == 0;
+    CHECK(same && co_optim_steps(whole.o) == co_optim_steps(rest.o),
+          "resumed run: parameters %s the uninterrupted run's, steps %llu vs %llu", same ? "equal" : "differ from",
+          (unsigned long long)co_optim_steps(rest.o), (unsigned long long)co_optim_steps(whole.o));
+    if (same) printf("ok checkpoint after 2 epochs, resumed to 4: bit-identical to the uninterrupted run\n");
+    unlink(path);
+    free(pa);
+    free(pc);
+    co_train_result_free(&a);
+    co_train_result_free(&b);
+    co_train_result_free(&c);
+    trainer *all[] = {&whole, &first, &rest};
+    for (int i = 0; i < 3; i++) {
+        co_optim_free(all[i]->o);
+        co_model_free(all[i]->m);
+    }
+    co_dataset_free(tr);
+    co_dataset_free(te);
+}
+
 static void compare_runs(const char *what, const co_train_result *a, const co_train_result *b)
 {
     double dl = fabs(a->final_test_loss - b->final_test_loss);
@@ -297,5 +359,6 @@ int main(void)
     layer_case("in:3x8x8 conv:8:3:p1:nobias bn relu maxpool:2 flatten fc:16 bn fc:4", 3 * 8 * 8, 24);
     layer_case("in:4x8x8 conv:8:3:p1:nobias bn relu res:8 res:16:s2 gap fc:3", 4 * 8 * 8, 12);
     training();
+    checkpoint_resume();
     return co_test_finish();
 }

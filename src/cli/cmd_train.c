@@ -109,6 +109,10 @@ int cmd_train(int argc, char **argv)
     if (strcmp(shard, "blocks") != 0 && strcmp(shard, "even") != 0)
         return cli_fail("train", "--shard %s: expected blocks or even", shard);
     if ((rc = run_options_finish("train", &o)) || (rc = cli_check_out_dir("train", out))) return rc;
+    /* A GPU run checkpoints at epoch ends only (docs/cuda.md). */
+    if (o.spec.device != CO_DEVICE_CPU && checkpoint_every)
+        return cli_fail("train", "--device cuda: --checkpoint-every is not supported there yet (checkpoints are "
+                                 "written at every epoch's end)");
     co_error err = {0};
     co_run run;
     /* Everything is validated before the output folder is touched. */
@@ -121,12 +125,7 @@ int cmd_train(int argc, char **argv)
     }
     char ckpt[4200], path[4200];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.ckpt", out);
-    /* Checkpoints are the CPU loop's (docs/cuda.md): a GPU run saves its results at the end. */
-    run.cfg.checkpoint_path = o.spec.device == CO_DEVICE_CPU ? ckpt : NULL;
-    if (o.spec.device != CO_DEVICE_CPU && (checkpoint_every || resume)) {
-        co_run_free(&run);
-        return cli_fail("train", "--device cuda: checkpoints and --resume are not supported there yet");
-    }
+    run.cfg.checkpoint_path = ckpt;
     run.cfg.checkpoint_every = checkpoint_every;
     run.cfg.resume = resume;
     run.cfg.skip_nonfinite = skip_nonfinite;

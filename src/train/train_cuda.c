@@ -6,10 +6,13 @@
  * never waits for the GPU; the finiteness check therefore runs once per epoch, on the
  * epoch's loss and the parameters (copied to the host for it). A capture that fails (a
  * library call that cannot be recorded) is abandoned and the run goes on without graphs.
- * What the CPU loop offers beyond that (checkpoints,
+ * Checkpoints are written at epoch ends (the CPU loop's format: a run resumes on either
+ * device), and a run resumes from one taken at an epoch's end. What the CPU loop offers
+ * beyond that (checkpoints inside an epoch,
  * distributed runs, mid-epoch evaluations, skipping non-finite steps, optimizers that need
  * a closure or captures) is refused with a message (docs/cuda.md). */
 #include "train_cuda.h"
+#include "checkpoint.h"
 #include "../cuda/cuda_api.h"
 #include "../nn/layers.h"
 
@@ -18,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now_seconds(void)
 {
@@ -105,7 +109,7 @@ static const char *unsupported(const co_train_config *cfg, const co_optim *opt)
     if (co_optim_device(opt) != CO_DEVICE_CUDA) return "the optimizer must be created on CUDA (co_optim_new_on)";
     if (co_optim_needs(opt) & (CO_NEEDS_CLOSURE | CO_NEEDS_CAPTURE)) return "optimizers that need closures or captures";
     if (co_optim_needs(opt) & CO_NEEDS_EPOCH) return "optimizers driven at epoch ends";
-    if (cfg->checkpoint_path || cfg->resume) return "checkpoints";
+    if (cfg->checkpoint_path && cfg->checkpoint_every > 0) return "checkpoints inside an epoch (checkpoint_every)";
     if (cfg->collective && cfg->collective->size > 1) return "distributed runs";
     if (cfg->eval_every > 0 || cfg->on_eval || cfg->eval_set) return "evaluations every few steps (eval_every)";
     if (cfg->skip_nonfinite) return "skip_nonfinite";
@@ -155,10 +159,33 @@ co_status co_train_cuda(co_model *m, co_optim *opt, const co_dataset *train, con
         else
             fprintf(csv, "epoch,train_loss,test_loss,test_acc,train_acc,val_loss,lr_scale,seconds\n");
     }
+    /* Where the run stands: the start, or an epoch's end a checkpoint kept. */
+    co_train_pos pos = {.epoch_rng = loader.rng, .epochs_to_80 = -1};
+    if (st == CO_OK && cfg->resume && cfg->checkpoint_path && access(cfg->checkpoint_path, F_OK) == 0) {
+        int nh = 0;
+        st = co_checkpoint_load(cfg->checkpoint_path, m, opt, &pos, res->history, cfg->epochs, &nh, err);
+        if (st == CO_OK && pos.samples_done != 0)
+            st = co_error_set(err, CO_EINVAL,
+                              "%s: taken %d samples into epoch %d; on CUDA a run resumes only from an epoch's end",
+                              cfg->checkpoint_path, pos.samples_done, pos.epoch + 1);
+        if (st == CO_OK) {
+            res->epochs_run = nh;
+            res->resumed_from_epoch = pos.epoch + 1;
+            res->epochs_to_80 = pos.epochs_to_80;
+            for (int e = 0; e < nh && csv; e++)
+                fprintf(csv, "%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f\n", res->history[e].epoch,
+                        res->history[e].train_loss, res->history[e].test_loss, res->history[e].test_acc,
+                        res->history[e].train_acc, res->history[e].val_loss, res->history[e].lr_scale,
+                        res->history[e].seconds);
+        }
+    }
     double t0 = now_seconds();
     long steps_run = 0;
-    for (int epoch = 0; st == CO_OK && epoch < cfg->epochs; epoch++) {
+    for (int epoch = pos.epoch; st == CO_OK && epoch < cfg->epochs; epoch++) {
         double te = now_seconds();
+        /* The epoch's order is drawn from the shuffle stream as it stood before it (what a
+         * checkpoint keeps), as the CPU loop does. */
+        loader.rng = pos.epoch_rng;
         co_loader_start_epoch(&loader);
         st = co_cuda_copy(b.order, loader.order, (size_t)train->n * sizeof(int), stream, err);
         if (st == CO_OK) st = co_cuda_memset_float((float *)b.sums, 0.0f, 2, stream, err);
@@ -231,6 +258,10 @@ co_status co_train_cuda(co_model *m, co_optim *opt, const co_dataset *train, con
         s->seconds = trained;
         res->epochs_run = epoch + 1;
         if (res->epochs_to_80 < 0 && s->test_acc >= 0.8) res->epochs_to_80 = epoch + 1;
+        pos = (co_train_pos){.epoch = epoch + 1, .epoch_rng = loader.rng, .epochs_to_80 = res->epochs_to_80};
+        if (cfg->checkpoint_path &&
+            (st = co_checkpoint_save(cfg->checkpoint_path, m, opt, &pos, res->history, res->epochs_run, err)))
+            break;
         if (csv) {
             fprintf(csv, "%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f\n", s->epoch, s->train_loss, s->test_loss, s->test_acc,
                     s->train_acc, s->val_loss, s->lr_scale, s->seconds);
