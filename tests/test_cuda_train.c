@@ -166,8 +166,9 @@ static trainer trainer_new(const char *spec, co_device dev, const char *opt, con
     return t;
 }
 
-static co_train_result run(trainer *t, const co_dataset *tr, const co_dataset *te, co_loss_kind loss, int epochs,
-                           int batch, uint64_t seed)
+/* ckpt: the checkpoint file (NULL: none), written at epoch ends and resumed from when resume. */
+static co_train_result run_ckpt(trainer *t, const co_dataset *tr, const co_dataset *te, co_loss_kind loss, int epochs,
+                                int batch, uint64_t seed, const char *ckpt, int resume)
 {
     co_train_config cfg;
     co_train_config_default(&cfg);
@@ -175,27 +176,18 @@ static co_train_result run(trainer *t, const co_dataset *tr, const co_dataset *t
     cfg.batch = batch;
     cfg.seed = seed;
     cfg.loss = loss;
+    cfg.checkpoint_path = ckpt;
+    cfg.resume = resume;
     co_train_result r;
     co_error err = {0};
     CHECK(co_train(t->m, t->o, tr, te, &cfg, &r, &err) == CO_OK, "train: %s", err.msg);
     return r;
 }
 
-static co_train_result run_checkpointed(trainer *t, const co_dataset *tr, const co_dataset *te, int epochs,
-                                        const char *path, int resume)
+static co_train_result run(trainer *t, const co_dataset *tr, const co_dataset *te, co_loss_kind loss, int epochs,
+                           int batch, uint64_t seed)
 {
-    co_train_config cfg;
-    co_train_config_default(&cfg);
-    cfg.epochs = epochs;
-    cfg.batch = 64;
-    cfg.seed = 13;
-    cfg.loss = CO_LOSS_CROSS_ENTROPY;
-    cfg.checkpoint_path = path;
-    cfg.resume = resume;
-    co_train_result r;
-    co_error err = {0};
-    CHECK(co_train(t->m, t->o, tr, te, &cfg, &r, &err) == CO_OK, "train with checkpoints: %s", err.msg);
-    return r;
+    return run_ckpt(t, tr, te, loss, epochs, batch, seed, NULL, 0);
 }
 
 static void checkpoint_resume(void)
@@ -208,9 +200,9 @@ static void checkpoint_resume(void)
     trainer whole = trainer_new("quasi-adam-mnist", CO_DEVICE_CUDA, "sgd", "lr=0.05,momentum=0.9");
     trainer first = trainer_new("quasi-adam-mnist", CO_DEVICE_CUDA, "sgd", "lr=0.05,momentum=0.9");
     trainer rest = trainer_new("quasi-adam-mnist", CO_DEVICE_CUDA, "sgd", "lr=0.05,momentum=0.9");
-    co_train_result a = run_checkpointed(&whole, tr, te, 4, NULL, 0);
-    co_train_result b = run_checkpointed(&first, tr, te, 2, path, 0);
-    co_train_result c = run_checkpointed(&rest, tr, te, 4, path, 1);
+    co_train_result a = run_ckpt(&whole, tr, te, CO_LOSS_CROSS_ENTROPY, 4, 64, 13, NULL, 0);
+    co_train_result b = run_ckpt(&first, tr, te, CO_LOSS_CROSS_ENTROPY, 2, 64, 13, path, 0);
+    co_train_result c = run_ckpt(&rest, tr, te, CO_LOSS_CROSS_ENTROPY, 4, 64, 13, path, 1);
     CHECK(c.resumed_from_epoch == 3 && c.epochs_run == 4, "resumed from epoch %d, %d epochs", c.resumed_from_epoch,
           c.epochs_run);
     size_t np = co_model_param_count(whole.m);
