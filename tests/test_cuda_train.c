@@ -239,6 +239,22 @@ static void compare_runs(const char *what, const co_train_result *a, const co_tr
            a->final_test_loss, a->final_test_acc, b->final_test_loss, b->final_test_acc, a->seconds, b->seconds);
 }
 
+/* The same training run on both devices, compared (compare_runs). */
+static void both_devices(const char *what, const char *spec, const char *opt, const char *hp, const co_dataset *tr,
+                         const co_dataset *te, co_loss_kind loss, int epochs, int batch, uint64_t seed)
+{
+    trainer c = trainer_new(spec, CO_DEVICE_CPU, opt, hp), g = trainer_new(spec, CO_DEVICE_CUDA, opt, hp);
+    co_train_result a = run(&c, tr, te, loss, epochs, batch, seed), b = run(&g, tr, te, loss, epochs, batch, seed);
+    compare_runs(what, &a, &b);
+    co_train_result_free(&a);
+    co_train_result_free(&b);
+    trainer *both[] = {&c, &g};
+    for (int i = 0; i < 2; i++) {
+        co_optim_free(both[i]->o);
+        co_model_free(both[i]->m);
+    }
+}
+
 static void training(void)
 {
     co_dataset *tr = synthetic(2048, 1, 28, 10, 1), *te = synthetic(512, 1, 28, 10, 2);
@@ -290,35 +306,17 @@ static void training(void)
     /* Batch norm and residual blocks inside the captured step. */
     tr = synthetic(1024, 1, 28, 10, 3);
     te = synthetic(256, 1, 28, 10, 4);
-    const char *resnet = "in:1x28x28 conv:8:3:p1:nobias bn relu res:8 res:16:s2 gap fc:10";
-    trainer rc2 = trainer_new(resnet, CO_DEVICE_CPU, "sgd", "lr=0.05,momentum=0.9");
-    trainer rg3 = trainer_new(resnet, CO_DEVICE_CUDA, "sgd", "lr=0.05,momentum=0.9");
-    co_train_result x = run(&rc2, tr, te, CO_LOSS_CROSS_ENTROPY, 2, 64, 11);
-    co_train_result y = run(&rg3, tr, te, CO_LOSS_CROSS_ENTROPY, 2, 64, 11);
-    compare_runs("bn + residual blocks, sgd momentum, 2 epochs", &x, &y);
-    co_train_result_free(&x);
-    co_train_result_free(&y);
-    co_optim_free(rc2.o);
-    co_optim_free(rg3.o);
-    co_model_free(rc2.m);
-    co_model_free(rg3.m);
+    both_devices("bn + residual blocks, sgd momentum, 2 epochs",
+                 "in:1x28x28 conv:8:3:p1:nobias bn relu res:8 res:16:s2 gap fc:10", "sgd", "lr=0.05,momentum=0.9", tr,
+                 te, CO_LOSS_CROSS_ENTROPY, 2, 64, 11);
     co_dataset_free(tr);
     co_dataset_free(te);
 
     /* The moons MLP with Adam, batch 32: the CUDA graph path with a short last batch. */
     co_dataset *all = co_make_moons(1000, 0.2, 0, NULL), *mtr, *mte;
     co_dataset_split(all, 0.2, 0, &mtr, &mte, NULL);
-    trainer mc = trainer_new("mlp:2-64-1", CO_DEVICE_CPU, "adam", "lr=1e-2");
-    trainer mg = trainer_new("mlp:2-64-1", CO_DEVICE_CUDA, "adam", "lr=1e-2");
-    co_train_result a = run(&mc, mtr, mte, CO_LOSS_BCE_LOGITS, 20, 32, 4);
-    co_train_result b = run(&mg, mtr, mte, CO_LOSS_BCE_LOGITS, 20, 32, 4);
-    compare_runs("moons mlp:2-64-1, adam, 20 epochs", &a, &b);
-    co_train_result_free(&a);
-    co_train_result_free(&b);
-    co_optim_free(mc.o);
-    co_optim_free(mg.o);
-    co_model_free(mc.m);
-    co_model_free(mg.m);
+    both_devices("moons mlp:2-64-1, adam, 20 epochs", "mlp:2-64-1", "adam", "lr=1e-2", mtr, mte, CO_LOSS_BCE_LOGITS,
+                 20, 32, 4);
     co_dataset_free(all);
     co_dataset_free(mtr);
     co_dataset_free(mte);
