@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The GPU checks in one go, on a GPU machine, from the folder scripts/gpu-bundle.sh made
 # (it copies this script there): the GPU tests, the GPU benches, the CLI on the GPU and
-# PyTorch's side of the benches; every output is also written under $OUT (default ./gpu-out).
+# PyTorch's side of the benches; every output is also written under $OUT (default ./gpu-out):
+# eight files, the most the device tool brings back.
 set -u
 cd "$(dirname "$0")"
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 tar xf libs.tar.xz
-nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv | tee "$out/gpu.txt"
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv
 # The GPU machine's own cuBLAS and cuDNN (the toolkit's folder, or the Python packages').
 cublas=$(find /usr/local/cuda* /usr/lib /opt -name 'libcublas.so.13' 2>/dev/null | head -1)
 cudnn=$(find /usr/local/cuda* /usr/lib /opt -name 'libcudnn.so.9' 2>/dev/null | head -1)
