@@ -411,11 +411,13 @@ double co_groups_grad_norm(const co_group *groups, int ngroups)
 
 /* maximize: the gradients of the groups that maximize change sign (exactly: -x is exact, so a
  * method sees what minimizing -f would give it, and the caller gets its gradients back). */
+int co_optim_maximizes(const co_optim *o, int g) { return co_hp(o, g, o->info->nhparams + COMMON_MAXIMIZE) != 0; }
+
 static int negate_maximized(co_optim *o)
 {
     int any = 0;
     for (int g = 0; g < o->ngroups; g++) {
-        if (co_hp(o, g, o->info->nhparams + COMMON_MAXIMIZE) == 0) continue;
+        if (!co_optim_maximizes(o, g)) continue;
         any = 1;
         for (int k = 0; k < o->groups[g].ntensors; k++) {
             float *gp = o->groups[g].grad[k];

@@ -102,32 +102,30 @@ co_status co_optim_step_cuda(co_optim *o, const co_closure *c, co_error *err)
         return co_error_set(err, CO_EINVAL, "%s on CUDA: closures are not supported there yet", o->info->name);
     co_status st = ensure_plan(o, NULL, err);
     if (st != CO_OK) return st;
-    float *factor = malloc((size_t)o->ngroups * sizeof *factor);
-    if (!factor) return co_error_set(err, CO_ENOMEM, "out of memory");
-    /* maximize: -1 where a group maximizes (the negation is exact and undone after the step). */
+    /* sign: -1 where a group maximizes (the negation is exact, and undone after the step);
+     * clip: the clipping factor, the same for every group. */
+    float *sign = malloc(2 * (size_t)o->ngroups * sizeof *sign), *clip = sign + o->ngroups;
+    if (!sign) return co_error_set(err, CO_ENOMEM, "out of memory");
     int maximize = 0;
     for (int g = 0; g < o->ngroups; g++) {
-        factor[g] = co_optim_get(o, g, "maximize") != 0 ? -1.0f : 1.0f;
-        maximize |= factor[g] != 1.0f;
+        sign[g] = co_optim_maximizes(o, g) ? -1.0f : 1.0f;
+        maximize |= sign[g] != 1.0f;
     }
-    if (maximize) st = scale_grads(o, factor, err);
+    if (maximize) st = scale_grads(o, sign, err);
     if (st == CO_OK && o->clip_norm > 0) {
         double sumsq = 0;
         st = co_mt_grad_sumsq(o->mt, o->stream, &sumsq, err);
         float f = co_clip_factor(o->clip_norm, sqrt(sumsq));
         if (st == CO_OK && f != 1.0f) {
-            for (int g = 0; g < o->ngroups; g++) factor[g] = f;
-            st = scale_grads(o, factor, err);
+            for (int g = 0; g < o->ngroups; g++) clip[g] = f;
+            st = scale_grads(o, clip, err);
         }
     }
     if (st == CO_OK) {
         o->t++;
         st = o->info->ops->step_cuda(o, c, err);
     }
-    if (st == CO_OK && maximize) {
-        for (int g = 0; g < o->ngroups; g++) factor[g] = co_optim_get(o, g, "maximize") != 0 ? -1.0f : 1.0f;
-        st = scale_grads(o, factor, err);
-    }
-    free(factor);
+    if (st == CO_OK && maximize) st = scale_grads(o, sign, err);
+    free(sign);
     return st;
 }

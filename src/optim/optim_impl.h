@@ -115,6 +115,8 @@ co_status co_optim_mt_step(co_optim *o, co_mt_kind kind, co_slots *const slots[C
                            co_group_scalars_fn scalars, co_error *err);
 /* CO_OK when method info can run on dev (a CUDA build, a GPU, a CUDA step). */
 co_status co_optim_device_check(const co_optim_info *info, co_device dev, co_error *err);
+/* Group g maximizes (the common hyperparameter "maximize"). */
+int co_optim_maximizes(const co_optim *o, int g);
 /* co_optim_step of a CUDA optimizer: maximize and clipping on the GPU, then the method's
  * step_cuda. */
 co_status co_optim_step_cuda(co_optim *o, const co_closure *c, co_error *err);
