@@ -1,6 +1,7 @@
 /* The training loop shared by the CLI and every experiment: minibatches, the closure the
  * curvature methods re-evaluate, schedules, per-epoch evaluation, logs. */
 #include "dist_train.h"
+#include "loop.h"
 #include "train_cuda.h"
 
 #include <math.h>
@@ -55,7 +56,7 @@ static int step_limit(const co_train_config *cfg, const co_optim *opt)
     return cfg->max_steps > 0 && co_optim_steps(opt) >= (uint64_t)cfg->max_steps;
 }
 
-static double now_seconds(void)
+double co_train_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -88,7 +89,24 @@ static int nonfinite_group(co_group *groups, int ngroups, int params)
     return -1;
 }
 
-static void write_csv_row(FILE *csv, const co_epoch_stats *s)
+co_status co_train_csv_open(const char *path, FILE **out, co_error *err)
+{
+    *out = fopen(path, "w");
+    if (!*out) return co_error_set(err, CO_EIO, "%s: cannot create", path);
+    fprintf(*out, "epoch,train_loss,test_loss,test_acc,train_acc,val_loss,lr_scale,seconds\n");
+    return CO_OK;
+}
+
+void co_train_result_finish(co_train_result *res)
+{
+    if (res->epochs_run <= 0) return;
+    const co_epoch_stats *last = &res->history[res->epochs_run - 1];
+    res->final_test_acc = last->test_acc;
+    res->final_test_loss = last->test_loss;
+    res->final_train_loss = last->train_loss;
+}
+
+void co_train_csv_row(FILE *csv, const co_epoch_stats *s)
 {
     fprintf(csv, "%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f\n", s->epoch, s->train_loss, s->test_loss, s->test_acc,
             s->train_acc, s->val_loss, s->lr_scale, s->seconds);
@@ -109,7 +127,7 @@ typedef struct {
 static int progress_due(progress_clock *c)
 {
     if (--c->countdown > 0) return 0;
-    double t = now_seconds(), dt = t - c->last_read;
+    double t = co_train_now(), dt = t - c->last_read;
     if (dt < PROGRESS_INTERVAL / 16 && c->stride < (1L << 20)) c->stride *= 2;
     else if (dt > PROGRESS_INTERVAL / 4 && c->stride > 1) c->stride /= 2;
     c->countdown = c->stride;
@@ -129,7 +147,7 @@ static void report_progress(const co_train_config *cfg, const co_loader *l, cons
         .step = finished ? (n + b - 1) / b : (l->pos + b - 1) / b,
         .steps = (n + b - 1) / b,
         .steps_run = steps_run,
-        .seconds = now_seconds() - t0,
+        .seconds = co_train_now() - t0,
         .loss = finished ? finished->train_loss : pos->seen ? pos->loss_sum / pos->seen : NAN,
         .evaluating = evaluating,
         .finished = finished,
@@ -169,14 +187,7 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
         if (st) goto done;
         co_optim_set_collective(opt, coll);
     }
-    if (cfg->csv_path) {
-        csv = fopen(cfg->csv_path, "w");
-        if (!csv) {
-            st = co_error_set(err, CO_EIO, "%s: cannot create", cfg->csv_path);
-            goto done;
-        }
-        fprintf(csv, "epoch,train_loss,test_loss,test_acc,train_acc,val_loss,lr_scale,seconds\n");
-    }
+    if (cfg->csv_path && (st = co_train_csv_open(cfg->csv_path, &csv, err))) goto done;
     batch_ctx bc = {m, NULL, NULL, 0, cfg->loss, dout, coll ? &shard : NULL};
     /* A rank evaluating alone would move a dropout stream the others do not. */
     co_closure closure = {.ctx = &bc, .eval = batch_eval, .capture = batch_capture,
@@ -198,12 +209,12 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
     res->epochs_to_80 = pos.epochs_to_80;
     res->skipped_steps = pos.skipped;
     if (csv)
-        for (int e = 0; e < res->epochs_run; e++) write_csv_row(csv, &res->history[e]);
-    double t0 = now_seconds();
+        for (int e = 0; e < res->epochs_run; e++) co_train_csv_row(csv, &res->history[e]);
+    double t0 = co_train_now();
     long steps_run = 0;
     progress_clock clock = {.stride = 1, .countdown = 1, .last_read = t0, .next_report = t0};
     for (int epoch = pos.epoch; epoch < cfg->epochs && !step_limit(cfg, opt); epoch++) {
-        double te = now_seconds(), not_training = 0;
+        double te = co_train_now(), not_training = 0;
         /* The epoch's order is drawn from the shuffle stream as it stood before it, which is
          * what a checkpoint keeps; a resumed epoch re-draws the same order and skips ahead. */
         loader.rng = pos.epoch_rng;
@@ -250,12 +261,12 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
                     (st = co_dist_check_params(coll, groups, ngroups, co_optim_steps(opt), err)))
                     goto done;
                 if (cfg->eval_every > 0 && cfg->on_eval && co_optim_steps(opt) % (uint64_t)cfg->eval_every == 0) {
-                    double el, ea, t_eval = now_seconds();
+                    double el, ea, t_eval = co_train_now();
                     if ((st = co_evaluate_collective(m, cfg->eval_set ? cfg->eval_set : test, cfg->loss, 256, coll, &el,
                                                      &ea, err)))
                         goto done;
                     cfg->on_eval(co_optim_steps(opt), el, ea, cfg->cb_ctx);
-                    not_training += now_seconds() - t_eval;
+                    not_training += co_train_now() - t_eval;
                 }
             }
             pos.samples_done = loader.pos;
@@ -264,13 +275,13 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
                 report_progress(cfg, &loader, &pos, epoch, steps_run, t0, 0, NULL);
             if (cfg->checkpoint_path && cfg->checkpoint_every > 0 &&
                 co_optim_steps(opt) % (uint64_t)cfg->checkpoint_every == 0 && loader.pos < train->n) {
-                double t_save = now_seconds();
+                double t_save = co_train_now();
                 if ((st = save_checkpoint(coll, cfg, m, opt, &pos, res, err))) goto done;
-                not_training += now_seconds() - t_save;
+                not_training += co_train_now() - t_save;
             }
             if (step_limit(cfg, opt)) break;
         }
-        double trained = now_seconds() - te - not_training;
+        double trained = co_train_now() - te - not_training;
         if (cfg->on_progress) report_progress(cfg, &loader, &pos, epoch, steps_run, t0, 1, NULL);
         co_epoch_stats *s = &res->history[epoch];
         s->epoch = epoch + 1;
@@ -291,20 +302,15 @@ co_status co_train(co_model *m, co_optim *opt, const co_dataset *train, const co
         if (res->epochs_to_80 < 0 && s->test_acc >= 0.8) res->epochs_to_80 = epoch + 1;
         pos = (co_train_pos){.epoch = epoch + 1, .epoch_rng = loader.rng, .skipped = pos.skipped, .epochs_to_80 = res->epochs_to_80};
         if (cfg->checkpoint_path && (st = save_checkpoint(coll, cfg, m, opt, &pos, res, err))) goto done;
-        if (csv) write_csv_row(csv, s);
+        if (csv) co_train_csv_row(csv, s);
         if (cfg->on_progress) report_progress(cfg, &loader, &pos, epoch, steps_run, t0, 0, s);
         if (cfg->on_epoch) cfg->on_epoch(s, cfg->cb_ctx);
     }
     res->skipped_steps = pos.skipped;
-    res->seconds = now_seconds() - t0;
+    res->seconds = co_train_now() - t0;
     /* Rank 0 ends with the complete optimizer state, ready to be saved. */
     if (coll && (st = co_optim_collect_state(opt, err))) goto done;
-    if (res->epochs_run > 0) {
-        co_epoch_stats *last = &res->history[res->epochs_run - 1];
-        res->final_test_acc = last->test_acc;
-        res->final_test_loss = last->test_loss;
-        res->final_train_loss = last->train_loss;
-    }
+    co_train_result_finish(res);
 done:
     if (csv && fclose(csv) != 0 && !st) st = co_error_set(err, CO_EIO, "%s: write failed", cfg->csv_path);
     co_loader_free(&loader);

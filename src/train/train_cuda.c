@@ -13,6 +13,7 @@
  * a closure or captures) is refused with a message (docs/cuda.md). */
 #include "train_cuda.h"
 #include "checkpoint.h"
+#include "loop.h"
 #include "../cuda/cuda_api.h"
 #include "../nn/layers.h"
 
@@ -20,15 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* A dataset's samples on the GPU. */
 typedef struct {
@@ -152,13 +145,7 @@ co_status co_train_cuda(co_model *m, co_optim *opt, const co_dataset *train, con
         b.order = co_cuda_alloc((size_t)train->n * sizeof(int), err);
         if (!b.xb || !b.yb || !b.dout || !b.scratch || !b.sums || !b.order) st = err ? err->code : CO_ENOMEM;
     }
-    if (st == CO_OK && cfg->csv_path) {
-        csv = fopen(cfg->csv_path, "w");
-        if (!csv)
-            st = co_error_set(err, CO_EIO, "%s: cannot create", cfg->csv_path);
-        else
-            fprintf(csv, "epoch,train_loss,test_loss,test_acc,train_acc,val_loss,lr_scale,seconds\n");
-    }
+    if (st == CO_OK && cfg->csv_path) st = co_train_csv_open(cfg->csv_path, &csv, err);
     /* Where the run stands: the start, or an epoch's end a checkpoint kept. */
     co_train_pos pos = {.epoch_rng = loader.rng, .epochs_to_80 = -1};
     if (st == CO_OK && cfg->resume && cfg->checkpoint_path && access(cfg->checkpoint_path, F_OK) == 0) {
@@ -172,17 +159,13 @@ co_status co_train_cuda(co_model *m, co_optim *opt, const co_dataset *train, con
             res->epochs_run = nh;
             res->resumed_from_epoch = pos.epoch + 1;
             res->epochs_to_80 = pos.epochs_to_80;
-            for (int e = 0; e < nh && csv; e++)
-                fprintf(csv, "%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f\n", res->history[e].epoch,
-                        res->history[e].train_loss, res->history[e].test_loss, res->history[e].test_acc,
-                        res->history[e].train_acc, res->history[e].val_loss, res->history[e].lr_scale,
-                        res->history[e].seconds);
+            for (int e = 0; e < nh && csv; e++) co_train_csv_row(csv, &res->history[e]);
         }
     }
-    double t0 = now_seconds();
+    double t0 = co_train_now();
     long steps_run = 0;
     for (int epoch = pos.epoch; st == CO_OK && epoch < cfg->epochs; epoch++) {
-        double te = now_seconds();
+        double te = co_train_now();
         /* The epoch's order is drawn from the shuffle stream as it stood before it (what a
          * checkpoint keeps), as the CPU loop does. */
         loader.rng = pos.epoch_rng;
@@ -232,7 +215,7 @@ co_status co_train_cuda(co_model *m, co_optim *opt, const co_dataset *train, con
         double sums[1] = {0};
         if (st == CO_OK) st = co_cuda_copy(sums, b.sums, sizeof(double), stream, err);
         if (st != CO_OK) break;
-        double trained = now_seconds() - te;
+        double trained = co_train_now() - te;
         co_epoch_stats *s = &res->history[epoch];
         s->epoch = epoch + 1;
         /* The mean of the minibatch means weighted by their sizes: the sum of the terms over
@@ -262,18 +245,14 @@ co_status co_train_cuda(co_model *m, co_optim *opt, const co_dataset *train, con
         if (cfg->checkpoint_path &&
             (st = co_checkpoint_save(cfg->checkpoint_path, m, opt, &pos, res->history, res->epochs_run, err)))
             break;
-        if (csv) {
-            fprintf(csv, "%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f\n", s->epoch, s->train_loss, s->test_loss, s->test_acc,
-                    s->train_acc, s->val_loss, s->lr_scale, s->seconds);
-            fflush(csv);
-        }
+        if (csv) co_train_csv_row(csv, s);
         if (cfg->on_progress) {
             co_train_progress p = {.epoch = epoch + 1,
                                    .epochs = cfg->epochs,
                                    .step = steps,
                                    .steps = steps,
                                    .steps_run = steps_run,
-                                   .seconds = now_seconds() - t0,
+                                   .seconds = co_train_now() - t0,
                                    .loss = s->train_loss,
                                    .finished = s};
             cfg->on_progress(&p, cfg->progress_ctx);
@@ -281,13 +260,8 @@ co_status co_train_cuda(co_model *m, co_optim *opt, const co_dataset *train, con
         if (cfg->on_epoch) cfg->on_epoch(s, cfg->cb_ctx);
         if (cfg->max_steps > 0 && co_optim_steps(opt) >= (uint64_t)cfg->max_steps) break;
     }
-    res->seconds = now_seconds() - t0;
-    if (res->epochs_run > 0) {
-        co_epoch_stats *last = &res->history[res->epochs_run - 1];
-        res->final_test_acc = last->test_acc;
-        res->final_test_loss = last->test_loss;
-        res->final_train_loss = last->train_loss;
-    }
+    res->seconds = co_train_now() - t0;
+    co_train_result_finish(res);
     if (csv && fclose(csv) != 0 && st == CO_OK) st = co_error_set(err, CO_EIO, "%s: write failed", cfg->csv_path);
     co_cuda_sync(stream, NULL);
     co_cuda_graph_free(graph);
