@@ -13,8 +13,6 @@
 extern "C" {
 #endif
 
-/* 1 in a CUDA build. */
-int co_cuda_built(void);
 /* 1 when the kernels' CO_TORCH_MADD is a fused multiply-add (torch_ops.h). */
 int co_cuda_torch_fma(void);
 
@@ -39,8 +37,7 @@ typedef enum co_mt_kind {
     CO_MT_SCALE,
     CO_MT_OGR_ASGD,
     CO_MT_OGR_ASGDC,
-    CO_MT_L2,
-    CO_MT_KINDS
+    CO_MT_L2
 } co_mt_kind;
 
 /* The most slots one kind's update reads and writes (ogr-asgdc's six); a kind's kernel loads

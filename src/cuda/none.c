@@ -9,7 +9,6 @@ static co_status not_built(co_error *err)
                                            "where nvcc is installed)");
 }
 
-int co_cuda_built(void) { return 0; }
 int co_cuda_torch_fma(void) { return 0; }
 co_status co_cuda_check(co_error *err) { return not_built(err); }
 

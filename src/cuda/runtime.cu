@@ -5,7 +5,6 @@
 
 #include <stdlib.h>
 
-extern "C" int co_cuda_built(void) { return 1; }
 
 extern "C" int co_cuda_torch_fma(void)
 {
