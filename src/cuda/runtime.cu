@@ -5,7 +5,6 @@
 
 #include <stdlib.h>
 
-
 extern "C" int co_cuda_torch_fma(void)
 {
 #if defined(CO_CUDA_TORCH_FMA) && CO_CUDA_TORCH_FMA
