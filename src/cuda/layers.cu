@@ -19,7 +19,7 @@ struct co_cuda_nn {
     cublasHandle_t blas;
     cudnnHandle_t dnn;
     float *ones; /* the bias gradient's reduction vector (gemv) */
-    int ones_n;
+    size_t ones_bytes;
     void *workspace; /* cuDNN's */
     size_t workspace_bytes;
     void *blas_workspace;
@@ -94,28 +94,32 @@ extern "C" void co_cuda_nn_free(co_cuda_nn *nn)
 extern "C" void *co_cuda_nn_stream(const co_cuda_nn *nn) { return nn->stream; }
 extern "C" unsigned long co_cuda_nn_generation(const co_cuda_nn *nn) { return nn->generation; }
 
+/* Makes *buf hold at least `bytes` (*have: what it holds). Growing frees the old buffer,
+ * which a captured graph may hold: the GPU is waited for and nn's generation moves on, so the
+ * training loop captures again (co_model_device_generation). */
+template <class T> static co_status grow(co_cuda_nn *nn, T **buf, size_t *have, size_t bytes, co_error *err)
+{
+    if (bytes <= *have) return CO_OK;
+    CO_CUDA_TRY(cudaStreamSynchronize(nn->stream), err, "growing a device buffer");
+    nn->generation++;
+    co_cuda_free(*buf);
+    *buf = (T *)co_cuda_alloc(bytes, err);
+    *have = *buf ? bytes : 0;
+    return *buf ? CO_OK : CO_ENOMEM;
+}
+
 static co_status need_workspace(co_cuda_nn *nn, size_t bytes, co_error *err)
 {
-    if (bytes <= nn->workspace_bytes) return CO_OK;
-    CO_CUDA_TRY(cudaStreamSynchronize(nn->stream), err, "growing cuDNN's workspace");
-    nn->generation++;
-    co_cuda_free(nn->workspace);
-    nn->workspace = co_cuda_alloc(bytes, err);
-    nn->workspace_bytes = nn->workspace ? bytes : 0;
-    return nn->workspace ? CO_OK : CO_ENOMEM;
+    return grow(nn, &nn->workspace, &nn->workspace_bytes, bytes, err);
 }
 
 static co_status need_ones(co_cuda_nn *nn, int n, co_error *err)
 {
-    if (n <= nn->ones_n) return CO_OK;
-    CO_CUDA_TRY(cudaStreamSynchronize(nn->stream), err, "growing a buffer");
-    nn->generation++;
-    co_cuda_free(nn->ones);
-    nn->ones = (float *)co_cuda_alloc((size_t)n * sizeof(float), err);
-    nn->ones_n = 0;
-    if (!nn->ones) return CO_ENOMEM;
-    co_status st = co_cuda_memset_float(nn->ones, 1.0f, (size_t)n, nn->stream, err);
-    if (st == CO_OK) nn->ones_n = n;
+    size_t bytes = (size_t)n * sizeof(float);
+    if (bytes <= nn->ones_bytes) return CO_OK;
+    co_status st = grow(nn, &nn->ones, &nn->ones_bytes, bytes, err);
+    if (st == CO_OK) st = co_cuda_memset_float(nn->ones, 1.0f, (size_t)n, nn->stream, err);
+    if (st != CO_OK) nn->ones_bytes = 0;
     return st;
 }
 
@@ -461,7 +465,7 @@ typedef struct {
     float *running;               /* mean [C] then variance [C] */
     float *save_mean, *save_inv;  /* what the last training forward normalised with */
     float *dx_scratch;            /* the input gradient nobody asked for (a first layer) */
-    size_t dx_scratch_n;
+    size_t dx_scratch_bytes;
 } bn_layer;
 
 static void bn_release(co_layer *l)
@@ -561,14 +565,7 @@ static co_status bn_backward(co_layer *l, co_cuda_nn *nn, const float *x, const 
                                             "supported there yet (the CPU's affine backward)");
     size_t n = (size_t)batch * l->in_size;
     if (!dx) {
-        if (n > d->dx_scratch_n) {
-            CO_CUDA_TRY(cudaStreamSynchronize(nn->stream), err, "growing a buffer");
-            nn->generation++;
-            co_cuda_free(d->dx_scratch);
-            d->dx_scratch = (float *)co_cuda_alloc(n * sizeof(float), err);
-            d->dx_scratch_n = d->dx_scratch ? n : 0;
-            if (!d->dx_scratch) return CO_ENOMEM;
-        }
+        if ((st = grow(nn, &d->dx_scratch, &d->dx_scratch_bytes, n * sizeof(float), err)) != CO_OK) return st;
         dx = d->dx_scratch;
     }
     const float one = 1, zero = 0;
@@ -637,17 +634,16 @@ static co_status res_reserve(co_layer *l, co_cuda_nn *nn, int batch, co_error *e
         l->cuda = r;
     }
     if (batch <= r->capacity) return CO_OK;
-    CO_CUDA_TRY(cudaStreamSynchronize(nn->stream), err, "growing a residual block's buffers");
-    nn->generation++;
-    float **bufs[] = {&r->c1, &r->r1, &r->c2, &r->s1, &r->t1, &r->t2, &r->gsum};
-    size_t o = (size_t)batch * l->out_size * sizeof(float), in = (size_t)batch * l->in_size * sizeof(float);
+    /* Every buffer holds `capacity` rows of the block's output (dxp: of its input). */
+    float **bufs[] = {&r->c1, &r->r1, &r->c2, &r->s1, &r->t1, &r->t2, &r->gsum, &r->dxp};
+    size_t row = (size_t)l->out_size * sizeof(float), in_row = (size_t)l->in_size * sizeof(float);
+    int had = r->capacity;
     r->capacity = 0;
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        co_cuda_free(*bufs[i]);
-        if (!(*bufs[i] = (float *)co_cuda_alloc(o, err))) return CO_ENOMEM;
+        size_t per = bufs[i] == &r->dxp ? in_row : row, have = (size_t)had * per;
+        co_status st = grow(nn, bufs[i], &have, (size_t)batch * per, err);
+        if (st != CO_OK) return st;
     }
-    co_cuda_free(r->dxp);
-    if (!(r->dxp = (float *)co_cuda_alloc(in, err))) return CO_ENOMEM;
     r->capacity = batch;
     return CO_OK;
 }
