@@ -65,18 +65,25 @@ typedef struct co_rmsprop_scalars {
 } co_rmsprop_scalars;
 
 /* avg is read only when centered, buf only with momentum. */
+/* The second moment of gi (and its mean when centered) moved on, and the denominator
+ * sqrt(v) + eps; a = 1 - alpha. DA-RMSprop's scaling is this too (co_rmsprop_denominator). */
+CO_HD static inline float co_rmsprop_denom(float gi, float *sq, float *avg, float alpha, float a, float eps, int centered)
+{
+    float v = co_torch_addcmul(*sq * alpha, gi, gi, a);
+    *sq = v;
+    if (centered) {
+        float m = co_torch_add(*avg * alpha, gi, a);
+        *avg = m;
+        v = co_torch_addcmul(v, m, m, -1.0f);
+    }
+    return sqrtf(v) + eps;
+}
+
 CO_HD static inline float co_rmsprop_update(float p, float g, float *sq, float *avg, float *buf, co_rmsprop_scalars s,
                                             int centered, int momentum)
 {
     float gi = co_torch_add(g, p, s.wd);
-    float v = co_torch_addcmul(*sq * s.alpha, gi, gi, s.a);
-    *sq = v;
-    if (centered) {
-        float m = co_torch_add(*avg * s.alpha, gi, s.a);
-        *avg = m;
-        v = co_torch_addcmul(v, m, m, -1.0f);
-    }
-    float d = sqrtf(v) + s.eps;
+    float d = co_rmsprop_denom(gi, sq, avg, s.alpha, s.a, s.eps, centered);
     if (momentum) {
         float b = co_torch_addcdiv(*buf * s.mu, gi, d, 1.0f);
         *buf = b;

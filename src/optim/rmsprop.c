@@ -29,16 +29,7 @@ void co_rmsprop_denominator(float *restrict denom, float *restrict sq, float *re
 {
     const float al = (float)alpha, a = (float)(1.0 - alpha);
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) {
-        float v = co_torch_addcmul(sq[i] * al, g[i], g[i], a);
-        sq[i] = v;
-        if (centered) {
-            float m = co_torch_add(avg[i] * al, g[i], a);
-            avg[i] = m;
-            v = co_torch_addcmul(v, m, m, -1.0f);
-        }
-        denom[i] = sqrtf(v) + eps;
-    }
+    for (size_t i = 0; i < n; i++) denom[i] = co_rmsprop_denom(g[i], &sq[i], &avg[i], al, a, eps, centered);
 }
 
 static co_rmsprop_scalars rmsprop_scalars(const co_optim *o, int g)
