@@ -1,4 +1,5 @@
 #include "commands.h"
+#include "core/file.h"
 #include "run_options.h"
 
 #include <errno.h>
@@ -10,15 +11,21 @@
 #define MAX_ARGS 128
 
 /* The command line of a run is kept in DIR/command.txt (one argument per line) so that
- * `--resume DIR` repeats it exactly. */
+ * `--resume DIR` repeats it exactly; written atomically, as a run killed while writing it
+ * must leave no empty file for --resume to read. */
 static int save_command(const char *out, int argc, char **argv)
 {
-    char path[4200];
+    char path[4200], text[65536];
     snprintf(path, sizeof path, "%s/command.txt", out);
-    FILE *f = fopen(path, "w");
-    if (!f) return cli_fail("train", "cannot create %s: %s", path, strerror(errno)), 1;
-    for (int i = 0; i < argc; i++) fprintf(f, "%s\n", argv[i]);
-    return fclose(f) != 0;
+    size_t len = 0;
+    for (int i = 0; i < argc; i++) {
+        int n = snprintf(text + len, sizeof text - len, "%s\n", argv[i]);
+        if (n < 0 || (size_t)n >= sizeof text - len) return cli_fail("train", "command line too long for %s", path), 1;
+        len += (size_t)n;
+    }
+    co_error err = {0};
+    if (co_file_write_atomic(path, text, len, &err)) return cli_fail("train", "%s", err.msg), 1;
+    return 0;
 }
 
 static int load_command(const char *dir, char *store, size_t cap, char **argv, int *argc)

@@ -23,25 +23,21 @@ static int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-co_status co_file_write_framed(const char *path, const char *magic, uint32_t version, const void *payload,
-                               size_t len, co_error *err)
+/* The pieces, one after another, to a temporary file, fsync'ed, renamed over path. */
+typedef struct {
+    const void *data;
+    size_t len;
+} piece;
+
+static co_status write_pieces_atomic(const char *path, const piece *pieces, int npieces, co_error *err)
 {
-    size_t ml = strlen(magic);
-    uLong crc = crc32(0L, (const Bytef *)magic, (uInt)ml);
-    crc = crc32(crc, (const Bytef *)&version, 4);
-    /* zlib's length argument is 32-bit: feed large payloads in pieces. */
-    for (size_t off = 0; off < len;) {
-        size_t n = len - off > (1u << 30) ? (1u << 30) : len - off;
-        crc = crc32(crc, (const Bytef *)payload + off, (uInt)n);
-        off += n;
-    }
-    uint32_t c = (uint32_t)crc;
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return co_error_set(err, CO_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    int bad = write_all(fd, magic, ml) || write_all(fd, &version, 4) || write_all(fd, payload, len) ||
-              write_all(fd, &c, 4) || fsync(fd) != 0;
+    int bad = 0;
+    for (int i = 0; i < npieces && !bad; i++) bad = write_all(fd, pieces[i].data, pieces[i].len);
+    bad = bad || fsync(fd) != 0;
     bad |= close(fd) != 0;
     if (bad || rename(tmp, path) != 0) {
         int e = errno;
@@ -59,6 +55,29 @@ co_status co_file_write_framed(const char *path, const char *magic, uint32_t ver
         close(dfd);
     }
     return CO_OK;
+}
+
+co_status co_file_write_atomic(const char *path, const void *data, size_t len, co_error *err)
+{
+    const piece whole = {data, len};
+    return write_pieces_atomic(path, &whole, 1, err);
+}
+
+co_status co_file_write_framed(const char *path, const char *magic, uint32_t version, const void *payload,
+                               size_t len, co_error *err)
+{
+    size_t ml = strlen(magic);
+    uLong crc = crc32(0L, (const Bytef *)magic, (uInt)ml);
+    crc = crc32(crc, (const Bytef *)&version, 4);
+    /* zlib's length argument is 32-bit: feed large payloads in pieces. */
+    for (size_t off = 0; off < len;) {
+        size_t n = len - off > (1u << 30) ? (1u << 30) : len - off;
+        crc = crc32(crc, (const Bytef *)payload + off, (uInt)n);
+        off += n;
+    }
+    uint32_t c = (uint32_t)crc;
+    const piece pieces[] = {{magic, ml}, {&version, 4}, {payload, len}, {&c, 4}};
+    return write_pieces_atomic(path, pieces, 4, err);
 }
 
 co_status co_file_read_framed(const char *path, const char *magic, uint32_t version, void **payload, size_t *len,

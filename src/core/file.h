@@ -6,6 +6,8 @@
 
 #include "curvopt.h"
 
+/* Writes len bytes of data atomically to path: a reader sees the old file or all of the new. */
+co_status co_file_write_atomic(const char *path, const void *data, size_t len, co_error *err);
 /* Writes magic, version, payload, crc32(magic..payload) atomically to path. */
 co_status co_file_write_framed(const char *path, const char *magic, uint32_t version, const void *payload,
                                size_t len, co_error *err);
