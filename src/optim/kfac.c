@@ -508,3 +508,10 @@ void co_kfac_apply(co_kfac *k, const float *dw, const float *db, float *out_w, f
         if (out_b) out_b[i] = k->g[(size_t)i * m + c];
     }
 }
+
+double co_kfac_apply_madds(const co_kfac *k, co_kfac_damping mode)
+{
+    double n = k->rows, m = k->m;
+    if (mode != CO_KFAC_DAMP_FACTORS) return 2 * (n * n * m + n * m * m);
+    return (k->rank[1] ? 2 * n * m * k->rank[1] : n * n * m) + (k->rank[0] ? 2 * n * m * k->rank[0] : n * m * m);
+}

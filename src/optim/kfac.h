@@ -94,5 +94,7 @@ co_status co_kfac_refresh_jobs(co_kfac_job *jobs, int njobs, co_error *err);
  * out_w (rows x cols) and out_b (rows). */
 void co_kfac_apply(co_kfac *k, const float *dw, const float *db, float *out_w, float *out_b, double damping,
                    co_kfac_damping mode);
+/* The multiply-adds of co_kfac_apply's products (for scheduling several layers). */
+double co_kfac_apply_madds(const co_kfac *k, co_kfac_damping mode);
 
 #endif
