@@ -29,7 +29,7 @@
 #define MAX_WINDOWS 32
 /* TSO-ALRA's fast setting (docs/optimizers/tso-alra.md) and its refresh cycle in steps. */
 #ifndef TSO_FAST
-#define TSO_FAST "T_cov=10,T_int=100,rank=64"
+#define TSO_FAST "T_cov=10,T_int=100,rank=64,stat_rows=4096"
 #define TSO_FAST_CYCLE 100
 #endif
 

@@ -801,6 +801,87 @@ static void test_safeguards_prevent_divergence(void)
     for (int v = 1; v < 4; v++) CHECK(loss[v] < 0.3, "%s: test loss %.4f", hp[v], loss[v]);
 }
 
+/* stat_rows: the sampled rows cover every row once in `stride` consecutive statistics
+ * steps; the statistics over them are the definitions' (A the mean of [a 1][a 1]^T over the
+ * sampled rows, B batch * rows / used * sum of g g^T, in double); max_rows 0 is the full
+ * update bit for bit; in training faithful=1 ignores it, and a resumed run continues the
+ * rotation exactly (test_resume). */
+static void test_stat_rows(void)
+{
+    static const int shapes[][2] = {{10, 4}, {12800, 4096}, {100352, 4096}, {7, 1}, {7, 7}, {5, 9}};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        int rows = shapes[t][0], max_rows = shapes[t][1];
+        co_kfac_rows u0 = co_kfac_sample_rows(rows, max_rows, 0);
+        unsigned char *seen = calloc((size_t)rows, 1);
+        int ok = seen != NULL && u0.stride >= 1, most = 0;
+        for (int phase = 0; ok && phase < u0.stride; phase++) {
+            co_kfac_rows u = co_kfac_sample_rows(rows, max_rows, (uint64_t)(phase + 7 * u0.stride));
+            most = u.used > most ? u.used : most;
+            for (int i = 0; i < u.used; i++) ok &= u.first + i * u.stride < rows && seen[u.first + i * u.stride]++ == 0;
+        }
+        for (int r = 0; ok && r < rows; r++) ok &= seen[r] == 1;
+        CHECK(ok && most <= max_rows, "rows %d, max %d: stride %d, %d rows at most: not every row once", rows, max_rows,
+              u0.stride, most);
+        free(seen);
+    }
+    enum { ROWS = 3, COLS = 2, M = COLS + 1, N = 12, BATCH = 4, MAX_ROWS = 5, PHASE = 4 };
+    co_rng r;
+    co_rng_seed(&r, 37, 1);
+    float a[N * COLS], g[N * ROWS];
+    for (int i = 0; i < N * COLS; i++) a[i] = (float)(co_rng_normal(&r) + 1);
+    for (int i = 0; i < N * ROWS; i++) g[i] = (float)(co_rng_normal(&r) / BATCH);
+    co_capture cap = {a, g, N, COLS, ROWS, BATCH};
+    co_kfac k, full, many;
+    CHECK(co_kfac_init(&k, ROWS, COLS, 1, NULL) == CO_OK && co_kfac_init(&full, ROWS, COLS, 1, NULL) == CO_OK &&
+              co_kfac_init(&many, ROWS, COLS, 1, NULL) == CO_OK,
+          "init");
+    co_kfac *pk = &k, *pm = &many;
+    const double gamma = 0.05;
+    co_kfac_update_many(&pk, &cap, &gamma, 1, MAX_ROWS, PHASE);
+    co_kfac_rows u = co_kfac_sample_rows(N, MAX_ROWS, PHASE);
+    CHECK(u.stride == 3 && u.first == 1 && u.used == 4, "12 rows, at most 5, phase 4: first %d stride %d used %d", u.first,
+          u.stride, u.used);
+    double A[M * M] = {0}, B[ROWS * ROWS] = {0};
+    for (int q = 0; q < u.used; q++) {
+        int s = u.first + q * u.stride;
+        double aa[M];
+        for (int j = 0; j < COLS; j++) aa[j] = a[s * COLS + j];
+        aa[COLS] = 1;
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < M; j++) A[i * M + j] += aa[i] * aa[j] / u.used;
+        for (int i = 0; i < ROWS; i++)
+            for (int j = 0; j < ROWS; j++) B[i * ROWS + j] += (double)BATCH * N / u.used * g[s * ROWS + i] * g[s * ROWS + j];
+    }
+    double worst = 0;
+    for (int i = 0; i < M * M; i++) worst = fmax(worst, fabs(k.A[i] - A[i]) / (fabs(A[i]) + 1e-3));
+    for (int i = 0; i < ROWS * ROWS; i++) worst = fmax(worst, fabs(k.B[i] - B[i]) / (fabs(B[i]) + 1e-3));
+    CHECK(worst < 1e-5, "sampled statistics vs their definition in double: relative error %.3g", worst);
+    co_kfac_update(&full, &cap, gamma);
+    co_kfac_update_many(&pm, &cap, &gamma, 1, 0, PHASE);
+    CHECK(memcmp(full.A, many.A, sizeof A) == 0 && memcmp(full.B, many.B, sizeof B) == 0,
+          "max_rows 0 differs from the full update");
+    CHECK(memcmp(full.A, k.A, sizeof A) != 0, "the sample equals every row: the comparison cannot fail");
+    co_kfac_free(&k);
+    co_kfac_free(&full);
+    co_kfac_free(&many);
+    /* Batch 32 > stat_rows 10: every layer samples. */
+    rig x, y, z, w;
+    rig_new(&x, "T_int=6,stat_rows=10,faithful=1");
+    rig_new(&y, "T_int=6,faithful=1");
+    rig_new(&z, "T_int=6,stat_rows=10");
+    rig_new(&w, "T_int=6");
+    rig_epochs(&x, 2);
+    rig_epochs(&y, 2);
+    rig_epochs(&z, 2);
+    rig_epochs(&w, 2);
+    CHECK(same_params(&x, &y), "faithful=1 with stat_rows differs from the paper's algorithm");
+    CHECK(!same_params(&z, &w), "stat_rows=10 changed nothing: the comparison cannot fail");
+    rig_free(&x);
+    rig_free(&y);
+    rig_free(&z);
+    rig_free(&w);
+}
+
 int main(void)
 {
     test_dense_kronecker(CO_KFAC_DAMP_FACTORS);
@@ -815,7 +896,9 @@ int main(void)
     test_training();
     test_resume("T_int=3");
     test_resume("T_int=3,T_cov=2,rank=4");
+    test_resume("T_int=3,T_cov=2,stat_rows=7");
     test_update_intervals();
+    test_stat_rows();
     test_low_rank_roots();
     test_safeguards();
     test_safeguards_prevent_divergence();

@@ -206,6 +206,7 @@ static void conv_bwd(co_layer *l, const float *x, const float *y, const float *d
         if (!l->capture) return;
     }
     /* NCHW gradient to rows: the per-position output gradients K-FAC reads. */
+#pragma omp parallel for schedule(static) if ((size_t)batch * OC * P > 65536)
     for (int s = 0; s < batch; s++)
         for (int o = 0; o < OC; o++) {
             const float *src = dy + ((size_t)s * OC + o) * P;

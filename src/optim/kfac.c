@@ -160,9 +160,10 @@ static void symmetrize(float *x, int n, int ld, int from_upper)
         }
 }
 
-/* One factor's batch statistics (which 0: A, 1: B); co_kfac_stats's arithmetic. */
-static void stats_one(co_kfac *k, int which, const float *a, const float *g, int rows, double div_a, float scale_b,
-                      float corner)
+/* One factor's batch statistics (which 0: A, 1: B); co_kfac_stats's arithmetic over rows
+ * 0, stride, 2 stride, ... of a and g (rows of them). */
+static void stats_one(co_kfac *k, int which, const float *a, const float *g, int rows, int stride, double div_a,
+                      float scale_b, float corner)
 {
     int m = k->m, c = k->cols, n = k->rows;
     if (rows <= 0) {
@@ -175,19 +176,19 @@ static void stats_one(co_kfac *k, int which, const float *a, const float *g, int
         return;
     }
     if (which == 1) {
-        co_syrk_upper(n, rows, scale_b, g, n, k->batch_b, n);
+        co_syrk_upper(n, rows, scale_b, g, n * stride, k->batch_b, n);
         symmetrize(k->batch_b, n, n, 1);
         return;
     }
     /* E[a a^T] over the captured rows, with the constant 1 appended for the bias. SSYRK
      * computes one triangle: half the FLOPs of the SGEMM that gives both. */
-    co_syrk_upper(c, rows, 1.0f / (float)div_a, a, c, k->batch_a, m);
+    co_syrk_upper(c, rows, 1.0f / (float)div_a, a, c * stride, k->batch_a, m);
     /* Column sums row by row (contiguous reads; each column's terms in the same order as
      * a column-wise pass). */
     double *sum = k->colsum;
     for (int j = 0; j < c; j++) sum[j] = 0;
     for (int r = 0; r < rows; r++) {
-        const float *ar = a + (size_t)r * c;
+        const float *ar = a + (size_t)r * stride * c;
         for (int j = 0; j < c; j++) sum[j] += ar[j];
     }
     for (int j = 0; j < c; j++) k->batch_a[(size_t)j * m + c] = (float)(sum[j] / div_a);
@@ -197,8 +198,8 @@ static void stats_one(co_kfac *k, int which, const float *a, const float *g, int
 
 void co_kfac_stats(co_kfac *k, const float *a, const float *g, int rows, double div_a, float scale_b, float corner)
 {
-    stats_one(k, 0, a, g, rows, div_a, scale_b, corner);
-    stats_one(k, 1, a, g, rows, div_a, scale_b, corner);
+    stats_one(k, 0, a, g, rows, 1, div_a, scale_b, corner);
+    stats_one(k, 1, a, g, rows, 1, div_a, scale_b, corner);
 }
 
 typedef struct {
@@ -213,42 +214,68 @@ static int larger_first(const void *pa, const void *pb)
     return a->layer != b->layer ? a->layer - b->layer : a->which - b->which;
 }
 
-/* One factor of co_kfac_update's statistics from a capture. */
-static void update_stats(co_kfac *k, int which, const co_capture *cap)
+co_kfac_rows co_kfac_sample_rows(int rows, int max_rows, uint64_t phase)
 {
-    stats_one(k, which, cap->a, cap->g, cap->n, (double)cap->n, (float)cap->batch, 1.0f);
+    if (max_rows <= 0 || rows <= max_rows) return (co_kfac_rows){0, 1, rows};
+    int stride = (int)(((int64_t)rows + max_rows - 1) / max_rows), first = (int)(phase % (uint64_t)stride);
+    return (co_kfac_rows){first, stride, (rows - first + stride - 1) / stride};
+}
+
+/* One factor of co_kfac_update's statistics from a capture, over the rows `use` names: the
+ * mean of a a^T over them, and B's sum rescaled by rows / used (unbiased for the sum over
+ * every row). */
+static void update_stats(co_kfac *k, int which, const co_capture *cap, co_kfac_rows use)
+{
+    float scale_b = use.used == cap->n ? (float)cap->batch : (float)((double)cap->batch * cap->n / use.used);
+    stats_one(k, which, cap->a + (size_t)use.first * cap->a_dim, cap->g + (size_t)use.first * cap->g_dim, use.used,
+              use.stride, (double)use.used, scale_b, 1.0f);
 }
 
 /* Below this many multiply-adds in all, the fork costs more than running side by side saves. */
 #define STATS_PAR_MIN_MADDS 1e6
 
-void co_kfac_update_many(co_kfac *const *ks, const co_capture *caps, const double *gammas, int n)
+void co_kfac_update_many(co_kfac *const *ks, const co_capture *caps, const double *gammas, int n, int max_rows,
+                         uint64_t phase)
 {
     stats_job *jobs = malloc((size_t)(n > 0 ? 2 * n : 1) * sizeof *jobs);
-    if (!jobs) {
-        for (int i = 0; i < n; i++) co_kfac_update(ks[i], &caps[i], gammas[i]);
+    co_kfac_rows *use = malloc((size_t)(n > 0 ? n : 1) * sizeof *use);
+    if (!jobs || !use) {
+        for (int i = 0; i < n; i++) {
+            co_kfac_rows u = co_kfac_sample_rows(caps[i].n, max_rows, phase);
+            update_stats(ks[i], 0, &caps[i], u);
+            update_stats(ks[i], 1, &caps[i], u);
+            co_kfac_fold(ks[i], gammas[i], co_kfac_stats_finite(ks[i]));
+        }
+        free(jobs);
+        free(use);
         return;
     }
     /* Factors whose product spreads its own tiles over the threads run one after another;
      * the narrow ones (one BLAS call each) side by side, largest first. */
     int nsmall = 0;
     double total = 0;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        use[i] = co_kfac_sample_rows(caps[i].n, max_rows, phase);
         for (int w = 0; w < 2; w++) {
             int d = w ? ks[i]->rows : ks[i]->cols;
-            if (co_syrk_is_parallel(d, caps[i].n)) {
-                update_stats(ks[i], w, &caps[i]);
+            if (co_syrk_is_parallel(d, use[i].used)) {
+                update_stats(ks[i], w, &caps[i], use[i]);
             } else {
-                jobs[nsmall++] = (stats_job){i, w, (double)d * d * caps[i].n};
-                total += (double)d * d * caps[i].n;
+                jobs[nsmall++] = (stats_job){i, w, (double)d * d * use[i].used};
+                total += (double)d * d * use[i].used;
             }
         }
+    }
     qsort(jobs, (size_t)nsmall, sizeof *jobs, larger_first);
     int saved = co_blas_serial_begin();
 #pragma omp parallel for schedule(dynamic, 1) if (nsmall > 1 && total > STATS_PAR_MIN_MADDS)
-    for (int j = 0; j < nsmall; j++) update_stats(ks[jobs[j].layer], jobs[j].which, &caps[jobs[j].layer]);
+    for (int j = 0; j < nsmall; j++) {
+        int i = jobs[j].layer;
+        update_stats(ks[i], jobs[j].which, &caps[i], use[i]);
+    }
     co_blas_serial_end(saved);
     free(jobs);
+    free(use);
     for (int i = 0; i < n; i++) co_kfac_fold(ks[i], gammas[i], co_kfac_stats_finite(ks[i]));
 }
 
@@ -279,8 +306,9 @@ void co_kfac_fold(co_kfac *k, double gamma, int finite)
 
 void co_kfac_update(co_kfac *k, const co_capture *cap, double gamma)
 {
-    update_stats(k, 0, cap);
-    update_stats(k, 1, cap);
+    co_kfac_rows all = co_kfac_sample_rows(cap->n, 0, 0);
+    update_stats(k, 0, cap, all);
+    update_stats(k, 1, cap, all);
     co_kfac_fold(k, gamma, co_kfac_stats_finite(k));
 }
 

@@ -58,10 +58,20 @@ int co_kfac_low_rank(int d, int rank);
  * loss, so per-sample gradients are batch * g: B's batch term is batch * sum_rows g g^T
  * (for a convolution the rows are positions too and this is KFC's T-scaled factor). */
 void co_kfac_update(co_kfac *k, const co_capture *cap, double gamma);
+/* The captured rows a statistics step reads: rows first, first + stride, ... (used of them). */
+typedef struct {
+    int first, stride, used;
+} co_kfac_rows;
+/* All rows when max_rows is 0 or rows <= max_rows; else every s-th row, s = ceil(rows /
+ * max_rows), from row phase mod s: s consecutive phases read every row once. */
+co_kfac_rows co_kfac_sample_rows(int rows, int max_rows, uint64_t phase);
 /* co_kfac_update of n layers at once (a statistics step), each factor's arithmetic the same
  * as there: the narrow factors' products run side by side on the threads, so the result does
- * not depend on their number. */
-void co_kfac_update_many(co_kfac *const *ks, const co_capture *caps, const double *gammas, int n);
+ * not depend on their number. With max_rows > 0 a capture of more rows is read at the rows
+ * co_kfac_sample_rows(rows, max_rows, phase) names: A the mean of a a^T over them, B's sum
+ * scaled by rows / used (docs/optimizers/tso-alra.md, "stat_rows"). */
+void co_kfac_update_many(co_kfac *const *ks, const co_capture *caps, const double *gammas, int n, int max_rows,
+                         uint64_t phase);
 /* co_kfac_update in two halves, for statistics gathered from several ranks: one batch's
  * statistics into batch_a / batch_b (A's: sum over rows of a a^T and of a, over div_a, the
  * bias corner set to `corner`; B's: scale_b sum over rows of g g^T), then the average. */

@@ -30,6 +30,7 @@ enum {
     HP_REFRESH_TOL,
     HP_T_COV,
     HP_RANK,
+    HP_STAT_ROWS,
     HP_COUNT
 };
 
@@ -75,6 +76,9 @@ static int faithful(const co_optim *o) { return co_hp(o, 0, HP_FAITHFUL) != 0; }
 
 /* Factor statistics are taken at steps 1, 1 + T_cov, ... (the paper: every step). */
 static uint64_t t_cov(const co_optim *o) { return faithful(o) ? 1 : (uint64_t)co_hp(o, 0, HP_T_COV); }
+
+/* The most captured rows a layer's statistics read (0: all of them, the paper). */
+static int stat_rows(const co_optim *o) { return faithful(o) ? 0 : (int)co_hp(o, 0, HP_STAT_ROWS); }
 
 static co_status tso_init(co_optim *o, co_error *err)
 {
@@ -207,6 +211,10 @@ static co_status tso_step(co_optim *o, const co_closure *c, co_error *err)
     /* Distributed: every rank's statistics first, so that all take the same decisions. */
     co_kfac_dist *dist = NULL;
     if (o->coll && !s->switched) {
+        if (stat_rows(o) > 0)
+            return co_error_set(err, CO_EINVAL,
+                                "tso-alra: stat_rows is not available under mpirun yet (each rank would have to read "
+                                "the rows one process reads); leave it at 0 there");
         if (!(dist = dist_of(o, err))) return CO_ENOMEM;
         co_status st = stats ? co_kfac_dist_stats(dist, s->kfac, o->ngroups, c, o->coll, err) : CO_OK;
         if (st) return st;
@@ -223,7 +231,8 @@ static co_status tso_step(co_optim *o, const co_closure *c, co_error *err)
             s->stat_kfac[n] = k;
             s->stat_gamma[n++] = co_hp(o, g, HP_GAMMA);
         }
-        co_kfac_update_many(s->stat_kfac, s->stat_cap, s->stat_gamma, n);
+        /* The statistics step's index: consecutive ones start their row sample one row on. */
+        co_kfac_update_many(s->stat_kfac, s->stat_cap, s->stat_gamma, n, stat_rows(o), (o->t - 1) / t_cov(o));
     }
     for (int g = 0; g < o->ngroups; g++) {
         co_group *gr = &o->groups[g];
@@ -446,6 +455,7 @@ static const co_hparam tso_hp[HP_COUNT] = {
     {"refresh_tol", 1, 0, 1e6, CO_HP_SAFEGUARD, "refresh a layer's roots early once a factor's trace moved by more than this factor - 1 (0: off)"},
     {"T_cov", 1, 1, 1e9, CO_HP_INT | CO_HP_GLOBAL, "steps between factor statistics (paper: 1; faithful=1 forces 1)"},
     {"rank", 0, 0, 1e6, CO_HP_INT | CO_HP_FIXED, "eigenpairs kept by the roots of factors wider than 2 rank, the rest one scalar (0: full roots; faithful=1 forces 0)"},
+    {"stat_rows", 0, 0, 1e9, CO_HP_INT | CO_HP_GLOBAL, "factor statistics from every s-th captured row of a layer with more rows (convolutions: samples x positions), s = ceil(rows / stat_rows), the start moving by one each statistics step (0: every row, the paper; faithful=1 forces 0)"},
 };
 
 static const co_optim_ops tso_ops = {.init = tso_init,
