@@ -60,6 +60,14 @@ for n in 2 4; do
     fi
 done
 
+# TSO-ALRA's stat_rows has no distributed form yet: refused at the first step, with the reason.
+if "$mpiexec" -n 2 "$bin" train --opt tso-alra --hp stat_rows=10 --epochs 1 --out "$tmp/stat-rows" >/dev/null 2>"$tmp/err"; then
+    bad "tso-alra stat_rows under mpirun: accepted"
+else
+    grep -q "stat_rows is not available under mpirun" "$tmp/err" && ok "tso-alra stat_rows under mpirun: refused with its reason" ||
+        { bad "tso-alra stat_rows under mpirun: unclear refusal"; cat "$tmp/err"; }
+fi
+
 # 4. Kill one of four ranks mid-run; resume with two ranks, and a copy in one process.
 args=(--opt adam --model mlp:2-64-64-1 --epochs 120 --batch 64 --checkpoint-every 5 --seed 3)
 "$bin" train "${args[@]}" --out "$tmp/ref" >/dev/null 2>&1
