@@ -26,20 +26,24 @@ for opt in $("$bin" list | grep -E '^[a-z]' | cut -d' ' -f1); do
     if ! cmp -s "$tmp/$opt-a/model.params" "$tmp/$opt-c/model.params"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL $opt: seed ignored"; fi
 done
 # A convolutional network, where TSO-ALRA's statistics steps spread its narrow factors over the
-# threads (kfac.c, co_kfac_update_many): still the same bits at any thread count.
+# threads (kfac.c, co_kfac_update_many) and the layers' directions run side by side
+# (tso_alra.c): still the same bits at any thread count, at the defaults and in a fast-style
+# setting (sampled rows, low-rank roots).
 fm=/usr/share/datasets/fashion-mnist
 if [ -s "$fm/train-images-idx3-ubyte.gz" ]; then
-    cnn=(--data fashion-mnist --model quasi-adam-mnist --loss cross-entropy --batch 128 --epochs 1 --train-limit 1024
-        --test-limit 128 --opt tso-alra --hp T_int=3 --seed 4)
-    for t in 1 2 4; do
-        OMP_NUM_THREADS=$t "$bin" train "${cnn[@]}" --out "$tmp/cnn-$t" >/dev/null 2>&1
-    done
-    for t in 2 4; do
-        if [ -s "$tmp/cnn-1/model.params" ] && cmp -s "$tmp/cnn-1/model.params" "$tmp/cnn-$t/model.params"; then
-            passed=$((passed + 1))
-        else
-            failed=$((failed + 1)); echo "FAIL tso-alra on quasi-adam-mnist: $t threads differ from 1"
-        fi
+    for hp in T_int=3 T_cov=2,T_int=4,rank=16,stat_rows=4096; do
+        cnn=(--data fashion-mnist --model quasi-adam-mnist --loss cross-entropy --batch 128 --epochs 1 --train-limit 1024
+            --test-limit 128 --opt tso-alra --hp "$hp" --seed 4)
+        for t in 1 2 4; do
+            OMP_NUM_THREADS=$t "$bin" train "${cnn[@]}" --out "$tmp/cnn-$hp-$t" >/dev/null 2>&1
+        done
+        for t in 2 4; do
+            if [ -s "$tmp/cnn-$hp-1/model.params" ] && cmp -s "$tmp/cnn-$hp-1/model.params" "$tmp/cnn-$hp-$t/model.params"; then
+                passed=$((passed + 1))
+            else
+                failed=$((failed + 1)); echo "FAIL tso-alra $hp on quasi-adam-mnist: $t threads differ from 1"
+            fi
+        done
     done
 else
     failed=$((failed + 1)); echo "FAIL Fashion-MNIST not installed in $fm (scripts/setup.sh installs it)"
