@@ -66,6 +66,12 @@ int main(int argc, char **argv)
     if (steps < 0) steps = -steps;
     if (steps > MAX_STEPS) steps = MAX_STEPS;
     co_error err = {0};
+    /* Before any BLAS call: OpenBLAS's threads keep spinning for a while after one. */
+    if (threads > 1) {
+        double ns = bench_core_handoff_ns();
+        printf("cache line handed between threads 0 and 1: %.0f ns one way\n", ns);
+        printf("RESULT core_handoff curvopt threads=%d ns=%.1f\n", threads, ns);
+    }
 
     double peak = 0;
     for (int n = 2048; want_peak && n <= 4096; n *= 2) {

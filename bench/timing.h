@@ -17,6 +17,11 @@ double bench_min(const double *v, size_t n);
 int bench_set_threads(int n);
 /* Threads from argv[1] / $BENCH_THREADS, else 1. */
 int bench_threads_arg(int argc, char **argv);
+/* One-way latency, in ns, of handing a cache line from OpenMP thread 0 to thread 1 and back
+ * (half a round trip; 0 with fewer than two threads). It tells where a VM's two vCPUs sit:
+ * ~30 ns sharing an L3, ~150 ns on different dies of an EPYC, where a two-thread
+ * training step runs slower (bench/README.md). */
+double bench_core_handoff_ns(void);
 /* Keeps the compiler from discarding a result. */
 void bench_consume(double x);
 
