@@ -231,6 +231,14 @@ static void update_stats(co_kfac *k, int which, const co_capture *cap, co_kfac_r
               use.stride, (double)use.used, scale_b, 1.0f);
 }
 
+/* co_kfac_update over the rows `use` names. */
+static void update_from(co_kfac *k, const co_capture *cap, double gamma, co_kfac_rows use)
+{
+    update_stats(k, 0, cap, use);
+    update_stats(k, 1, cap, use);
+    co_kfac_fold(k, gamma, co_kfac_stats_finite(k));
+}
+
 /* Below this many multiply-adds in all, the fork costs more than running side by side saves. */
 #define STATS_PAR_MIN_MADDS 1e6
 
@@ -238,16 +246,9 @@ void co_kfac_update_many(co_kfac *const *ks, const co_capture *caps, const doubl
                          uint64_t phase)
 {
     stats_job *jobs = malloc((size_t)(n > 0 ? 2 * n : 1) * sizeof *jobs);
-    co_kfac_rows *use = malloc((size_t)(n > 0 ? n : 1) * sizeof *use);
-    if (!jobs || !use) {
-        for (int i = 0; i < n; i++) {
-            co_kfac_rows u = co_kfac_sample_rows(caps[i].n, max_rows, phase);
-            update_stats(ks[i], 0, &caps[i], u);
-            update_stats(ks[i], 1, &caps[i], u);
-            co_kfac_fold(ks[i], gammas[i], co_kfac_stats_finite(ks[i]));
-        }
-        free(jobs);
-        free(use);
+    if (!jobs) {
+        for (int i = 0; i < n; i++)
+            update_from(ks[i], &caps[i], gammas[i], co_kfac_sample_rows(caps[i].n, max_rows, phase));
         return;
     }
     /* Factors whose product spreads its own tiles over the threads run one after another;
@@ -255,14 +256,14 @@ void co_kfac_update_many(co_kfac *const *ks, const co_capture *caps, const doubl
     int nsmall = 0;
     double total = 0;
     for (int i = 0; i < n; i++) {
-        use[i] = co_kfac_sample_rows(caps[i].n, max_rows, phase);
+        co_kfac_rows use = co_kfac_sample_rows(caps[i].n, max_rows, phase);
         for (int w = 0; w < 2; w++) {
             int d = w ? ks[i]->rows : ks[i]->cols;
-            if (co_syrk_is_parallel(d, use[i].used)) {
-                update_stats(ks[i], w, &caps[i], use[i]);
+            if (co_syrk_is_parallel(d, use.used)) {
+                update_stats(ks[i], w, &caps[i], use);
             } else {
-                jobs[nsmall++] = (stats_job){i, w, (double)d * d * use[i].used};
-                total += (double)d * d * use[i].used;
+                jobs[nsmall++] = (stats_job){i, w, (double)d * d * use.used};
+                total += (double)d * d * use.used;
             }
         }
     }
@@ -271,11 +272,10 @@ void co_kfac_update_many(co_kfac *const *ks, const co_capture *caps, const doubl
 #pragma omp parallel for schedule(dynamic, 1) if (nsmall > 1 && total > STATS_PAR_MIN_MADDS)
     for (int j = 0; j < nsmall; j++) {
         int i = jobs[j].layer;
-        update_stats(ks[i], jobs[j].which, &caps[i], use[i]);
+        update_stats(ks[i], jobs[j].which, &caps[i], co_kfac_sample_rows(caps[i].n, max_rows, phase));
     }
     co_blas_serial_end(saved);
     free(jobs);
-    free(use);
     for (int i = 0; i < n; i++) co_kfac_fold(ks[i], gammas[i], co_kfac_stats_finite(ks[i]));
 }
 
@@ -306,10 +306,7 @@ void co_kfac_fold(co_kfac *k, double gamma, int finite)
 
 void co_kfac_update(co_kfac *k, const co_capture *cap, double gamma)
 {
-    co_kfac_rows all = co_kfac_sample_rows(cap->n, 0, 0);
-    update_stats(k, 0, cap, all);
-    update_stats(k, 1, cap, all);
-    co_kfac_fold(k, gamma, co_kfac_stats_finite(k));
+    update_from(k, cap, gamma, co_kfac_sample_rows(cap->n, 0, 0));
 }
 
 static double trace(const double *x, int n)
