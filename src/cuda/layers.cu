@@ -468,13 +468,20 @@ typedef struct {
     size_t dx_scratch_bytes;
 } bn_layer;
 
+static co_status bn_sync_state(co_layer *l, int to_host, co_error *err)
+{
+    bn_layer *d = (bn_layer *)l->cuda;
+    if (!d || !d->loaded) return CO_OK; /* the next forward loads the layer's state */
+    size_t bytes = 0;
+    void *host = l->ops->state(l, &bytes);
+    return to_host ? co_cuda_copy(host, d->running, bytes, NULL, err) : co_cuda_copy(d->running, host, bytes, NULL, err);
+}
+
 static void bn_release(co_layer *l)
 {
     bn_layer *d = (bn_layer *)l->cuda;
     if (!d) return;
-    size_t bytes = 0;
-    void *host = l->ops->state(l, &bytes);
-    if (d->loaded && host) cudaMemcpy(host, d->running, bytes, cudaMemcpyDefault);
+    bn_sync_state(l, 1, NULL); /* the running statistics go back to the layer */
     if (d->x) cudnnDestroyTensorDescriptor(d->x);
     if (d->p) cudnnDestroyTensorDescriptor(d->p);
     co_cuda_free(d->running);
@@ -516,15 +523,6 @@ static co_status bn_setup(co_layer *l, int batch, co_error *err)
         d->batch = batch;
     }
     return CO_OK;
-}
-
-static co_status bn_sync_state(co_layer *l, int to_host, co_error *err)
-{
-    bn_layer *d = (bn_layer *)l->cuda;
-    if (!d || !d->loaded) return CO_OK; /* the next forward loads the layer's state */
-    size_t bytes = 0;
-    void *host = l->ops->state(l, &bytes);
-    return to_host ? co_cuda_copy(host, d->running, bytes, NULL, err) : co_cuda_copy(d->running, host, bytes, NULL, err);
 }
 
 static co_status bn_forward(co_layer *l, co_cuda_nn *nn, const float *x, float *y, int batch, int train, co_error *err)
