@@ -36,23 +36,23 @@ static void adagrad_scalars_of(const co_optim *o, int g, float *out)
     memcpy(out, &sc, sizeof sc);
 }
 
+static void adagrad_range(co_optim *o, int g, int k, size_t i0, size_t n, const float *scalars)
+{
+    const adagrad_state *s = o->state;
+    const co_group *gr = &o->groups[g];
+    co_adagrad_scalars sc;
+    memcpy(&sc, scalars, sizeof sc);
+    float *restrict p = gr->param[k] + i0, *restrict sum = co_slot(s->sum, g, k) + i0;
+    const float *restrict gp = gr->grad[k] + i0;
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) p[i] = co_adagrad_update(p[i], gp[i], &sum[i], sc);
+}
+
 static co_status adagrad_step(co_optim *o, const co_closure *c, co_error *err)
 {
     (void)c;
     (void)err;
-    adagrad_state *s = o->state;
-    for (int g = 0; g < o->ngroups; g++) {
-        co_group *gr = &o->groups[g];
-        co_adagrad_scalars sc = adagrad_scalars(o, g);
-        for (int k = 0; k < gr->ntensors; k++) {
-            float *restrict p = gr->param[k];
-            const float *restrict gp = gr->grad[k];
-            float *restrict sum = co_slot(s->sum, g, k);
-            size_t n = gr->size[k];
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-            for (size_t i = 0; i < n; i++) p[i] = co_adagrad_update(p[i], gp[i], &sum[i], sc);
-        }
-    }
+    co_optim_foreach(o, adagrad_scalars_of, adagrad_range);
     return CO_OK;
 }
 

@@ -63,26 +63,29 @@ static void adam_tensor(float *restrict p, const float *restrict g, float *restr
     /* Two loops rather than a branch inside one: GCC unswitches the branch and then leaves
      * the plain-Adam copy scalar, a 5x slower step (bench/bench_optim_bandwidth). */
     if (s.amsgrad != 0) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
+#pragma omp simd
         for (size_t i = 0; i < n; i++) p[i] = co_adam_update(p[i], g[i], &m[i], &v[i], &vmax[i], s, 1);
         return;
     }
-#pragma omp parallel for simd schedule(static) if (n > 65536)
+#pragma omp simd
     for (size_t i = 0; i < n; i++) p[i] = co_adam_update(p[i], g[i], &m[i], &v[i], &vmax[i], s, 0);
+}
+
+static void adam_range(co_optim *o, int g, int k, size_t i0, size_t n, const float *scalars)
+{
+    const adam_state *s = o->state;
+    const co_group *gr = &o->groups[g];
+    co_adam_scalars sc;
+    memcpy(&sc, scalars, sizeof sc);
+    adam_tensor(gr->param[k] + i0, gr->grad[k] + i0, co_slot(s->m, g, k) + i0, co_slot(s->v, g, k) + i0,
+                co_slot(s->vmax, g, k) + i0, n, sc);
 }
 
 static co_status adam_step(co_optim *o, const co_closure *c, co_error *err)
 {
     (void)c;
     (void)err;
-    adam_state *s = o->state;
-    for (int g = 0; g < o->ngroups; g++) {
-        co_group *gr = &o->groups[g];
-        co_adam_scalars sc = adam_scalars(o, g);
-        for (int k = 0; k < gr->ntensors; k++)
-            adam_tensor(gr->param[k], gr->grad[k], co_slot(s->m, g, k), co_slot(s->v, g, k), co_slot(s->vmax, g, k),
-                        gr->size[k], sc);
-    }
+    co_optim_foreach(o, adam_scalars_of, adam_range);
     return CO_OK;
 }
 

@@ -12,6 +12,7 @@
  *    or the exact normaliser of the modified EMA (ema_correction=1). */
 #include "lama_adam.h"
 #include "hutchinson.h"
+#include "elementwise.h"
 #include "optim_impl.h"
 #include "torch_ops.h"
 
@@ -86,20 +87,35 @@ static co_status lama_init(co_optim *o, co_error *err)
     return CO_OK;
 }
 
+/* A group's scalars for the step under way (a row of o->group_scalars). */
+typedef struct {
+    float a1, b1eff, b2, a2, eps, step_size, bc2_sqrt;
+} lama_scalars;
+_Static_assert(sizeof(lama_scalars) <= CO_ELEM_NSCALAR * sizeof(float), "lama_scalars overflows its row");
+
 /* Adam's fused update (adam.c, without weight decay) with the decay of m replaced by b1eff.
  * Kept operation for operation identical to adam.c so that b1eff == beta1 reproduces it. */
 static void lama_tensor(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, size_t n,
-                        float a1, float b1eff, float b2, float a2, float eps, float step_size, float bc2_sqrt)
+                        lama_scalars s)
 {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
-        float mi = co_adam_first_moment(m[i], gi, b1eff, a1);
-        float vi = co_adam_second_moment(v[i], gi, b2, a2);
+        float mi = co_adam_first_moment(m[i], gi, s.b1eff, s.a1);
+        float vi = co_adam_second_moment(v[i], gi, s.b2, s.a2);
         m[i] = mi;
         v[i] = vi;
-        p[i] = co_adam_param(p[i], mi, vi, bc2_sqrt, eps, step_size);
+        p[i] = co_adam_param(p[i], mi, vi, s.bc2_sqrt, s.eps, s.step_size);
     }
+}
+
+static void lama_range(co_optim *o, int g, int k, size_t i0, size_t n, const float *scalars)
+{
+    const lama_state *s = o->state;
+    const co_group *gr = &o->groups[g];
+    lama_scalars sc;
+    memcpy(&sc, scalars, sizeof sc);
+    lama_tensor(gr->param[k] + i0, gr->grad[k] + i0, co_slot(s->m, g, k) + i0, co_slot(s->v, g, k) + i0, n, sc);
 }
 
 static co_status lama_step(co_optim *o, const co_closure *c, co_error *err)
@@ -121,19 +137,21 @@ static co_status lama_step(co_optim *o, const co_closure *c, co_error *err)
     }
     double t = (double)o->t;
     for (int g = 0; g < o->ngroups; g++) {
-        co_group *gr = &o->groups[g];
         double lr = co_lr(o, g), b1 = co_hp(o, g, HP_BETA1), b2 = co_hp(o, g, HP_BETA2);
         double b1eff = effective_beta1(o, g, s->alpha[g]);
         s->ema_norm[g] = b1eff * s->ema_norm[g] + (1.0 - b1);
         double bc1 = co_hp(o, g, HP_EMA_CORRECTION) != 0 ? s->ema_norm[g] : 1.0 - pow(b1, t);
         double bc2 = 1.0 - pow(b2, t);
-        float step_size = (float)(lr / bc1);
-        float bc2_sqrt = (float)sqrt(bc2);
-        for (int k = 0; k < gr->ntensors; k++)
-            lama_tensor(gr->param[k], gr->grad[k], co_slot(s->m, g, k), co_slot(s->v, g, k), gr->size[k],
-                        (float)(1.0 - b1), (float)b1eff, (float)b2, (float)(1.0 - b2), (float)co_hp(o, g, HP_EPS),
-                        step_size, bc2_sqrt);
+        lama_scalars sc = {.a1 = (float)(1.0 - b1),
+                           .b1eff = (float)b1eff,
+                           .b2 = (float)b2,
+                           .a2 = (float)(1.0 - b2),
+                           .eps = (float)co_hp(o, g, HP_EPS),
+                           .step_size = (float)(lr / bc1),
+                           .bc2_sqrt = (float)sqrt(bc2)};
+        memcpy(o->group_scalars + (size_t)g * CO_ELEM_NSCALAR, &sc, sizeof sc);
     }
+    co_optim_foreach(o, NULL, lama_range);
     return CO_OK;
 }
 

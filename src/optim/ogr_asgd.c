@@ -135,7 +135,7 @@ static void asgd_tensor(float *restrict p, const float *restrict g, float *restr
                         float *restrict mg, float *restrict vg, float *restrict ra, size_t n, co_ogr_asgd_scalars s)
 {
 #define LOOP(RATE_MAX, RATE_GROWTH)                                                                 \
-    _Pragma("omp parallel for simd schedule(static) if (n > 65536)")                              \
+    _Pragma("omp simd")                                                                            \
     for (size_t i = 0; i < n; i++)                                                                 \
         p[i] = co_ogr_asgd_update(p[i], g[i], &mt[i], &vt[i], &mg[i], &vg[i], &ra[i], s, RATE_MAX, \
                                   RATE_GROWTH)
@@ -149,12 +149,34 @@ static void asgdc_tensor(float *restrict p, const float *restrict g, float *rest
                          co_ogr_asgdc_scalars s)
 {
 #define LOOP(RATE_MAX, RATE_GROWTH)                                                                  \
-    _Pragma("omp parallel for simd schedule(static) if (n > 65536)")                               \
+    _Pragma("omp simd")                                                                             \
     for (size_t i = 0; i < n; i++)                                                                  \
         p[i] = co_ogr_asgdc_update(p[i], g[i], &mt[i], &vt[i], &mg[i], &cv[i], &nu[i], &ra[i], s, \
                                    RATE_MAX, RATE_GROWTH)
     ASGD_FLAG_LOOPS(LOOP, s.rmax > 0, s.growth > 0);
 #undef LOOP
+}
+
+static void asgd_range(co_optim *o, int g, int k, size_t i0, size_t n, const float *scalars)
+{
+    const asgd_state *s = o->state;
+    const co_group *gr = &o->groups[g];
+    co_ogr_asgd_scalars sc;
+    memcpy(&sc, scalars, sizeof sc);
+    asgd_tensor(gr->param[k] + i0, gr->grad[k] + i0, co_slot(s->mean_theta, g, k) + i0,
+                co_slot(s->var_theta, g, k) + i0, co_slot(s->mean_g, g, k) + i0, co_slot(s->var_g, g, k) + i0,
+                co_slot(s->rate_avg, g, k) + i0, n, sc);
+}
+
+static void asgdc_range(co_optim *o, int g, int k, size_t i0, size_t n, const float *scalars)
+{
+    const asgd_state *s = o->state;
+    const co_group *gr = &o->groups[g];
+    co_ogr_asgdc_scalars sc;
+    memcpy(&sc, scalars, sizeof sc);
+    asgdc_tensor(gr->param[k] + i0, gr->grad[k] + i0, co_slot(s->mean_theta, g, k) + i0,
+                 co_slot(s->var_theta, g, k) + i0, co_slot(s->mean_g, g, k) + i0, co_slot(s->var_g, g, k) + i0,
+                 co_slot(s->nu, g, k) + i0, co_slot(s->rate_avg, g, k) + i0, n, sc);
 }
 
 static co_status asgd_step(co_optim *o, const co_closure *c, co_error *err)
@@ -166,22 +188,10 @@ static co_status asgd_step(co_optim *o, const co_closure *c, co_error *err)
         co_status st = asgd_start(o, s, err);
         if (st != CO_OK) return st;
     }
-    for (int g = 0; g < o->ngroups; g++) {
-        co_group *gr = &o->groups[g];
-        if (s->confidence) {
-            co_ogr_asgdc_scalars sc = asgdc_scalars(o, g);
-            for (int k = 0; k < gr->ntensors; k++)
-                asgdc_tensor(gr->param[k], gr->grad[k], co_slot(s->mean_theta, g, k), co_slot(s->var_theta, g, k),
-                             co_slot(s->mean_g, g, k), co_slot(s->var_g, g, k), co_slot(s->nu, g, k),
-                             co_slot(s->rate_avg, g, k), gr->size[k], sc);
-        } else {
-            co_ogr_asgd_scalars sc = asgd_scalars(o, g);
-            for (int k = 0; k < gr->ntensors; k++)
-                asgd_tensor(gr->param[k], gr->grad[k], co_slot(s->mean_theta, g, k), co_slot(s->var_theta, g, k),
-                            co_slot(s->mean_g, g, k), co_slot(s->var_g, g, k), co_slot(s->rate_avg, g, k),
-                            gr->size[k], sc);
-        }
-    }
+    if (s->confidence)
+        co_optim_foreach(o, asgdc_scalars_of, asgdc_range);
+    else
+        co_optim_foreach(o, asgd_scalars_of, asgd_range);
     return CO_OK;
 }
 

@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,6 +156,43 @@ size_t co_optim_numel(const co_optim *o)
     size_t n = 0;
     for (int g = 0; g < o->ngroups; g++) n += co_group_numel(&o->groups[g]);
     return n;
+}
+
+/* Where cut, at a multiple of a cache line's floats, falls in a tensor at offset off of
+ * length n in the concatenation. */
+static size_t local_cut(size_t cut, size_t off, size_t n)
+{
+    enum { LINE_FLOATS = 16 };
+    if (cut <= off) return 0;
+    if (cut - off >= n) return n;
+    return (cut - off) / LINE_FLOATS * LINE_FLOATS;
+}
+
+static void foreach_share(co_optim *o, co_range_fn *fn, const float *sc, size_t lo, size_t hi)
+{
+    size_t off = 0;
+    for (int g = 0; g < o->ngroups; g++)
+        for (int k = 0; k < o->groups[g].ntensors; k++) {
+            size_t n = o->groups[g].size[k], a = local_cut(lo, off, n), b = local_cut(hi, off, n);
+            if (b > a) fn(o, g, k, a, b - a, sc + (size_t)g * CO_ELEM_NSCALAR);
+            off += n;
+        }
+}
+
+void co_optim_foreach(co_optim *o, co_group_scalars_fn scalars, co_range_fn *fn)
+{
+    const float *sc = o->group_scalars;
+    for (int g = 0; scalars && g < o->ngroups; g++) scalars(o, g, o->group_scalars + (size_t)g * CO_ELEM_NSCALAR);
+    size_t total = co_optim_numel(o);
+    if (total <= CO_FOREACH_PAR_MIN || omp_get_max_threads() < 2 || omp_in_parallel()) {
+        foreach_share(o, fn, sc, 0, total);
+        return;
+    }
+#pragma omp parallel
+    {
+        size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+        foreach_share(o, fn, sc, total * t / nt, total * (t + 1) / nt);
+    }
 }
 
 co_slots *co_slots_new(const co_optim *o, co_error *err)
@@ -337,7 +375,8 @@ co_optim *co_optim_new_on(co_device dev, const char *name, const co_group *group
     o->lr_scale = 1.0;
     o->groups = calloc((size_t)ngroups, sizeof *o->groups);
     o->hp = calloc((size_t)ngroups * (size_t)o->nhp, sizeof *o->hp);
-    if (!o->groups || !o->hp) goto oom;
+    o->group_scalars = calloc((size_t)ngroups * CO_ELEM_NSCALAR, sizeof *o->group_scalars);
+    if (!o->groups || !o->hp || !o->group_scalars) goto oom;
     for (int g = 0; g < ngroups; g++) {
         o->groups[g] = groups[g];
         char buf[32];
@@ -379,6 +418,7 @@ void co_optim_free(co_optim *o)
         for (int g = 0; g < o->ngroups; g++) free((char *)o->groups[g].name);
     free(o->groups);
     free(o->hp);
+    free(o->group_scalars);
     free(o);
 }
 
@@ -413,19 +453,20 @@ double co_groups_grad_norm(const co_group *groups, int ngroups)
  * method sees what minimizing -f would give it, and the caller gets its gradients back). */
 int co_optim_maximizes(const co_optim *o, int g) { return co_hp(o, g, o->info->nhparams + COMMON_MAXIMIZE) != 0; }
 
+static void negate_range(co_optim *o, int g, int k, size_t i0, size_t n, const float *sc)
+{
+    (void)sc;
+    if (!co_optim_maximizes(o, g)) return;
+    float *gp = o->groups[g].grad[k] + i0;
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) gp[i] = -gp[i];
+}
+
 static int negate_maximized(co_optim *o)
 {
     int any = 0;
-    for (int g = 0; g < o->ngroups; g++) {
-        if (!co_optim_maximizes(o, g)) continue;
-        any = 1;
-        for (int k = 0; k < o->groups[g].ntensors; k++) {
-            float *gp = o->groups[g].grad[k];
-            size_t n = o->groups[g].size[k];
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-            for (size_t i = 0; i < n; i++) gp[i] = -gp[i];
-        }
-    }
+    for (int g = 0; g < o->ngroups; g++) any |= co_optim_maximizes(o, g);
+    if (any) co_optim_foreach(o, NULL, negate_range);
     return any;
 }
 

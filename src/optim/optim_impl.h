@@ -63,6 +63,7 @@ struct co_optim {
     co_mt_plan *mt; /* the fused kernels' table of tensors (optim_device.c), or NULL */
     struct co_slots *mt_slots[CO_MT_MAX_SLOTS]; /* the slots that table holds */
     co_status device_status; /* a GPU copy that failed while the state was visited */
+    float *group_scalars; /* ngroups x CO_ELEM_NSCALAR: this step's (co_optim_foreach) */
 };
 
 static inline double co_hp(const co_optim *o, int g, int i) { return o->hp[(size_t)g * o->nhp + i]; }
@@ -107,6 +108,20 @@ void co_slots_visit(co_slots *s, co_optim *o, co_state_visitor *v, const char *n
 /* Writes group g's scalars (CO_ELEM_NSCALAR floats at most) for the step under way. */
 typedef void (*co_group_scalars_fn)(const co_optim *o, int g, float *out);
 
+/* A per-coordinate step on the CPU: fn(o, g, k, i0, n, sc) updates elements i0 .. i0+n-1
+ * of tensor k of group g, sc being group g's row of o->group_scalars, which scalars fills
+ * first (once a step, as for the CUDA step; with scalars NULL the method has filled the rows
+ * itself). With more than one OpenMP
+ * thread and more than CO_FOREACH_PAR_MIN parameters in all, the tensors laid end to end
+ * are cut into one contiguous range per thread (within a tensor at cache-line multiples),
+ * the same every step: one parallel region a step rather than one per large tensor, and
+ * each thread keeps its share of the method's state in its own cache. fn runs on several
+ * threads at once over ranges that never overlap; per coordinate, so no result depends on
+ * the cut. */
+typedef void co_range_fn(co_optim *o, int g, int k, size_t i0, size_t n, const float *sc);
+#define CO_FOREACH_PAR_MIN 16384
+void co_optim_foreach(co_optim *o, co_group_scalars_fn scalars, co_range_fn *fn);
+
 /* One step of a per-coordinate method over every group of a CUDA optimizer, in one launch
  * where the groups fit the kernel's table (asynchronous on o->stream). slots: the method's
  * slots in the kernel's order, NULL where it has fewer (always CO_MT_MAX_SLOTS entries); NULL
@@ -131,6 +146,7 @@ co_status co_optim_state_read_whole(co_optim *o, FILE *f, co_error *err);
 /* Total number of parameters of group g and of the whole optimizer. */
 size_t co_group_numel(const co_group *g);
 size_t co_optim_numel(const co_optim *o);
+
 
 /* Generic weight decay for methods that do not fuse it: L2 adds wd * p to the
  * gradient (torch's `weight_decay`); decoupled scales p by 1 - lr * wd (AdamW). */

@@ -49,15 +49,24 @@ static void sgd_tensor(float *restrict p, const float *restrict g, float *restri
 {
 #define SGD_LOOP(MOMENTUM, FIRST, NESTEROV)                                                                    \
     {                                                                                                          \
-        _Pragma("omp parallel for simd schedule(static) if (n > 65536)") for (size_t i = 0; i < n; i++) p[i] = \
-            co_sgd_update(p[i], g[i], &buf[i], s, MOMENTUM, FIRST, NESTEROV);                                  \
-        return;                                                                                                \
+        _Pragma("omp simd") for (size_t i = 0; i < n; i++) p[i] =                            \
+            co_sgd_update(p[i], g[i], &buf[i], s, MOMENTUM, FIRST, NESTEROV);                  \
+        return;                                                                                \
     }
     if (s.momentum == 0) SGD_LOOP(0, 0, 0)
     if (s.first != 0) SGD_LOOP(1, 1, s.nesterov != 0)
     if (s.nesterov != 0) SGD_LOOP(1, 0, 1)
     SGD_LOOP(1, 0, 0)
 #undef SGD_LOOP
+}
+
+static void sgd_range(co_optim *o, int g, int k, size_t i0, size_t n, const float *scalars)
+{
+    const sgd_state *s = o->state;
+    const co_group *gr = &o->groups[g];
+    co_sgd_scalars sc;
+    memcpy(&sc, scalars, sizeof sc);
+    sgd_tensor(gr->param[k] + i0, gr->grad[k] + i0, co_slot(s->buf, g, k) + i0, n, sc);
 }
 
 static void sgd_started(const co_optim *o, sgd_state *s)
@@ -70,13 +79,8 @@ static co_status sgd_step(co_optim *o, const co_closure *c, co_error *err)
 {
     (void)c;
     (void)err;
-    sgd_state *s = o->state;
-    for (int g = 0; g < o->ngroups; g++) {
-        co_group *gr = &o->groups[g];
-        co_sgd_scalars sc = sgd_scalars(o, s, g);
-        for (int k = 0; k < gr->ntensors; k++) sgd_tensor(gr->param[k], gr->grad[k], co_slot(s->buf, g, k), gr->size[k], sc);
-    }
-    sgd_started(o, s);
+    co_optim_foreach(o, sgd_scalars_of, sgd_range);
+    sgd_started(o, o->state);
     return CO_OK;
 }
 
