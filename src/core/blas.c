@@ -78,7 +78,7 @@ static void run_pieces(const product *q, int pieces)
     /* Small products skip the parallel region (its fork costs more than they do): the same
      * pieces either way. */
     if (pieces > 1 && (double)q->m * q->n * q->k > PAR_MIN_MADDS) {
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(static)
         for (int p = 0; p < pieces; p++) piece(q, p);
     } else {
         for (int p = 0; p < pieces; p++) piece(q, p);
@@ -216,7 +216,7 @@ static void block_bias_sums(float *dst, const float *dy, int s0, int s1, int cha
 void co_bias_grad(float *db, const float *dy, int batch, int channels, int positions, float *work)
 {
     int nb = blocks_of(batch, CO_BATCH_BLOCK);
-#pragma omp parallel for schedule(static) if (nb > 1 && (size_t)batch * channels * positions > 262144)
+#pragma omp parallel for schedule(static) if (nb > 1 && (size_t)batch * channels * positions > 16384)
     for (int blk = 0; blk < nb; blk++)
         block_bias_sums(blk ? work + (size_t)(blk - 1) * channels : db, dy, blk * CO_BATCH_BLOCK,
                         imin(batch, (blk + 1) * CO_BATCH_BLOCK), channels, positions);

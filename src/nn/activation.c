@@ -18,7 +18,7 @@ const char *co_act_name(co_act act)
 
 /* Elementwise, so the threads change no result; below the threshold a parallel region
  * costs more than the pass. */
-#define ACT_PAR_MIN 65536
+#define ACT_PAR_MIN 16384
 
 void co_act_forward(co_act act, float *y, const float *x, size_t n)
 {

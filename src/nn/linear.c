@@ -9,6 +9,9 @@
 
 void co_linear_forward(float *y, const float *x, const float *w, const float *b, int batch, int in, int out)
 {
+    /* The rows split as co_gemm's pieces split them, so each thread fills the rows it then
+     * accumulates into. */
+#pragma omp parallel for schedule(static) if ((size_t)batch * out > 16384)
     for (int i = 0; i < batch; i++)
         for (int o = 0; o < out; o++) y[(size_t)i * out + o] = b ? b[o] : 0.0f;
     co_gemm(0, 1, batch, out, in, 1.0f, x, in, w, in, 1.0f, y, out, CO_BATCH_BLOCK);
