@@ -146,11 +146,18 @@ co_status co_kfac_set_rank(co_kfac *k, int rank, co_error *err)
 /* Copies the triangle SSYRK wrote to the other one, in tiles so both sides stay in cache:
  * from the row-major upper triangle (x[i ld + j], j > i) when from_upper, else from the
  * lower one. */
+/* Passes over whole factors (n^2 elements) run on the threads from this size: on one thread
+ * they were a fifth of an alexnet-28 statistics step at two threads (its 3457-wide A). */
+#define FACTOR_PAR_MIN 262144
+
 static void symmetrize(float *x, int n, int ld, int from_upper)
 {
     enum { T = 64 };
-    for (int i0 = 0; i0 < n; i0 += T)
-        for (int j0 = i0; j0 < n; j0 += T) {
+    int nb = (n + T - 1) / T;
+    /* Tile rows own disjoint entries; dynamic: the triangle's rows are uneven. */
+#pragma omp parallel for schedule(dynamic, 1) if ((size_t)n * n > FACTOR_PAR_MIN)
+    for (int b = 0; b < nb; b++)
+        for (int i0 = b * T, j0 = i0; j0 < n; j0 += T) {
             int i1 = i0 + T < n ? i0 + T : n, j1 = j0 + T < n ? j0 + T : n;
             for (int i = i0; i < i1; i++)
                 for (int j = j0 > i + 1 ? j0 : i + 1; j < j1; j++) {
@@ -279,14 +286,25 @@ void co_kfac_update_many(co_kfac *const *ks, const co_capture *caps, const doubl
     for (int i = 0; i < n; i++) co_kfac_fold(ks[i], gammas[i], co_kfac_stats_finite(ks[i]));
 }
 
+static int all_finite(const float *x, size_t n)
+{
+    int finite = 1;
+#pragma omp parallel for simd schedule(static) reduction(& : finite) if (n > FACTOR_PAR_MIN)
+    for (size_t i = 0; i < n; i++) finite &= isfinite(x[i]) != 0;
+    return finite;
+}
+
 int co_kfac_stats_finite(const co_kfac *k)
 {
     size_t m = (size_t)k->m, n = (size_t)k->rows;
-    for (size_t i = 0; i < m * m; i++)
-        if (!isfinite(k->batch_a[i])) return 0;
-    for (size_t i = 0; i < n * n; i++)
-        if (!isfinite(k->batch_b[i])) return 0;
-    return 1;
+    return all_finite(k->batch_a, m * m) && all_finite(k->batch_b, n * n);
+}
+
+/* x = keep x + add b, element by element. */
+static void fold_into(double *restrict x, const float *restrict b, size_t n, double keep, double add)
+{
+#pragma omp parallel for schedule(static) if (n > FACTOR_PAR_MIN)
+    for (size_t i = 0; i < n; i++) x[i] = keep * x[i] + add * b[i];
 }
 
 void co_kfac_fold(co_kfac *k, double gamma, int finite)
@@ -299,8 +317,8 @@ void co_kfac_fold(co_kfac *k, double gamma, int finite)
     }
     size_t m = (size_t)k->m, n = (size_t)k->rows;
     double keep = k->updates == 0 ? 0.0 : 1.0 - gamma, add = k->updates == 0 ? 1.0 : gamma;
-    for (size_t i = 0; i < m * m; i++) k->A[i] = keep * k->A[i] + add * k->batch_a[i];
-    for (size_t i = 0; i < n * n; i++) k->B[i] = keep * k->B[i] + add * k->batch_b[i];
+    fold_into(k->A, k->batch_a, m * m, keep, add);
+    fold_into(k->B, k->batch_b, n * n, keep, add);
     k->updates++;
 }
 
@@ -485,6 +503,20 @@ static float lowrank_coef(co_kfac *k, const double *l, int r, size_t at, double 
     return (float)c;
 }
 
+/* Row passes over a layer's rows x m matrices (the apply's copies and scalings) run on the
+ * threads from this many elements: on one thread they were a fifth of alexnet-28's plain
+ * step at two threads. Per element, so the same bits. */
+#define APPLY_PAR_MIN 65536
+/* Rows of c per piece of the apply's products with the n x r side of a low-rank root: the
+ * default tile (256) left those products in one piece, on one thread. */
+#define LOWRANK_ROW_TILE 64
+
+static void copy_rows(float *out, const float *in, int rows, int cols)
+{
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > APPLY_PAR_MIN)
+    for (int i = 0; i < rows; i++) memcpy(out + (size_t)i * cols, in + (size_t)i * cols, (size_t)cols * sizeof(float));
+}
+
 /* One side of the direction with a low-rank root: B^-1/2 in = c in + U (coef (U^T in)) for B
  * (which = 1, from the left), in A^-1/2 = c in + ((in U) coef) U^T for A (which = 0, from the
  * right); O(rows m r) instead of rows^2 m or rows m^2. in and out are rows x m. */
@@ -496,10 +528,11 @@ static void lowrank_apply(co_kfac *k, int which, double damping, const float *in
     size_t at = (size_t)pr * pc;
     float c = lowrank_coef(k, which ? k->lb : k->la, r, at, damping), *p = k->p;
     if (which) co_gemm(0, 0, r, m, n, 1.0f, ut, n, in, m, 0.0f, p, m, 0);
-    else co_gemm(0, 1, n, r, m, 1.0f, in, m, ut, m, 0.0f, p, r, 0);
+    else co_gemm(0, 1, n, r, m, 1.0f, in, m, ut, m, 0.0f, p, r, LOWRANK_ROW_TILE);
+#pragma omp parallel for schedule(static) if ((size_t)pr * pc > APPLY_PAR_MIN)
     for (int i = 0; i < pr; i++)
         for (int j = 0; j < pc; j++) p[(size_t)i * pc + j] *= p[at + (size_t)(which ? i : j)];
-    memcpy(out, in, (size_t)n * m * sizeof(float));
+    copy_rows(out, in, n, m);
     if (which) co_gemm(1, 0, n, m, r, 1.0f, ut, n, p, m, c, out, m, 0);
     else co_gemm(0, 0, n, m, r, 1.0f, p, r, ut, m, c, out, m, 0);
 }
@@ -508,6 +541,7 @@ void co_kfac_apply(co_kfac *k, const float *dw, const float *db, float *out_w, f
                    co_kfac_damping mode)
 {
     int n = k->rows, c = k->cols, m = k->m;
+#pragma omp parallel for schedule(static) if ((size_t)n * m > APPLY_PAR_MIN)
     for (int i = 0; i < n; i++) {
         memcpy(k->g + (size_t)i * m, dw + (size_t)i * c, (size_t)c * sizeof(float));
         k->g[(size_t)i * m + c] = db ? db[i] : 0.0f;
@@ -528,6 +562,7 @@ void co_kfac_apply(co_kfac *k, const float *dw, const float *db, float *out_w, f
         co_gemm(0, 0, n, m, n, 1.0f, ub, n, k->g, m, 0.0f, k->t, m, 0);
         co_gemm(0, 1, n, m, m, 1.0f, k->t, m, ua, m, 0.0f, k->g, m, 0);
     }
+#pragma omp parallel for schedule(static) if ((size_t)n * m > APPLY_PAR_MIN)
     for (int i = 0; i < n; i++) {
         memcpy(out_w + (size_t)i * c, k->g + (size_t)i * m, (size_t)c * sizeof(float));
         if (out_b) out_b[i] = k->g[(size_t)i * m + c];
