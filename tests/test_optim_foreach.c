@@ -68,19 +68,32 @@ typedef struct {
 
 static range seen[RANGES];
 static int nseen;
+static const model *marking; /* the model and optimizer test_ranges hands to mark */
+static const co_optim *marking_opt;
+static co_slots *marking_slots;
 
-/* Writes the thread's number + 1 into every element it is handed (grad[k] as scratch) and
- * records the range. */
-static void mark(co_optim *o, int g, int k, size_t i0, size_t n, const float *sc)
+/* Writes the thread's number + 1 into every gradient element it is handed and records the
+ * range, found from where p points; the slot it is handed must be the same elements. */
+static void mark(float *p, float *g, float *const *slot, size_t n, const float *sc)
 {
     (void)sc;
     int t = omp_get_thread_num();
-    float *x = o->groups[g].grad[k];
-    for (size_t i = i0; i < i0 + n; i++) x[i] += (float)(t + 1);
-    int at;
+    for (size_t i = 0; i < n; i++) g[i] += (float)(t + 1);
+    size_t at = (size_t)(p - marking->param), off = 0;
+    range r = {-1, -1, t, 0, n};
+    for (int gi = 0; gi < marking_opt->ngroups && r.g < 0; gi++)
+        for (int k = 0; k < marking->groups[gi].ntensors && r.g < 0; k++) {
+            size_t len = marking->groups[gi].size[k];
+            if (at >= off && at < off + len) r = (range){gi, k, t, at - off, n};
+            off += len;
+        }
+    int slot_ok = r.g >= 0 && g == marking->grad + at && slot[0] == co_slot(marking_slots, r.g, r.k) + r.i0;
+    for (int j = 1; j < CO_MT_MAX_SLOTS; j++) slot_ok &= slot[j] == NULL;
+    if (!slot_ok) r.g = -1;
+    int i;
 #pragma omp atomic capture
-    at = nseen++;
-    if (at < RANGES) seen[at] = (range){g, k, t, i0, n};
+    i = nseen++;
+    if (i < RANGES) seen[i] = r;
 }
 
 static int range_cmp(const void *a, const void *b)
@@ -99,13 +112,17 @@ static void test_ranges(const layout *l, int threads)
     co_optim *o = co_optim_new("sgd", m.groups, l->ngroups, "", 0, &err);
     CHECK(o != NULL, "%s", err.msg);
     if (!o) return;
+    co_slots *slots = co_slots_new(o, &err);
+    marking = &m;
+    marking_opt = o;
+    marking_slots = slots;
     omp_set_num_threads(threads);
     range first[RANGES];
     int nfirst = 0;
     for (int call = 0; call < 2; call++) {
         memset(m.grad, 0, m.total * sizeof(float));
         nseen = 0;
-        co_optim_foreach(o, NULL, mark);
+        co_optim_foreach(o, (co_slots *const[CO_MT_MAX_SLOTS]){slots}, NULL, mark);
         CHECK(nseen <= RANGES, "at most %d ranges (%d)", RANGES, nseen);
         qsort(seen, (size_t)nseen, sizeof *seen, range_cmp);
         int ok = 1, used = 0;
@@ -113,6 +130,8 @@ static void test_ranges(const layout *l, int threads)
         for (int i = 0; i < nseen; i++) {
             const range *r = &seen[i];
             used |= 1 << r->thread;
+            ok &= r->g >= 0; /* found in the model, its gradient and slot the same elements */
+            if (r->g < 0) continue;
             ok &= r->n > 0 && r->i0 + r->n <= l->size[r->g][r->k];
             /* Consecutive ranges of one tensor touch; a cut inside a tensor is on a cache line. */
             if (i > 0 && seen[i - 1].g == r->g && seen[i - 1].k == r->k) ok &= seen[i - 1].i0 + seen[i - 1].n == r->i0;
@@ -122,7 +141,7 @@ static void test_ranges(const layout *l, int threads)
         /* Each element exactly once: exactly one thread's number landed in it. */
         size_t marked = 0;
         for (int i = 0; i < nseen; i++)
-            for (size_t j = seen[i].i0; j < seen[i].i0 + seen[i].n; j++)
+            for (size_t j = seen[i].i0; j < seen[i].i0 + seen[i].n && seen[i].g >= 0; j++)
                 marked += o->groups[seen[i].g].grad[seen[i].k][j] == (float)(seen[i].thread + 1);
         CHECK(ok && marked == m.total, "%zu parameters, %d threads: every element once, within its tensor (%zu marked)",
               m.total, threads, marked);
@@ -137,6 +156,7 @@ static void test_ranges(const layout *l, int threads)
                   "%d threads: the same ranges on the same threads every step", threads);
         }
     }
+    co_slots_free(slots);
     co_optim_free(o);
     model_free(&m);
 }

@@ -36,23 +36,26 @@ static void adagrad_scalars_of(const co_optim *o, int g, float *out)
     memcpy(out, &sc, sizeof sc);
 }
 
-static void adagrad_range(co_optim *o, int g, int k, size_t i0, size_t n, const float *scalars)
+static void adagrad_tensor(float *restrict p, const float *restrict g, float *restrict sum, size_t n,
+                           co_adagrad_scalars s)
 {
-    const adagrad_state *s = o->state;
-    const co_group *gr = &o->groups[g];
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) p[i] = co_adagrad_update(p[i], g[i], &sum[i], s);
+}
+
+static void adagrad_range(float *p, float *g, float *const *slot, size_t n, const float *scalars)
+{
     co_adagrad_scalars sc;
     memcpy(&sc, scalars, sizeof sc);
-    float *restrict p = gr->param[k] + i0, *restrict sum = co_slot(s->sum, g, k) + i0;
-    const float *restrict gp = gr->grad[k] + i0;
-#pragma omp simd
-    for (size_t i = 0; i < n; i++) p[i] = co_adagrad_update(p[i], gp[i], &sum[i], sc);
+    adagrad_tensor(p, g, slot[0], n, sc);
 }
 
 static co_status adagrad_step(co_optim *o, const co_closure *c, co_error *err)
 {
     (void)c;
     (void)err;
-    co_optim_foreach(o, adagrad_scalars_of, adagrad_range);
+    adagrad_state *s = o->state;
+    co_optim_foreach(o, (co_slots *const[CO_MT_MAX_SLOTS]){s->sum}, adagrad_scalars_of, adagrad_range);
     return CO_OK;
 }
 

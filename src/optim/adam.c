@@ -71,21 +71,19 @@ static void adam_tensor(float *restrict p, const float *restrict g, float *restr
     for (size_t i = 0; i < n; i++) p[i] = co_adam_update(p[i], g[i], &m[i], &v[i], &vmax[i], s, 0);
 }
 
-static void adam_range(co_optim *o, int g, int k, size_t i0, size_t n, const float *scalars)
+static void adam_range(float *p, float *g, float *const *slot, size_t n, const float *scalars)
 {
-    const adam_state *s = o->state;
-    const co_group *gr = &o->groups[g];
     co_adam_scalars sc;
     memcpy(&sc, scalars, sizeof sc);
-    adam_tensor(gr->param[k] + i0, gr->grad[k] + i0, co_slot(s->m, g, k) + i0, co_slot(s->v, g, k) + i0,
-                co_slot(s->vmax, g, k) + i0, n, sc);
+    adam_tensor(p, g, slot[0], slot[1], slot[2], n, sc);
 }
 
 static co_status adam_step(co_optim *o, const co_closure *c, co_error *err)
 {
     (void)c;
     (void)err;
-    co_optim_foreach(o, adam_scalars_of, adam_range);
+    adam_state *s = o->state;
+    co_optim_foreach(o, (co_slots *const[CO_MT_MAX_SLOTS]){s->m, s->v, s->vmax}, adam_scalars_of, adam_range);
     return CO_OK;
 }
 

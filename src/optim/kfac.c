@@ -143,13 +143,13 @@ co_status co_kfac_set_rank(co_kfac *k, int rank, co_error *err)
     return CO_OK;
 }
 
-/* Copies the triangle SSYRK wrote to the other one, in tiles so both sides stay in cache:
- * from the row-major upper triangle (x[i ld + j], j > i) when from_upper, else from the
- * lower one. */
 /* Passes over whole factors (n^2 elements) run on the threads from this size: on one thread
  * they were a fifth of an alexnet-28 statistics step at two threads (its 3457-wide A). */
 #define FACTOR_PAR_MIN 262144
 
+/* Copies the triangle SSYRK wrote to the other one, in tiles so both sides stay in cache:
+ * from the row-major upper triangle (x[i ld + j], j > i) when from_upper, else from the
+ * lower one. */
 static void symmetrize(float *x, int n, int ld, int from_upper)
 {
     enum { T = 64 };

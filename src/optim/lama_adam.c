@@ -109,13 +109,11 @@ static void lama_tensor(float *restrict p, const float *restrict g, float *restr
     }
 }
 
-static void lama_range(co_optim *o, int g, int k, size_t i0, size_t n, const float *scalars)
+static void lama_range(float *p, float *g, float *const *slot, size_t n, const float *scalars)
 {
-    const lama_state *s = o->state;
-    const co_group *gr = &o->groups[g];
     lama_scalars sc;
     memcpy(&sc, scalars, sizeof sc);
-    lama_tensor(gr->param[k] + i0, gr->grad[k] + i0, co_slot(s->m, g, k) + i0, co_slot(s->v, g, k) + i0, n, sc);
+    lama_tensor(p, g, slot[0], slot[1], n, sc);
 }
 
 static co_status lama_step(co_optim *o, const co_closure *c, co_error *err)
@@ -151,7 +149,7 @@ static co_status lama_step(co_optim *o, const co_closure *c, co_error *err)
                            .bc2_sqrt = (float)sqrt(bc2)};
         memcpy(o->group_scalars + (size_t)g * CO_ELEM_NSCALAR, &sc, sizeof sc);
     }
-    co_optim_foreach(o, NULL, lama_range);
+    co_optim_foreach(o, (co_slots *const[CO_MT_MAX_SLOTS]){s->m, s->v}, NULL, lama_range);
     return CO_OK;
 }
 

@@ -157,26 +157,20 @@ static void asgdc_tensor(float *restrict p, const float *restrict g, float *rest
 #undef LOOP
 }
 
-static void asgd_range(co_optim *o, int g, int k, size_t i0, size_t n, const float *scalars)
+/* The slots in asgd_step_cuda's order: mean_theta, var_theta, mean_g, var_g (or cov),
+ * rate_avg, nu. */
+static void asgd_range(float *p, float *g, float *const *slot, size_t n, const float *scalars)
 {
-    const asgd_state *s = o->state;
-    const co_group *gr = &o->groups[g];
     co_ogr_asgd_scalars sc;
     memcpy(&sc, scalars, sizeof sc);
-    asgd_tensor(gr->param[k] + i0, gr->grad[k] + i0, co_slot(s->mean_theta, g, k) + i0,
-                co_slot(s->var_theta, g, k) + i0, co_slot(s->mean_g, g, k) + i0, co_slot(s->var_g, g, k) + i0,
-                co_slot(s->rate_avg, g, k) + i0, n, sc);
+    asgd_tensor(p, g, slot[0], slot[1], slot[2], slot[3], slot[4], n, sc);
 }
 
-static void asgdc_range(co_optim *o, int g, int k, size_t i0, size_t n, const float *scalars)
+static void asgdc_range(float *p, float *g, float *const *slot, size_t n, const float *scalars)
 {
-    const asgd_state *s = o->state;
-    const co_group *gr = &o->groups[g];
     co_ogr_asgdc_scalars sc;
     memcpy(&sc, scalars, sizeof sc);
-    asgdc_tensor(gr->param[k] + i0, gr->grad[k] + i0, co_slot(s->mean_theta, g, k) + i0,
-                 co_slot(s->var_theta, g, k) + i0, co_slot(s->mean_g, g, k) + i0, co_slot(s->var_g, g, k) + i0,
-                 co_slot(s->nu, g, k) + i0, co_slot(s->rate_avg, g, k) + i0, n, sc);
+    asgdc_tensor(p, g, slot[0], slot[1], slot[2], slot[3], slot[5], slot[4], n, sc);
 }
 
 static co_status asgd_step(co_optim *o, const co_closure *c, co_error *err)
@@ -188,10 +182,9 @@ static co_status asgd_step(co_optim *o, const co_closure *c, co_error *err)
         co_status st = asgd_start(o, s, err);
         if (st != CO_OK) return st;
     }
-    if (s->confidence)
-        co_optim_foreach(o, asgdc_scalars_of, asgdc_range);
-    else
-        co_optim_foreach(o, asgd_scalars_of, asgd_range);
+    co_slots *const slots[CO_MT_MAX_SLOTS] = {s->mean_theta, s->var_theta, s->mean_g, s->var_g, s->rate_avg, s->nu};
+    co_optim_foreach(o, slots, s->confidence ? asgdc_scalars_of : asgd_scalars_of,
+                     s->confidence ? asgdc_range : asgd_range);
     return CO_OK;
 }
 

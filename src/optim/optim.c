@@ -168,30 +168,34 @@ static size_t local_cut(size_t cut, size_t off, size_t n)
     return (cut - off) / LINE_FLOATS * LINE_FLOATS;
 }
 
-static void foreach_share(co_optim *o, co_range_fn *fn, const float *sc, size_t lo, size_t hi)
+static void foreach_share(co_optim *o, co_slots *const *slots, co_range_fn *fn, size_t lo, size_t hi)
 {
     size_t off = 0;
     for (int g = 0; g < o->ngroups; g++)
         for (int k = 0; k < o->groups[g].ntensors; k++) {
             size_t n = o->groups[g].size[k], a = local_cut(lo, off, n), b = local_cut(hi, off, n);
-            if (b > a) fn(o, g, k, a, b - a, sc + (size_t)g * CO_ELEM_NSCALAR);
             off += n;
+            if (b <= a) continue;
+            float *slot[CO_MT_MAX_SLOTS];
+            for (int j = 0; j < CO_MT_MAX_SLOTS; j++) slot[j] = slots && slots[j] ? co_slot(slots[j], g, k) + a : NULL;
+            fn(o->groups[g].param[k] + a, o->groups[g].grad[k] + a, slot, b - a,
+               o->group_scalars + (size_t)g * CO_ELEM_NSCALAR);
         }
 }
 
-void co_optim_foreach(co_optim *o, co_group_scalars_fn scalars, co_range_fn *fn)
+void co_optim_foreach(co_optim *o, co_slots *const slots[CO_MT_MAX_SLOTS], co_group_scalars_fn scalars,
+                      co_range_fn *fn)
 {
-    const float *sc = o->group_scalars;
     for (int g = 0; scalars && g < o->ngroups; g++) scalars(o, g, o->group_scalars + (size_t)g * CO_ELEM_NSCALAR);
     size_t total = co_optim_numel(o);
     if (total <= CO_FOREACH_PAR_MIN || omp_get_max_threads() < 2 || omp_in_parallel()) {
-        foreach_share(o, fn, sc, 0, total);
+        foreach_share(o, slots, fn, 0, total);
         return;
     }
 #pragma omp parallel
     {
         size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-        foreach_share(o, fn, sc, total * t / nt, total * (t + 1) / nt);
+        foreach_share(o, slots, fn, total * t / nt, total * (t + 1) / nt);
     }
 }
 
@@ -453,20 +457,22 @@ double co_groups_grad_norm(const co_group *groups, int ngroups)
  * method sees what minimizing -f would give it, and the caller gets its gradients back). */
 int co_optim_maximizes(const co_optim *o, int g) { return co_hp(o, g, o->info->nhparams + COMMON_MAXIMIZE) != 0; }
 
-static void negate_range(co_optim *o, int g, int k, size_t i0, size_t n, const float *sc)
+static void maximizes_of(const co_optim *o, int g, float *out) { out[0] = (float)co_optim_maximizes(o, g); }
+
+static void negate_range(float *p, float *g, float *const *slot, size_t n, const float *maximizes)
 {
-    (void)sc;
-    if (!co_optim_maximizes(o, g)) return;
-    float *gp = o->groups[g].grad[k] + i0;
+    (void)p;
+    (void)slot;
+    if (maximizes[0] == 0) return;
 #pragma omp simd
-    for (size_t i = 0; i < n; i++) gp[i] = -gp[i];
+    for (size_t i = 0; i < n; i++) g[i] = -g[i];
 }
 
 static int negate_maximized(co_optim *o)
 {
     int any = 0;
     for (int g = 0; g < o->ngroups; g++) any |= co_optim_maximizes(o, g);
-    if (any) co_optim_foreach(o, NULL, negate_range);
+    if (any) co_optim_foreach(o, NULL, maximizes_of, negate_range);
     return any;
 }
 

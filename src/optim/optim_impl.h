@@ -108,19 +108,20 @@ void co_slots_visit(co_slots *s, co_optim *o, co_state_visitor *v, const char *n
 /* Writes group g's scalars (CO_ELEM_NSCALAR floats at most) for the step under way. */
 typedef void (*co_group_scalars_fn)(const co_optim *o, int g, float *out);
 
-/* A per-coordinate step on the CPU: fn(o, g, k, i0, n, sc) updates elements i0 .. i0+n-1
- * of tensor k of group g, sc being group g's row of o->group_scalars, which scalars fills
- * first (once a step, as for the CUDA step; with scalars NULL the method has filled the rows
- * itself). With more than one OpenMP
- * thread and more than CO_FOREACH_PAR_MIN parameters in all, the tensors laid end to end
- * are cut into one contiguous range per thread (within a tensor at cache-line multiples),
- * the same every step: one parallel region a step rather than one per large tensor, and
- * each thread keeps its share of the method's state in its own cache. fn runs on several
- * threads at once over ranges that never overlap; per coordinate, so no result depends on
- * the cut. */
-typedef void co_range_fn(co_optim *o, int g, int k, size_t i0, size_t n, const float *sc);
+/* A per-coordinate step on the CPU, co_optim_mt_step's counterpart: fn(p, g, slot, n, sc)
+ * updates n elements of one tensor's parameters p and gradients g, slot[j] being the same
+ * elements of slots[j] (NULL where slots has fewer), sc the tensor's group's row of
+ * o->group_scalars, which scalars fills first (once a step; with scalars NULL the method has
+ * filled the rows itself). With more than one OpenMP thread and more than CO_FOREACH_PAR_MIN parameters in
+ * all, the tensors laid end to end are cut into one contiguous range per thread (within a
+ * tensor at cache-line multiples), the same every step: one parallel region a step rather
+ * than one per large tensor, and each thread keeps its share of the method's state in its
+ * own cache. fn runs on several threads at once over ranges that never overlap; per
+ * coordinate, so no result depends on the cut. */
+typedef void co_range_fn(float *p, float *g, float *const *slot, size_t n, const float *sc);
 #define CO_FOREACH_PAR_MIN 16384
-void co_optim_foreach(co_optim *o, co_group_scalars_fn scalars, co_range_fn *fn);
+void co_optim_foreach(co_optim *o, co_slots *const slots[CO_MT_MAX_SLOTS], co_group_scalars_fn scalars,
+                      co_range_fn *fn);
 
 /* One step of a per-coordinate method over every group of a CUDA optimizer, in one launch
  * where the groups fit the kernel's table (asynchronous on o->stream). slots: the method's
@@ -146,7 +147,6 @@ co_status co_optim_state_read_whole(co_optim *o, FILE *f, co_error *err);
 /* Total number of parameters of group g and of the whole optimizer. */
 size_t co_group_numel(const co_group *g);
 size_t co_optim_numel(const co_optim *o);
-
 
 /* Generic weight decay for methods that do not fuse it: L2 adds wd * p to the
  * gradient (torch's `weight_decay`); decoupled scales p by 1 - lr * wd (AdamW). */

@@ -28,8 +28,8 @@ void co_rmsprop_denominator(float *restrict denom, float *restrict sq, float *re
                             const float *restrict g, size_t n, double alpha, float eps, int centered)
 {
     const float al = (float)alpha, a = (float)(1.0 - alpha);
-    /* A parallel region only where it pays: with its if clause false one still costs a
-     * microsecond, and GCC's outlined loop ran scalar (perf, 61,706 parameters). */
+    /* A parallel region only where it pays: with its if clause false one still costs about
+     * a microsecond (DA-RMSprop calls this per tensor; see co_optim_foreach). */
     if (n > 65536) {
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < n; i++) denom[i] = co_rmsprop_denom(g[i], &sq[i], &avg[i], al, a, eps, centered);
@@ -74,21 +74,19 @@ static void rmsprop_tensor(float *restrict p, const float *restrict g, float *re
     for (size_t i = 0; i < n; i++) p[i] = co_rmsprop_update(p[i], g[i], &sq[i], &avg[i], &buf[i], s, centered, momentum);
 }
 
-static void rmsprop_range(co_optim *o, int g, int k, size_t i0, size_t n, const float *scalars)
+static void rmsprop_range(float *p, float *g, float *const *slot, size_t n, const float *scalars)
 {
-    const rmsprop_state *s = o->state;
-    const co_group *gr = &o->groups[g];
     co_rmsprop_scalars sc;
     memcpy(&sc, scalars, sizeof sc);
-    rmsprop_tensor(gr->param[k] + i0, gr->grad[k] + i0, co_slot(s->sq, g, k) + i0, co_slot(s->avg, g, k) + i0,
-                   co_slot(s->buf, g, k) + i0, n, sc);
+    rmsprop_tensor(p, g, slot[0], slot[1], slot[2], n, sc);
 }
 
 static co_status rmsprop_step(co_optim *o, const co_closure *c, co_error *err)
 {
     (void)c;
     (void)err;
-    co_optim_foreach(o, rmsprop_scalars_of, rmsprop_range);
+    rmsprop_state *s = o->state;
+    co_optim_foreach(o, (co_slots *const[CO_MT_MAX_SLOTS]){s->sq, s->avg, s->buf}, rmsprop_scalars_of, rmsprop_range);
     return CO_OK;
 }
 

@@ -47,11 +47,11 @@ static void sgd_scalars_of(const co_optim *o, int g, float *out)
 /* One loop per combination of flags, each with constants for them (elementwise.h). */
 static void sgd_tensor(float *restrict p, const float *restrict g, float *restrict buf, size_t n, co_sgd_scalars s)
 {
-#define SGD_LOOP(MOMENTUM, FIRST, NESTEROV)                                                                    \
-    {                                                                                                          \
-        _Pragma("omp simd") for (size_t i = 0; i < n; i++) p[i] =                            \
-            co_sgd_update(p[i], g[i], &buf[i], s, MOMENTUM, FIRST, NESTEROV);                  \
-        return;                                                                                \
+#define SGD_LOOP(MOMENTUM, FIRST, NESTEROV)                                                         \
+    {                                                                                               \
+        _Pragma("omp simd") for (size_t i = 0; i < n; i++) p[i] =                                   \
+            co_sgd_update(p[i], g[i], &buf[i], s, MOMENTUM, FIRST, NESTEROV);                       \
+        return;                                                                                     \
     }
     if (s.momentum == 0) SGD_LOOP(0, 0, 0)
     if (s.first != 0) SGD_LOOP(1, 1, s.nesterov != 0)
@@ -60,13 +60,11 @@ static void sgd_tensor(float *restrict p, const float *restrict g, float *restri
 #undef SGD_LOOP
 }
 
-static void sgd_range(co_optim *o, int g, int k, size_t i0, size_t n, const float *scalars)
+static void sgd_range(float *p, float *g, float *const *slot, size_t n, const float *scalars)
 {
-    const sgd_state *s = o->state;
-    const co_group *gr = &o->groups[g];
     co_sgd_scalars sc;
     memcpy(&sc, scalars, sizeof sc);
-    sgd_tensor(gr->param[k] + i0, gr->grad[k] + i0, co_slot(s->buf, g, k) + i0, n, sc);
+    sgd_tensor(p, g, slot[0], n, sc);
 }
 
 static void sgd_started(const co_optim *o, sgd_state *s)
@@ -79,8 +77,9 @@ static co_status sgd_step(co_optim *o, const co_closure *c, co_error *err)
 {
     (void)c;
     (void)err;
-    co_optim_foreach(o, sgd_scalars_of, sgd_range);
-    sgd_started(o, o->state);
+    sgd_state *s = o->state;
+    co_optim_foreach(o, (co_slots *const[CO_MT_MAX_SLOTS]){s->buf}, sgd_scalars_of, sgd_range);
+    sgd_started(o, s);
     return CO_OK;
 }
 
