@@ -244,18 +244,18 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
         if (gain_max > 0 && gain > gain_max) gain = gain_max;
         float step = (float)(co_lr(o, g) * gain);
         int rmax = (int)co_hp(o, g, HP_RANK_MAX);
-        if (rmax > 0) {
-            /* The layer's whitened gradient u = D g as one vector: the sketch sees the whole layer. */
+        if (rmax > 0 && co_rng_uniform(&o->rng) < co_hp(o, g, HP_P)) {
+            /* The layer's whitened gradient u = D g as one vector: the sketch sees the whole
+             * layer. Formed only when drawn (a pass over the layer that 1 - p of the steps
+             * never read). */
             size_t off = 0;
             for (int k = 0; k < gr->ntensors; k++) {
                 const float *gp = gr->grad[k], *den = co_slot(s->den, g, k);
                 for (size_t i = 0; i < gr->size[k]; i++) s->ubuf[off + i] = gp[i] / den[i];
                 off += gr->size[k];
             }
-            if (co_rng_uniform(&o->rng) < co_hp(o, g, HP_P)) {
-                co_status st = update_factors(o, s, g, s->ubuf, err);
-                if (st) return st;
-            }
+            co_status st = update_factors(o, s, g, s->ubuf, err);
+            if (st) return st;
         }
         int r = rmax > 0 ? s->rank[g] : 0;
         if (r == 0 && co_hp(o, g, HP_DELTA) == 1.0) {
