@@ -4,6 +4,7 @@
 #include "curvopt.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -140,12 +141,17 @@ void co_syrk_upper(int n, int k, float alpha, const float *a, int lda, float *c,
     co_blas_serial_end(saved);
 }
 
-void co_tree_sum(float *first, float *rest, size_t stride, int nparts, size_t n)
+void co_thread_share(size_t n, size_t *i0, size_t *i1)
 {
-    if (nparts < 2) return;
-    size_t chunks = (n + TREE_CHUNK - 1) / TREE_CHUNK;
-#pragma omp parallel for schedule(static) if (chunks > 1 && n * (size_t)nparts > 65536)
-    for (size_t q = 0; q < chunks; q++) {
+    size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads(), q = n / nt, r = n % nt;
+    *i0 = t * q + (t < r ? t : r);
+    *i1 = *i0 + q + (t < r);
+}
+
+/* Chunks c0 .. c1-1 of co_tree_sum. */
+static void tree_chunks(float *first, float *rest, size_t stride, int nparts, size_t n, size_t c0, size_t c1)
+{
+    for (size_t q = c0; q < c1; q++) {
         size_t j0 = q * TREE_CHUNK, len = n - j0 < TREE_CHUNK ? n - j0 : TREE_CHUNK;
         for (int s = 1; s < nparts; s *= 2)
             for (int i = 0; i + s < nparts; i += 2 * s) {
@@ -154,6 +160,22 @@ void co_tree_sum(float *first, float *rest, size_t stride, int nparts, size_t n)
 #pragma omp simd
                 for (size_t j = 0; j < len; j++) x[j] += y[j];
             }
+    }
+}
+
+void co_tree_sum(float *first, float *rest, size_t stride, int nparts, size_t n)
+{
+    if (nparts < 2) return;
+    size_t chunks = (n + TREE_CHUNK - 1) / TREE_CHUNK;
+    if (chunks < 2 || n * (size_t)nparts <= 65536) {
+        tree_chunks(first, rest, stride, nparts, n, 0, chunks);
+        return;
+    }
+#pragma omp parallel
+    {
+        size_t c0, c1;
+        co_thread_share(chunks, &c0, &c1);
+        tree_chunks(first, rest, stride, nparts, n, c0, c1);
     }
 }
 
@@ -213,12 +235,27 @@ static void block_bias_sums(float *dst, const float *dy, int s0, int s1, int cha
     }
 }
 
+/* Blocks b0 .. b1-1 of co_bias_grad. */
+static void bias_blocks(float *db, const float *dy, int batch, int channels, int positions, float *work, int b0,
+                        int b1)
+{
+    for (int blk = b0; blk < b1; blk++)
+        block_bias_sums(blk ? work + (size_t)(blk - 1) * channels : db, dy, blk * CO_BATCH_BLOCK,
+                        imin(batch, (blk + 1) * CO_BATCH_BLOCK), channels, positions);
+}
+
 void co_bias_grad(float *db, const float *dy, int batch, int channels, int positions, float *work)
 {
     int nb = blocks_of(batch, CO_BATCH_BLOCK);
-#pragma omp parallel for schedule(static) if (nb > 1 && (size_t)batch * channels * positions > 16384)
-    for (int blk = 0; blk < nb; blk++)
-        block_bias_sums(blk ? work + (size_t)(blk - 1) * channels : db, dy, blk * CO_BATCH_BLOCK,
-                        imin(batch, (blk + 1) * CO_BATCH_BLOCK), channels, positions);
+    if (nb < 2 || (size_t)batch * channels * positions <= 16384) {
+        bias_blocks(db, dy, batch, channels, positions, work, 0, nb);
+    } else {
+#pragma omp parallel
+        {
+            size_t b0, b1;
+            co_thread_share((size_t)nb, &b0, &b1);
+            bias_blocks(db, dy, batch, channels, positions, work, (int)b0, (int)b1);
+        }
+    }
     co_tree_sum(db, work, (size_t)channels, nb, (size_t)channels);
 }

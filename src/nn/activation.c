@@ -1,5 +1,6 @@
 /* Elementwise activations. Sigmoid and tanh use the forward output in backward. */
 #include "layers.h"
+#include "../core/blas.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -17,24 +18,21 @@ const char *co_act_name(co_act act)
 }
 
 /* Elementwise, so the threads change no result; below the threshold a parallel region
- * costs more than the pass. */
+ * costs more than the pass (and a false `if` clause still costs one: co_thread_share). */
 #define ACT_PAR_MIN 16384
 
-void co_act_forward(co_act act, float *y, const float *x, size_t n)
+static void forward_range(co_act act, float *y, const float *x, size_t i0, size_t i1)
 {
     switch (act) {
     case CO_ACT_NONE:
-#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
-        for (size_t i = 0; i < n; i++) y[i] = x[i];
+        for (size_t i = i0; i < i1; i++) y[i] = x[i];
         break;
     case CO_ACT_RELU:
-#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
-        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        for (size_t i = i0; i < i1; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
         break;
     case CO_ACT_SIGMOID:
         /* Split by sign so exp never overflows. */
-#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = i0; i < i1; i++) {
             if (x[i] >= 0) {
                 y[i] = 1.0f / (1.0f + expf(-x[i]));
             } else {
@@ -44,31 +42,54 @@ void co_act_forward(co_act act, float *y, const float *x, size_t n)
         }
         break;
     case CO_ACT_TANH:
-#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
-        for (size_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+        for (size_t i = i0; i < i1; i++) y[i] = tanhf(x[i]);
         break;
+    }
+}
+
+static void backward_range(co_act act, float *dx, const float *dy, const float *y, size_t i0, size_t i1)
+{
+    switch (act) {
+    case CO_ACT_NONE:
+        for (size_t i = i0; i < i1; i++) dx[i] = dy[i];
+        break;
+    case CO_ACT_RELU:
+        for (size_t i = i0; i < i1; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case CO_ACT_SIGMOID:
+        for (size_t i = i0; i < i1; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+        break;
+    case CO_ACT_TANH:
+        for (size_t i = i0; i < i1; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+        break;
+    }
+}
+
+void co_act_forward(co_act act, float *y, const float *x, size_t n)
+{
+    if (n <= ACT_PAR_MIN) {
+        forward_range(act, y, x, 0, n);
+        return;
+    }
+#pragma omp parallel
+    {
+        size_t i0, i1;
+        co_thread_share(n, &i0, &i1);
+        forward_range(act, y, x, i0, i1);
     }
 }
 
 void co_act_backward(co_act act, float *dx, const float *dy, const float *y, size_t n)
 {
-    switch (act) {
-    case CO_ACT_NONE:
-#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
-        for (size_t i = 0; i < n; i++) dx[i] = dy[i];
-        break;
-    case CO_ACT_RELU:
-#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
-        for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
-        break;
-    case CO_ACT_SIGMOID:
-#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
-        for (size_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
-        break;
-    case CO_ACT_TANH:
-#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
-        for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
-        break;
+    if (n <= ACT_PAR_MIN) {
+        backward_range(act, dx, dy, y, 0, n);
+        return;
+    }
+#pragma omp parallel
+    {
+        size_t i0, i1;
+        co_thread_share(n, &i0, &i1);
+        backward_range(act, dx, dy, y, i0, i1);
     }
 }
 
