@@ -148,6 +148,20 @@ void co_thread_share(size_t n, size_t *i0, size_t *i1)
     *i1 = *i0 + q + (t < r);
 }
 
+void co_copy(float *dst, const float *src, size_t n)
+{
+    if (n <= 16384) {
+        memcpy(dst, src, n * sizeof(float));
+        return;
+    }
+#pragma omp parallel
+    {
+        size_t i0, i1;
+        co_thread_share(n, &i0, &i1);
+        memcpy(dst + i0, src + i0, (i1 - i0) * sizeof(float));
+    }
+}
+
 /* Chunks c0 .. c1-1 of co_tree_sum. */
 static void tree_chunks(float *first, float *rest, size_t stride, int nparts, size_t n, size_t c0, size_t c1)
 {

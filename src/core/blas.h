@@ -28,6 +28,8 @@
  * `omp parallel for if (...)` whose condition is false still enters libgomp, about 0.3 µs a
  * loop, which is a tenth of the moons MLP's training step each. */
 void co_thread_share(size_t n, size_t *i0, size_t *i1);
+/* dst[0 .. n-1] = src[0 .. n-1], on the threads (co_thread_share's split) for a large n. */
+void co_copy(float *dst, const float *src, size_t n);
 
 /* OpenBLAS's own thread count is set to 1 for the duration of a curvopt call and put back
  * afterwards (a program that also uses OpenBLAS keeps its setting). begin returns what to

@@ -3,6 +3,7 @@
  * (ties: the first in row-major order; a NaN wins, as torch); in ceil mode its last window
  * may hang over the edge of the map and covers what lies inside. */
 #include "layers.h"
+#include "../core/blas.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -320,20 +321,20 @@ co_layer *co_avgpool2d_new(int c, int h, int w, int k, int stride)
     return l;
 }
 
-/* The copies run on the threads as the activations do (co_act_forward's split of the
- * elements), so each thread copies the samples it wrote the step before: a memcpy on one
- * thread reads half the batch from the other core's cache. */
+/* The copies run on the threads with the activations' split of the elements, so each thread
+ * copies the samples it wrote the step before: a memcpy on one thread reads half the batch
+ * from the other core's cache. */
 static void flat_fwd(co_layer *l, const float *x, float *y, int batch, int train)
 {
     (void)train;
-    co_act_forward(CO_ACT_NONE, y, x, (size_t)batch * l->in_size);
+    co_copy(y, x, (size_t)batch * l->in_size);
 }
 
 static void flat_bwd(co_layer *l, const float *x, const float *y, const float *dy, float *dx, int batch)
 {
     (void)x;
     (void)y;
-    if (dx) co_act_backward(CO_ACT_NONE, dx, dy, NULL, (size_t)batch * l->in_size);
+    if (dx) co_copy(dx, dy, (size_t)batch * l->in_size);
 }
 
 static void flat_describe(const co_layer *l, char *buf, size_t len)

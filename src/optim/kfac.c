@@ -511,12 +511,6 @@ static float lowrank_coef(co_kfac *k, const double *l, int r, size_t at, double 
  * default tile (256) left those products in one piece, on one thread. */
 #define LOWRANK_ROW_TILE 64
 
-static void copy_rows(float *out, const float *in, int rows, int cols)
-{
-#pragma omp parallel for schedule(static) if ((size_t)rows * cols > APPLY_PAR_MIN)
-    for (int i = 0; i < rows; i++) memcpy(out + (size_t)i * cols, in + (size_t)i * cols, (size_t)cols * sizeof(float));
-}
-
 /* One side of the direction with a low-rank root: B^-1/2 in = c in + U (coef (U^T in)) for B
  * (which = 1, from the left), in A^-1/2 = c in + ((in U) coef) U^T for A (which = 0, from the
  * right); O(rows m r) instead of rows^2 m or rows m^2. in and out are rows x m. */
@@ -532,7 +526,7 @@ static void lowrank_apply(co_kfac *k, int which, double damping, const float *in
 #pragma omp parallel for schedule(static) if ((size_t)pr * pc > APPLY_PAR_MIN)
     for (int i = 0; i < pr; i++)
         for (int j = 0; j < pc; j++) p[(size_t)i * pc + j] *= p[at + (size_t)(which ? i : j)];
-    copy_rows(out, in, n, m);
+    co_copy(out, in, (size_t)n * m);
     if (which) co_gemm(1, 0, n, m, r, 1.0f, ut, n, p, m, c, out, m, 0);
     else co_gemm(0, 0, n, m, r, 1.0f, p, r, ut, m, c, out, m, 0);
 }

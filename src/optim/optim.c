@@ -2,6 +2,7 @@
  * driver (clipping, step count), per-parameter slots and complete state save/load. */
 #include "optim_impl.h"
 #include "elementwise.h"
+#include "../core/blas.h"
 #include "../core/file.h"
 
 #include <ctype.h>
@@ -194,8 +195,9 @@ void co_optim_foreach(co_optim *o, co_slots *const slots[CO_MT_MAX_SLOTS], co_gr
     }
 #pragma omp parallel
     {
-        size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-        foreach_share(o, slots, fn, total * t / nt, total * (t + 1) / nt);
+        size_t lo, hi;
+        co_thread_share(total, &lo, &hi);
+        foreach_share(o, slots, fn, lo, hi);
     }
 }
 
