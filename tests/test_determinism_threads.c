@@ -95,7 +95,7 @@ int main(void)
         /* Linear layers big enough for parallel pieces, three batch blocks (the last partial). */
         {"mlp:64-600-300-10", "adam", "", 80, 4, 75, CO_LOSS_CROSS_ENTROPY},
         {"mlp:64-600-300-10", "tso-alra", "T_int=2", 80, 4, 75, CO_LOSS_CROSS_ENTROPY},
-        {"mlp:64-600-300-10", "da-rmsprop", "", 80, 4, 75, CO_LOSS_CROSS_ENTROPY},
+        {"mlp:64-600-300-10", "da-rmsprop", "p=1", 80, 4, 75, CO_LOSS_CROSS_ENTROPY},
         {"mlp:64-600-300-10", "quasi-adam", "", 80, 4, 75, CO_LOSS_CROSS_ENTROPY},
         {"mlp:64-600-300-10", "lama-adam", "interval=2", 80, 3, 75, CO_LOSS_CROSS_ENTROPY},
         {"mlp:64-600-300-10", "ogr-asgdc", "", 80, 4, 75, CO_LOSS_CROSS_ENTROPY},

@@ -1,6 +1,7 @@
 /* DA-RMSprop: the Woodbury solve, power iteration, the Frequent-Directions sketch on a
  * quadratic with known Hessian, eq. 3's probability, DM-MAGA's factor, equality with
  * RMSprop at rank 0 / lambda 0, descent, training, save/load. */
+#include "core/blas.h"
 #include "optim/sketch.h"
 #include "test_util.h"
 
@@ -36,7 +37,26 @@ static void test_woodbury(void)
     for (int i = 0; i < R; i++)
         for (int k = 0; k < N; k++) q[i * N + k] = (float)qd[k * N + i];
     for (int k = 0; k < N; k++) x[k] = (float)co_rng_normal(&r);
-    co_woodbury_apply(y, x, q, mu, N, R, delta, proj);
+    /* One segment, then the same in two segments split at a multiple of CO_DOT_LANES
+     * (and corrected in two other pieces): the same bits. */
+    double lanes[R * CO_DOT_LANES] = {0};
+    co_woodbury_dots(lanes, q, N, R, x, N);
+    double dots[R];
+    for (int i = 0; i < R; i++) dots[i] = co_lanes_sum(lanes + i * CO_DOT_LANES);
+    co_woodbury_weights(proj, dots, mu, R, delta);
+    co_woodbury_correct(y, x, q, N, R, proj, delta, N);
+    float ys[N];
+    double projs[R];
+    memset(lanes, 0, sizeof lanes);
+    co_woodbury_dots(lanes, q, N, R, x, 32);
+    co_woodbury_dots(lanes, q + 32, N, R, x + 32, N - 32);
+    for (int i = 0; i < R; i++) dots[i] = co_lanes_sum(lanes + i * CO_DOT_LANES);
+    co_woodbury_weights(projs, dots, mu, R, delta);
+    co_woodbury_correct(ys, x, q, N, R, projs, delta, 17);
+    co_woodbury_correct(ys + 17, x + 17, q + 17, N, R, projs, delta, N - 17);
+    CHECK(memcmp(ys, y, sizeof y) == 0 && memcmp(projs, proj, sizeof proj) == 0, "Woodbury in segments differs from one call");
+    for (int i = 0; i < R; i++)
+        CHECK(proj[i] == co_dot_d(q + i * N, x, N) * (mu[i] / (delta + mu[i])), "projection %d is not co_dot_d's", i);
     /* Dense H = delta I + Q diag(mu) Q^T, solved by LAPACK. */
     double h[N * N], b[N];
     for (int i = 0; i < N; i++) {
@@ -137,6 +157,115 @@ static void test_sketch_quadratic(void)
     CHECK(fabs(mu[0] / mu[1] - 4.0) < 1.5, "eigenvalue ratio %.3f, expected about (8/4)^2 = 4", mu[0] / mu[1]);
     CHECK(mu[0] < 64 * 1.3 && mu[0] > 64 * 0.4, "top eigenvalue %.3f, expected near 64", mu[0]);
     co_fd_free(&sk);
+}
+
+/* Descending eigenvalues (and eigenvectors as columns, if vec) of the symmetric R x R a. */
+static void sym_eig_desc(double *a, int R, double *eval)
+{
+    double w[64];
+    CHECK(LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'V', 'U', R, a, R, w) == 0, "reference dsyev");
+    for (int i = 0; i < R; i++) eval[i] = w[R - 1 - i];
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < R / 2; i++) {
+            double t = a[r * R + i];
+            a[r * R + i] = a[r * R + R - 1 - i];
+            a[r * R + R - 1 - i] = t;
+        }
+}
+
+/* The sketch keeps its rows at a lazy common scale and its Gram matrix updated entry by
+ * entry instead of scaling B and recomputing B B^T at every update: against Frequent
+ * Directions done eagerly in double (B scaled, B B^T formed, decomposed every update),
+ * over 60 updates spanning several shrinks, the spectrum and the top directions must
+ * agree, raw must be co_dot_d of the stored rows exactly, and a small decay (the scale
+ * folded into the rows) must agree too. */
+static void test_sketch_lazy_scale(void)
+{
+    enum { N = 70, R = 8, STEPS = 60 };
+    const double decays[2] = {0.95, 0.05};
+    for (int d = 0; d < 2; d++) {
+        double decay = decays[d];
+        co_rng r;
+        co_rng_seed(&r, 5, 7);
+        co_fd_sketch sk;
+        CHECK(co_fd_init(&sk, N, R, NULL) == CO_OK, "init");
+        static double ref[R * N];
+        memset(ref, 0, sizeof ref);
+        int used = 0, folded = 0;
+        double worst_eval = 0, worst_cos = 1;
+        float u[N];
+        for (int t = 0; t < STEPS; t++) {
+            for (int k = 0; k < N; k++) u[k] = (float)(co_rng_normal(&r) * (k < 3 ? 4.0 / (k + 1) : 0.3));
+            if (used == R) { /* the eager shrink */
+                double g[R * R], ev[R];
+                for (int i = 0; i < R; i++)
+                    for (int j = 0; j < R; j++) {
+                        double a = 0;
+                        for (int k = 0; k < N; k++) a += ref[i * N + k] * ref[j * N + k];
+                        g[i * R + j] = a;
+                    }
+                sym_eig_desc(g, R, ev);
+                double shift = ev[R / 2], nb[R * N];
+                int kept = 0;
+                for (int i = 0; i < R; i++) {
+                    if (!(ev[i] > 0) || !(ev[i] - shift > 0)) continue;
+                    double sc = sqrt((ev[i] - shift) / ev[i]);
+                    for (int k = 0; k < N; k++) {
+                        double a = 0;
+                        for (int j = 0; j < R; j++) a += g[j * R + i] * ref[j * N + k];
+                        nb[kept * N + k] = a * sc;
+                    }
+                    kept++;
+                }
+                memset(ref, 0, sizeof ref);
+                memcpy(ref, nb, (size_t)kept * N * sizeof(double));
+                used = kept;
+            }
+            for (int i = 0; i < used * N; i++) ref[i] *= sqrt(decay);
+            for (int k = 0; k < N; k++) ref[used * N + k] = sqrt(1 - decay) * u[k];
+            used++;
+            CHECK(co_fd_update(&sk, u, decay, NULL) == CO_OK, "update");
+            CHECK(sk.used == used, "rows in use %d, eager reference %d", sk.used, used);
+            if (sk.scale == 1.0 && t % 8 != 0) folded++;
+            for (int i = 0; i < sk.used; i++)
+                for (int j = 0; j < sk.used; j++) {
+                    double dot = co_dot_d(sk.b + (size_t)i * N, sk.b + (size_t)j * N, N);
+                    CHECK(memcmp(&dot, &sk.raw[i * R + j], sizeof dot) == 0, "raw[%d][%d] is not co_dot_d of the stored rows", i, j);
+                }
+            double g[R * R], ev[R];
+            for (int i = 0; i < R; i++)
+                for (int j = 0; j < R; j++) {
+                    double a = 0;
+                    for (int k = 0; k < N; k++) a += ref[i * N + k] * ref[j * N + k];
+                    g[i * R + j] = a;
+                }
+            sym_eig_desc(g, R, ev);
+            for (int i = 0; i < R; i++) {
+                double e = fabs(sk.eval[i] - ev[i]) / ev[0];
+                if (e > worst_eval) worst_eval = e;
+            }
+            /* the top direction: B^T w_0 / sqrt(lambda_0) against the reference's */
+            float q[N];
+            double mu;
+            co_fd_top(&sk, 1, q, &mu);
+            double c = 0, nr = 0;
+            for (int k = 0; k < N; k++) {
+                double rq = 0;
+                for (int j = 0; j < R; j++) rq += g[j * R] * ref[j * N + k];
+                c += q[k] * rq;
+                nr += rq * rq;
+            }
+            double nq = 0;
+            for (int k = 0; k < N; k++) nq += (double)q[k] * q[k];
+            CHECK(fabs(nq - 1) < 1e-4, "decay %.2f, update %d: top direction not unit (%.6f)", decay, t, nq);
+            c = fabs(c) / sqrt(nr);
+            if (c < worst_cos) worst_cos = c;
+        }
+        CHECK(worst_eval < 1e-5, "decay %.2f: eigenvalues differ from eager FD by %.2e of the largest", decay, worst_eval);
+        CHECK(worst_cos > 1 - 1e-5, "decay %.2f: top direction |cos| %.8f with eager FD", decay, worst_cos);
+        if (d == 1) CHECK(folded > 0, "decay 0.05 never folded the scale into the rows");
+        co_fd_free(&sk);
+    }
 }
 
 /* A dense "layer" of n parameters. */
@@ -571,6 +700,7 @@ int main(void)
     test_woodbury();
     test_power_iteration();
     test_sketch_quadratic();
+    test_sketch_lazy_scale();
     test_alignment_factor();
     test_p_zero_freezes_factors();
     test_adaptive_rank();

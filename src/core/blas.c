@@ -210,13 +210,6 @@ double co_dot_d(const float *a, const float *b, size_t n)
     return co_lanes_sum(acc);
 }
 
-double co_lanes_sum(double *lanes)
-{
-    for (int s = CO_DOT_LANES / 2; s > 0; s /= 2)
-        for (int j = 0; j < s; j++) lanes[j] += lanes[j + s];
-    return lanes[0];
-}
-
 size_t co_bias_grad_work(int batch, int channels)
 {
     return (size_t)(blocks_of(batch, CO_BATCH_BLOCK) - 1) * (size_t)channels;

@@ -70,8 +70,14 @@ double co_tree_sum_d(double *parts, int nparts);
 #define CO_DOT_LANES 32
 double co_dot_d(const float *a, const float *b, size_t n);
 /* The tree at the end of co_dot_d, for loops that keep their own lanes (several sums in
- * one pass): sums the CO_DOT_LANES running sums (overwriting them). */
-double co_lanes_sum(double *lanes);
+ * one pass): sums the CO_DOT_LANES running sums (overwriting them). Inline: a call costs
+ * more than the 31 additions, and small layers sum lanes once per few dozen elements. */
+static inline double co_lanes_sum(double *lanes)
+{
+    for (int s = CO_DOT_LANES / 2; s > 0; s /= 2)
+        for (int j = 0; j < s; j++) lanes[j] += lanes[j + s];
+    return lanes[0];
+}
 
 /* Bias gradient of an NCHW output gradient dy[batch][channels][positions]: each batch
  * block summed in double (sample by sample, positions in order) and rounded to float, then

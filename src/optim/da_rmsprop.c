@@ -18,11 +18,12 @@
  * docs/optimizers/da-rmsprop.md. */
 #include "optim_impl.h"
 #include "../core/blas.h"
-#include "rmsprop.h"
+#include "elementwise.h"
 #include "sketch.h"
 #include "torch_ops.h"
 
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 enum {
@@ -49,9 +50,29 @@ enum {
     HP_COUNT
 };
 
+/* The step's passes run over fixed chunks of the layers (a tensor's elements from a
+ * multiple of CHUNK): each chunk's sums are its own, added in chunk order, so results
+ * depend on neither the thread count nor which thread took which chunk. */
+enum { CHUNK = 2048 };
+
+typedef struct {
+    int g, k;
+    size_t c0, len, off; /* elements [c0, c0 + len) of tensor k, at off in the layer's vector */
+} darms_chunk;
+
+/* What pass 2 has decided for a layer, for the passes over its chunks. */
+typedef struct {
+    int rank;         /* 0 with delta = 1: RMSprop's own step (H = I) */
+    int solve;        /* the Woodbury solve runs (rank > 0 or delta != 1) */
+    int graft;
+    float step;       /* lr (1 + lambda a_t), capped by gain_max */
+    float clip, scale; /* curv_clip; graft's length ratio */
+    double delta;
+} darms_layer;
+
 typedef struct {
     co_slots *v, *m;
-    co_slots *den;        /* this step's sqrt(v) + eps (co_rmsprop_denominator); not state */
+    co_slots *den;        /* this step's sqrt(v) + eps (co_rmsprop_denom); not state */
     int rmax;             /* allocated rank (largest rank_max over groups) */
     int maxn;             /* largest group size */
     co_fd_sketch *sketch; /* per group */
@@ -60,11 +81,20 @@ typedef struct {
     int32_t *rank;        /* per group, current adaptive rank */
     double *sigma1, *err; /* per group, last power-iteration estimate and relative error */
     int64_t *updates;     /* per group, sketch updates done */
-    float *ubuf, *wbuf;   /* maxn: a layer's whitened gradient and its solve */
-    double *proj, *pwork; /* rmax; 2 * sketch rows */
+    float *ubuf;          /* maxn: a drawn layer's whitened gradient */
+    float *dbuf;          /* all parameters: the corrected moves d, layer after layer */
+    double *proj, *pwork; /* per group rmax; 2 * sketch rows */
     double *layer_dots;   /* per group: g.m, g.g, m.m of this step (eq. 6 per layer) */
     double align;         /* last a_t (global) */
+    darms_chunk *chunks;  /* every layer's chunks, layer after layer */
+    size_t nchunks, *chunk0; /* chunk0[g]: the first chunk of layer g (chunk0[G] = nchunks) */
+    size_t *layer_base;   /* per group: where its moves start in dbuf */
+    double *part;         /* per chunk: PART doubles of sums */
+    darms_layer *layer;   /* per group */
 } darms_state;
+
+/* Sums a chunk hands on: pass 1's three, the projections on Q (rank_max), the norms (2). */
+#define PART(s) ((s)->rmax > 3 ? (size_t)(s)->rmax : 3)
 
 static size_t group_n(const co_optim *o, int g) { return co_group_numel(&o->groups[g]); }
 
@@ -94,12 +124,30 @@ static co_status darms_init(co_optim *o, co_error *err)
     s->updates = calloc((size_t)G, sizeof *s->updates);
     s->layer_dots = co_dalloc((size_t)3 * G);
     s->ubuf = co_falloc((size_t)s->maxn);
-    s->wbuf = co_falloc((size_t)s->maxn);
-    s->proj = co_dalloc((size_t)(R ? R : 1));
+    s->dbuf = co_falloc(co_optim_numel(o));
+    s->proj = co_dalloc((size_t)G * (R ? R : 1));
     s->pwork = co_dalloc((size_t)4 * (R ? R : 1));
-    if (!s->sketch || !s->q || !s->mu || !s->rank || !s->sigma1 || !s->err || !s->updates || !s->layer_dots ||
-        !s->ubuf || !s->wbuf || !s->proj || !s->pwork)
+    s->layer = calloc((size_t)G, sizeof *s->layer);
+    s->chunk0 = calloc((size_t)G + 1, sizeof *s->chunk0);
+    s->layer_base = calloc((size_t)G, sizeof *s->layer_base);
+    if (!s->layer_base || !s->sketch || !s->q || !s->mu || !s->rank || !s->sigma1 || !s->err || !s->updates || !s->layer_dots ||
+        !s->ubuf || !s->dbuf || !s->proj || !s->pwork || !s->layer || !s->chunk0)
         return co_error_set(err, CO_ENOMEM, "out of memory for da-rmsprop state");
+    for (int g = 0; g < G; g++) {
+        s->layer_base[g] = g ? s->layer_base[g - 1] + group_n(o, g - 1) : 0;
+        s->chunk0[g] = s->nchunks;
+        for (int k = 0; k < o->groups[g].ntensors; k++) s->nchunks += (o->groups[g].size[k] + CHUNK - 1) / CHUNK;
+    }
+    s->chunk0[G] = s->nchunks;
+    s->chunks = calloc(s->nchunks ? s->nchunks : 1, sizeof *s->chunks);
+    s->part = co_dalloc(s->nchunks * PART(s));
+    if (!s->chunks || !s->part) return co_error_set(err, CO_ENOMEM, "out of memory for da-rmsprop state");
+    for (int g = 0, c = 0; g < G; g++)
+        for (int k = 0, off = 0; k < o->groups[g].ntensors; off += (int)o->groups[g].size[k], k++)
+            for (size_t c0 = 0; c0 < o->groups[g].size[k]; c0 += CHUNK, c++) {
+                size_t len = o->groups[g].size[k] - c0 < CHUNK ? o->groups[g].size[k] - c0 : CHUNK;
+                s->chunks[c] = (darms_chunk){g, k, c0, len, (size_t)off + c0};
+            }
     for (int g = 0; g < G; g++) {
         int rmax = (int)co_hp(o, g, HP_RANK_MAX);
         co_status st = co_fd_init(&s->sketch[g], (int)group_n(o, g), 2 * rmax, err);
@@ -127,21 +175,27 @@ static void darms_free(co_optim *o)
     free(s->updates);
     free(s->layer_dots);
     free(s->ubuf);
-    free(s->wbuf);
+    free(s->dbuf);
     free(s->proj);
     free(s->pwork);
+    free(s->layer);
+    free(s->chunk0);
+    free(s->layer_base);
+    free(s->chunks);
+    free(s->part);
     free(s);
 }
 
 /* The sketch's Gram matrix B B^T has the nonzero spectrum of B^T B: power iteration on it
- * is eq. 4's sigma_1 at rows x rows cost. */
+ * is eq. 4's sigma_1 at rows x rows cost, and on its leading used x used block (the rows
+ * past `used` are zero, so the other entries are 0) at less. */
 static void gram_matvec(const double *x, double *y, void *ctx)
 {
     const co_fd_sketch *sk = ctx;
-    int R = sk->rows;
-    for (int i = 0; i < R; i++) {
+    int R = sk->rows, m = sk->used;
+    for (int i = 0; i < m; i++) {
         double a = 0;
-        for (int j = 0; j < R; j++) a += sk->gram[(size_t)i * R + j] * x[j];
+        for (int j = 0; j < m; j++) a += sk->gram[(size_t)i * R + j] * x[j];
         y[i] = a;
     }
 }
@@ -156,7 +210,7 @@ static co_status update_factors(co_optim *o, darms_state *s, int g, const float 
     int rmax = (int)co_hp(o, g, HP_RANK_MAX), rmin = (int)co_hp(o, g, HP_RANK_MIN);
     if (rmin > rmax) rmin = rmax; /* rank_max = 0 alone switches the curvature off */
     /* gram_matvec needs the Gram matrix, which the last decomposition left intact. */
-    double sigma1 = co_power_iteration(gram_matvec, sk, sk->rows, (int)co_hp(o, g, HP_POWER_ITERS), &o->rng, s->pwork);
+    double sigma1 = co_power_iteration(gram_matvec, sk, sk->used, (int)co_hp(o, g, HP_POWER_ITERS), &o->rng, s->pwork);
     s->sigma1[g] = sigma1;
     /* Eq. 4's rule with hysteresis: grow while the rank-r error exceeds tol_up; shrink only
      * when the direction given up would leave the error below tol_down. Testing the rank-r
@@ -179,62 +233,180 @@ static co_status update_factors(co_optim *o, darms_state *s, int g, const float 
     return CO_OK;
 }
 
+/* Runs fn over chunks [c0, c1): on the threads (each a contiguous run of chunks) when the
+ * chunks hold enough elements to pay for a parallel region. */
+typedef void (*chunk_fn)(co_optim *o, const darms_chunk *c, double *part);
+
+static void over_chunks(co_optim *o, size_t c0, size_t c1, size_t elements, chunk_fn fn)
+{
+    darms_state *s = o->state;
+    const size_t stride = PART(s);
+    if (elements <= CO_FOREACH_PAR_MIN || omp_get_max_threads() < 2 || omp_in_parallel()) {
+        for (size_t c = c0; c < c1; c++) fn(o, &s->chunks[c], s->part + c * stride);
+        return;
+    }
+#pragma omp parallel
+    {
+        size_t lo, hi;
+        co_thread_share(c1 - c0, &lo, &hi);
+        for (size_t c = c0 + lo; c < c0 + hi; c++) fn(o, &s->chunks[c], s->part + c * stride);
+    }
+}
+
+/* Sum k of chunks [c0, c1), in chunk order. */
+static double chunk_sum(const darms_state *s, size_t c0, size_t c1, int k)
+{
+    double t = 0;
+    for (size_t c = c0; c < c1; c++) t += s->part[c * PART(s) + (size_t)k];
+    return t;
+}
+
+/* Pass 1 of a chunk: L2 into the gradient (torch's g.add(p, alpha=wd)), RMSprop's second
+ * moment and denominator sqrt(v) + eps (eq. 8, 10; RMSprop's own element function, so
+ * the rounding is the baseline's), the gradient average (eq. 5) and the alignment sums of
+ * eq. 6 in double, in co_dot_d's lane order. */
+static void pass_moments(co_optim *o, const darms_chunk *c, double *part)
+{
+    darms_state *s = o->state;
+    const int g = c->g;
+    co_group *gr = &o->groups[g];
+    const float b1 = (float)co_hp(o, g, HP_BETA1), a1 = (float)(1.0 - co_hp(o, g, HP_BETA1));
+    const float wd = (float)co_hp(o, g, HP_WD), eps = (float)co_hp(o, g, HP_EPS);
+    const float al = (float)co_hp(o, g, HP_BETA2), a2 = (float)(1.0 - co_hp(o, g, HP_BETA2));
+    float *restrict p = gr->param[c->k] + c->c0, *restrict gp = gr->grad[c->k] + c->c0;
+    float *restrict m = co_slot(s->m, g, c->k) + c->c0, *restrict v = co_slot(s->v, g, c->k) + c->c0;
+    float *restrict den = co_slot(s->den, g, c->k) + c->c0;
+    const size_t n = c->len;
+    float unused = 0; /* the centred average, which DA-RMSprop does not keep */
+    if (wd != 0)
+        for (size_t i = 0; i < n; i++) gp[i] = co_torch_add(gp[i], p[i], wd);
+    for (size_t i = 0; i < n; i++) den[i] = co_rmsprop_denom(gp[i], &v[i], &unused, al, a2, eps, 0);
+    double ld[CO_DOT_LANES] = {0}, lg[CO_DOT_LANES] = {0}, lm[CO_DOT_LANES] = {0};
+    size_t i = 0;
+    for (; i + CO_DOT_LANES <= n; i += CO_DOT_LANES)
+        for (int j = 0; j < CO_DOT_LANES; j++) {
+            float gi = gp[i + j], mi = b1 * m[i + j] + a1 * gi;
+            m[i + j] = mi;
+            ld[j] += (double)gi * mi;
+            lg[j] += (double)gi * gi;
+            lm[j] += (double)mi * mi;
+        }
+    for (int j = 0; i < n; i++, j++) {
+        float gi = gp[i], mi = b1 * m[i] + a1 * gi;
+        m[i] = mi;
+        ld[j] += (double)gi * mi;
+        lg[j] += (double)gi * gi;
+        lm[j] += (double)mi * mi;
+    }
+    part[0] = co_lanes_sum(ld);
+    part[1] = co_lanes_sum(lg);
+    part[2] = co_lanes_sum(lm);
+}
+
+static const float *layer_q(const darms_state *s, int g) { return s->q + (size_t)g * s->maxn * (s->rmax ? s->rmax : 1); }
+
+/* Solve, part 1: x = D^1/2 g = g / sqrt(sqrt(v) + eps) into dbuf, formed from g itself
+ * (not u * sqrt(...), which is 0 * inf once g^2 overflows float), and its projections on
+ * Q (eq. 2's Woodbury solve). */
+static void pass_project(co_optim *o, const darms_chunk *c, double *part)
+{
+    darms_state *s = o->state;
+    const darms_layer *L = &s->layer[c->g];
+    if (!L->solve) return;
+    const float *restrict gp = o->groups[c->g].grad[c->k] + c->c0, *restrict den = co_slot(s->den, c->g, c->k) + c->c0;
+    float *restrict x = s->dbuf + s->layer_base[c->g] + c->off;
+    for (size_t i = 0; i < c->len; i++) x[i] = gp[i] / sqrtf(den[i]);
+    double lanes[CO_DOT_LANES * 64];
+    memset(lanes, 0, (size_t)L->rank * CO_DOT_LANES * sizeof *lanes);
+    co_woodbury_dots(lanes, layer_q(s, c->g) + c->off, group_n(o, c->g), L->rank, x, c->len);
+    for (int i = 0; i < L->rank; i++) part[i] = co_lanes_sum(lanes + (size_t)i * CO_DOT_LANES);
+}
+
+/* Solve, part 2: y = H^-1 x in place, the corrected move d = D^1/2 y (eq. 7, 12), and
+ * grafting's norms: |d|^2 and |D g|^2, RMSprop's own step (Agarwal et al. 2020). */
+static void pass_correct(co_optim *o, const darms_chunk *c, double *part)
+{
+    darms_state *s = o->state;
+    const darms_layer *L = &s->layer[c->g];
+    if (!L->solve) return;
+    const float *restrict gp = o->groups[c->g].grad[c->k] + c->c0, *restrict den = co_slot(s->den, c->g, c->k) + c->c0;
+    float *restrict d = s->dbuf + s->layer_base[c->g] + c->off;
+    co_woodbury_correct(d, d, layer_q(s, c->g) + c->off, group_n(o, c->g), L->rank,
+                        s->proj + (size_t)c->g * (s->rmax ? s->rmax : 1), L->delta, c->len);
+    if (!L->graft) {
+        for (size_t i = 0; i < c->len; i++) d[i] = d[i] / sqrtf(den[i]);
+        return;
+    }
+    double nd[CO_DOT_LANES] = {0}, nr[CO_DOT_LANES] = {0};
+    size_t i = 0;
+    for (; i + CO_DOT_LANES <= c->len; i += CO_DOT_LANES)
+        for (int j = 0; j < CO_DOT_LANES; j++) {
+            float di = d[i + j] / sqrtf(den[i + j]), ri = gp[i + j] / den[i + j];
+            d[i + j] = di;
+            nd[j] += (double)di * di;
+            nr[j] += (double)ri * ri;
+        }
+    for (int j = 0; i < c->len; i++, j++) {
+        float di = d[i] / sqrtf(den[i]), ri = gp[i] / den[i];
+        d[i] = di;
+        nd[j] += (double)di * di;
+        nr[j] += (double)ri * ri;
+    }
+    part[0] = co_lanes_sum(nd);
+    part[1] = co_lanes_sum(nr);
+}
+
+/* Eq. 13. H = I (rank 0, delta 1): RMSprop's D g, rounded as rmsprop.c rounds it. With the
+ * clip (a safeguard) the correction may rotate the step but not move any coordinate more
+ * than clip times RMSprop's |g| / (sqrt(v) + eps); a NaN in d stays a NaN (the training
+ * loop stops on it) rather than being clamped to a bound. */
+static void pass_update(co_optim *o, const darms_chunk *c, double *part)
+{
+    (void)part;
+    darms_state *s = o->state;
+    const darms_layer *L = &s->layer[c->g];
+    float *restrict p = o->groups[c->g].param[c->k] + c->c0;
+    const float *restrict gp = o->groups[c->g].grad[c->k] + c->c0;
+    const float *restrict den = co_slot(s->den, c->g, c->k) + c->c0;
+    const float step = L->step, scale = L->scale, clip = L->clip;
+    if (!L->solve) {
+        for (size_t i = 0; i < c->len; i++) p[i] = co_torch_addcdiv(p[i], gp[i], den[i], -step);
+        return;
+    }
+    const float *restrict d = s->dbuf + s->layer_base[c->g] + c->off;
+    if (clip > 0)
+        for (size_t i = 0; i < c->len; i++) {
+            float di = d[i] * scale, bound = clip * (fabsf(gp[i]) / den[i]);
+            di = di > bound ? bound : di < -bound ? -bound : di;
+            p[i] -= step * di;
+        }
+    else if (L->graft)
+        for (size_t i = 0; i < c->len; i++) p[i] -= step * (d[i] * scale);
+    else
+        for (size_t i = 0; i < c->len; i++) p[i] -= step * d[i];
+}
+
 static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
 {
     (void)c;
     darms_state *s = o->state;
-    /* Pass 1: L2 into the gradient (torch's g.add(p, alpha=wd)), RMSprop's second moment and
-     * denominator sqrt(v) + eps (eq. 8, 10; rmsprop.c's own function, so the rounding is the
-     * baseline's), the gradient average (eq. 5) and the alignment sums of eq. 6 in double,
-     * per layer and over the model. */
+    const size_t total = co_optim_numel(o);
+    over_chunks(o, 0, s->nchunks, total, pass_moments);
     double dot = 0, gg = 0, mm = 0;
     for (int g = 0; g < o->ngroups; g++) {
-        co_group *gr = &o->groups[g];
-        const float b1 = (float)co_hp(o, g, HP_BETA1), a1 = (float)(1.0 - co_hp(o, g, HP_BETA1));
-        const float wd = (float)co_hp(o, g, HP_WD);
-        double d = 0, g2 = 0, m2 = 0;
-        for (int k = 0; k < gr->ntensors; k++) {
-            float *restrict p = gr->param[k], *restrict gp = gr->grad[k];
-            float *restrict m = co_slot(s->m, g, k);
-            size_t n = gr->size[k];
-            if (wd != 0)
-                for (size_t i = 0; i < n; i++) gp[i] = co_torch_add(gp[i], p[i], wd);
-            co_rmsprop_denominator(co_slot(s->den, g, k), co_slot(s->v, g, k), NULL, gp, n, co_hp(o, g, HP_BETA2),
-                                   (float)co_hp(o, g, HP_EPS), 0);
-            /* The three sums in co_dot_d's fixed lane order (vectorised, thread-independent). */
-            double ld[CO_DOT_LANES] = {0}, lg[CO_DOT_LANES] = {0}, lm[CO_DOT_LANES] = {0};
-            size_t i = 0;
-            for (; i + CO_DOT_LANES <= n; i += CO_DOT_LANES)
-                for (int j = 0; j < CO_DOT_LANES; j++) {
-                    float gi = gp[i + j], mi = b1 * m[i + j] + a1 * gi;
-                    m[i + j] = mi;
-                    ld[j] += (double)gi * mi;
-                    lg[j] += (double)gi * gi;
-                    lm[j] += (double)mi * mi;
-                }
-            for (int j = 0; i < n; i++, j++) {
-                float gi = gp[i], mi = b1 * m[i] + a1 * gi;
-                m[i] = mi;
-                ld[j] += (double)gi * mi;
-                lg[j] += (double)gi * gi;
-                lm[j] += (double)mi * mi;
-            }
-            d += co_lanes_sum(ld);
-            g2 += co_lanes_sum(lg);
-            m2 += co_lanes_sum(lm);
-        }
-        s->layer_dots[3 * g] = d;
-        s->layer_dots[3 * g + 1] = g2;
-        s->layer_dots[3 * g + 2] = m2;
-        dot += d;
-        gg += g2;
-        mm += m2;
+        double *ld = s->layer_dots + 3 * g;
+        for (int k = 0; k < 3; k++) ld[k] = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], k);
+        dot += ld[0];
+        gg += ld[1];
+        mm += ld[2];
     }
     double align = gg > 0 && mm > 0 ? dot / (sqrt(gg) * sqrt(mm)) : 0;
     s->align = align;
-    /* Pass 2: per layer, eq. 3 (stochastic factor refresh), eq. 7/12 (the solve), eq. 13. */
+    /* Per layer, in order: eq. 3's draw and the factor refresh (the optimizer's stream: a
+     * uniform, then the power iteration's start when drawn), the step's factor. */
     for (int g = 0; g < o->ngroups; g++) {
         co_group *gr = &o->groups[g];
+        darms_layer *L = &s->layer[g];
         double a = align;
         if (co_hp(o, g, HP_ALIGN_PER_LAYER) != 0) {
             const double *ld = s->layer_dots + 3 * g;
@@ -242,12 +414,11 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
         }
         double gain = 1.0 + co_hp(o, g, HP_LAMBDA) * a, gain_max = co_guard(o, g, HP_GAIN_MAX);
         if (gain_max > 0 && gain > gain_max) gain = gain_max;
-        float step = (float)(co_lr(o, g) * gain);
+        L->step = (float)(co_lr(o, g) * gain);
         int rmax = (int)co_hp(o, g, HP_RANK_MAX);
         if (rmax > 0 && co_rng_uniform(&o->rng) < co_hp(o, g, HP_P)) {
             /* The layer's whitened gradient u = D g as one vector: the sketch sees the whole
-             * layer. Formed only when drawn (a pass over the layer that 1 - p of the steps
-             * never read). */
+             * layer. Formed only when drawn. */
             size_t off = 0;
             for (int k = 0; k < gr->ntensors; k++) {
                 const float *gp = gr->grad[k], *den = co_slot(s->den, g, k);
@@ -257,85 +428,35 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
             co_status st = update_factors(o, s, g, s->ubuf, err);
             if (st) return st;
         }
-        int r = rmax > 0 ? s->rank[g] : 0;
-        if (r == 0 && co_hp(o, g, HP_DELTA) == 1.0) {
-            /* H = I: the step is RMSprop's D g, rounded as rmsprop.c rounds it. */
-            for (int k = 0; k < gr->ntensors; k++) {
-                float *restrict p = gr->param[k];
-                const float *restrict gp = gr->grad[k], *restrict den = co_slot(s->den, g, k);
-                for (size_t i = 0; i < gr->size[k]; i++) p[i] = co_torch_addcdiv(p[i], gp[i], den[i], -step);
-            }
-            continue;
-        }
-        /* w = D^1/2 H^-1 D^1/2 g, with D^1/2 g = g / sqrt(sqrt(v) + eps) formed from g itself
-         * (not u * sqrt(...), which is 0 * inf once g^2 overflows float). */
-        size_t n = group_n(o, g), off = 0;
-        for (int k = 0; k < gr->ntensors; k++) {
-            const float *gp = gr->grad[k], *den = co_slot(s->den, g, k);
-            for (size_t i = 0; i < gr->size[k]; i++) s->wbuf[off + i] = gp[i] / sqrtf(den[i]);
-            off += gr->size[k];
-        }
-        float *q = s->q + (size_t)g * s->maxn * (s->rmax ? s->rmax : 1);
-        double *mu = s->mu + (size_t)g * (s->rmax ? s->rmax : 1);
-        co_woodbury_apply(s->wbuf, s->wbuf, q, mu, (int)n, r, co_hp(o, g, HP_DELTA), s->proj);
-        const int graft = co_guard(o, g, HP_GRAFT) != 0;
-        const float clip = (float)co_guard(o, g, HP_CURV_CLIP);
-        if (!graft && !(clip > 0)) {
-            /* The paper's step (eq. 13), as faithful=1 runs it. */
-            off = 0;
-            for (int k = 0; k < gr->ntensors; k++) {
-                float *p = gr->param[k];
-                const float *den = co_slot(s->den, g, k);
-                for (size_t i = 0; i < gr->size[k]; i++) p[i] -= step * (s->wbuf[off + i] / sqrtf(den[i]));
-                off += gr->size[k];
-            }
-            continue;
-        }
-        /* The safeguards. The corrected move d = D^1/2 w is formed once into wbuf; grafting
-         * (Agarwal et al. 2020) gives it the layer step length of RMSprop's own step D g, the
-         * norms summed in co_dot_d's fixed lanes (vectorised, thread-independent); the clip
-         * lets the correction rotate the step but not move any coordinate more than clip
-         * times RMSprop's |g| / (sqrt(v) + eps). A NaN in d stays a NaN (the training loop
-         * stops on it) rather than being clamped to a bound. */
-        double nd_l[CO_DOT_LANES] = {0}, nr_l[CO_DOT_LANES] = {0};
-        off = 0;
-        for (int k = 0; k < gr->ntensors; k++) {
-            const float *restrict gp = gr->grad[k], *restrict den = co_slot(s->den, g, k);
-            float *restrict d = s->wbuf + off;
-            size_t m = gr->size[k], i = 0;
-            for (; i + CO_DOT_LANES <= m; i += CO_DOT_LANES)
-                for (int j = 0; j < CO_DOT_LANES; j++) {
-                    float di = d[i + j] / sqrtf(den[i + j]), ri = gp[i + j] / den[i + j];
-                    d[i + j] = di;
-                    nd_l[j] += (double)di * di;
-                    nr_l[j] += (double)ri * ri;
-                }
-            for (int j = 0; i < m; i++, j++) {
-                float di = d[i] / sqrtf(den[i]), ri = gp[i] / den[i];
-                d[i] = di;
-                nd_l[j] += (double)di * di;
-                nr_l[j] += (double)ri * ri;
-            }
-            off += m;
-        }
-        double nd = co_lanes_sum(nd_l), nr = co_lanes_sum(nr_l);
-        const float scale = graft && nd > 0 ? (float)sqrt(nr / nd) : 1.0f;
-        off = 0;
-        for (int k = 0; k < gr->ntensors; k++) {
-            float *restrict p = gr->param[k];
-            const float *restrict gp = gr->grad[k], *restrict den = co_slot(s->den, g, k);
-            const float *restrict d = s->wbuf + off;
-            if (clip > 0)
-                for (size_t i = 0; i < gr->size[k]; i++) {
-                    float di = d[i] * scale, bound = clip * (fabsf(gp[i]) / den[i]);
-                    di = di > bound ? bound : di < -bound ? -bound : di;
-                    p[i] -= step * di;
-                }
-            else
-                for (size_t i = 0; i < gr->size[k]; i++) p[i] -= step * (d[i] * scale);
-            off += gr->size[k];
-        }
+        /* Directions with mu_i = 0 (a sketched direction no stronger than the base) have
+         * Woodbury weight mu / (delta + mu) = 0: they change nothing, so the solve skips
+         * them. mu descends with the sketch's eigenvalues, so they are the last ones; with
+         * none left and delta = 1, H = I and the step is RMSprop's. */
+        L->rank = rmax > 0 ? s->rank[g] : 0;
+        const double *mu = s->mu + (size_t)g * (s->rmax ? s->rmax : 1);
+        while (L->rank > 0 && !(mu[L->rank - 1] > 0)) L->rank--;
+        L->delta = co_hp(o, g, HP_DELTA);
+        L->solve = L->rank > 0 || L->delta != 1.0;
+        L->graft = co_guard(o, g, HP_GRAFT) != 0;
+        L->clip = (float)co_guard(o, g, HP_CURV_CLIP);
+        L->scale = 1.0f;
     }
+    /* The solve (eq. 2, 7, 12) in two passes over every layer's chunks, then the update. */
+    over_chunks(o, 0, s->nchunks, total, pass_project);
+    for (int g = 0; g < o->ngroups; g++) {
+        const darms_layer *L = &s->layer[g];
+        double *proj = s->proj + (size_t)g * (s->rmax ? s->rmax : 1), dots[64];
+        for (int i = 0; L->solve && i < L->rank; i++) dots[i] = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], i);
+        if (L->solve) co_woodbury_weights(proj, dots, s->mu + (size_t)g * (s->rmax ? s->rmax : 1), L->rank, L->delta);
+    }
+    over_chunks(o, 0, s->nchunks, total, pass_correct);
+    for (int g = 0; g < o->ngroups; g++) {
+        darms_layer *L = &s->layer[g];
+        if (!L->solve || !L->graft) continue;
+        double nd = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], 0), nr = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], 1);
+        L->scale = nd > 0 ? (float)sqrt(nr / nd) : 1.0f;
+    }
+    over_chunks(o, 0, s->nchunks, total, pass_update);
     return CO_OK;
 }
 
@@ -355,11 +476,14 @@ static void darms_visit(co_optim *o, co_state_visitor *v)
         v->blob(v, key, &used, sizeof used);
         /* A loaded file is outside our control: counts beyond the buffers are clamped. */
         sk->used = used < 0 ? 0 : used > sk->rows ? sk->rows : used;
-        /* The eigen-decomposition of the sketch is recomputed from B when needed; the factors
-         * in use are state. */
+        /* The Gram matrix of the stored rows is updated as rows change, and a full sketch
+         * is shrunk with the decomposition of the last update: both are state, as are the
+         * factors in use. */
         if (sk->rows) {
-            snprintf(key, sizeof key, "gram/%d", g);
-            v->blob(v, key, sk->gram, (size_t)sk->rows * sk->rows * sizeof(double));
+            snprintf(key, sizeof key, "sketch_scale/%d", g);
+            v->blob(v, key, &sk->scale, sizeof sk->scale);
+            snprintf(key, sizeof key, "gram_raw/%d", g);
+            v->blob(v, key, sk->raw, (size_t)sk->rows * sk->rows * sizeof(double));
             snprintf(key, sizeof key, "eval/%d", g);
             v->blob(v, key, sk->eval, (size_t)sk->rows * sizeof(double));
             snprintf(key, sizeof key, "evec/%d", g);

@@ -17,17 +17,22 @@ co_status co_fd_init(co_fd_sketch *s, int n, int rows, co_error *err)
     s->b = co_falloc((size_t)rows * n);
     s->gram = co_dalloc((size_t)rows * rows);
     s->evec = co_dalloc((size_t)rows * rows);
+    s->eig = co_dalloc((size_t)rows * rows);
     s->eval = co_dalloc((size_t)rows);
     s->work = co_dalloc((size_t)rows);
-    s->gram_f = co_falloc((size_t)rows * rows);
+    s->raw = co_dalloc((size_t)rows * rows);
     s->coef = co_falloc((size_t)rows * rows);
+    s->scale = 1;
+    int half = rows / 2 > 0 ? rows / 2 : 1;
+    size_t pairs = (size_t)half * (half + 1) / 2;
+    s->lanes = co_dalloc(CO_DOT_LANES * (pairs > (size_t)rows ? pairs : (size_t)rows));
     double query = 0;
     if (s->gram && s->work &&
         LAPACKE_dsyev_work(LAPACK_COL_MAJOR, 'V', 'U', rows, s->gram, rows, s->work, &query, -1) == 0) {
         s->nlwork = (int)query + 1;
         s->lwork = co_dalloc((size_t)s->nlwork);
     }
-    if (!s->b || !s->gram || !s->evec || !s->eval || !s->work || !s->lwork || !s->gram_f || !s->coef) {
+    if (!s->b || !s->gram || !s->evec || !s->eig || !s->eval || !s->work || !s->lwork || !s->raw || !s->coef || !s->lanes) {
         co_fd_free(s);
         return co_error_set(err, CO_ENOMEM, "out of memory for a %d x %d sketch", rows, n);
     }
@@ -39,71 +44,81 @@ void co_fd_free(co_fd_sketch *s)
     free(s->b);
     free(s->gram);
     free(s->evec);
+    free(s->eig);
     free(s->eval);
     free(s->work);
     free(s->lwork);
-    free(s->gram_f);
+    free(s->raw);
     free(s->coef);
+    free(s->lanes);
     memset(s, 0, sizeof *s);
 }
 
-/* Eigen-decomposition of B B^T (rows x rows), eigenvalues descending and >= 0. */
+/* Eigen-decomposition of B B^T (rows x rows), eigenvalues descending and >= 0. The Gram
+ * matrix of the stored rows is kept up to date as rows change (raw, co_dot_d's sums), so
+ * this costs no pass over B: B B^T = scale^2 raw. */
 static co_status decompose(co_fd_sketch *s, co_error *err)
 {
-    int R = s->rows, n = s->n;
-    /* One SGEMM: B B^T in float (blocked FMA accumulation), then double for LAPACK. */
-    co_gemm(0, 1, R, R, n, 1.0f, s->b, n, s->b, n, 0.0f, s->gram_f, R, 0);
-    for (int i = 0; i < R; i++)
-        for (int j = 0; j < R; j++) s->gram[(size_t)i * R + j] = 0.5 * ((double)s->gram_f[i * R + j] + s->gram_f[j * R + i]);
-    memcpy(s->evec, s->gram, (size_t)R * R * sizeof(double));
-    /* dsyev returns ascending eigenvalues: reverse into descending order below. */
-    /* Column-major (LAPACKE's row-major path allocates a transposed copy); the Gram matrix
-     * is symmetric, so only the eigenvectors need transposing back. */
-    int blas_threads = co_blas_serial_begin();
-    int info = LAPACKE_dsyev_work(LAPACK_COL_MAJOR, 'V', 'U', R, s->evec, R, s->work, s->lwork, s->nlwork);
-    co_blas_serial_end(blas_threads);
-    if (info != 0) return co_error_set(err, CO_ENUMERIC, "sketch eigendecomposition failed");
-    for (int i = 0; i < R; i++)
-        for (int j = i + 1; j < R; j++) {
-            double t = s->evec[(size_t)i * R + j];
-            s->evec[(size_t)i * R + j] = s->evec[(size_t)j * R + i];
-            s->evec[(size_t)j * R + i] = t;
-        }
-    for (int i = 0; i < R / 2; i++) {
-        double t = s->work[i];
-        s->work[i] = s->work[R - 1 - i];
-        s->work[R - 1 - i] = t;
-        for (int r = 0; r < R; r++) {
-            double *a = &s->evec[(size_t)r * R + i], *b = &s->evec[(size_t)r * R + (R - 1 - i)];
-            double u = *a;
-            *a = *b;
-            *b = u;
-        }
+    int R = s->rows, m = s->used;
+    double s2 = s->scale * s->scale;
+    for (int i = 0; i < R * R; i++) s->gram[i] = s2 * s->raw[i];
+    /* Rows past `used` are zero: B B^T is its leading used x used block padded with zeros,
+     * so LAPACK decomposes only that block (dsyev's cost on these small matrices is
+     * mostly per-call overhead that grows with the size) and the zero rows get eigenvalue
+     * 0 and unit vectors. The block is symmetric, so column-major needs no transpose going
+     * in (LAPACKE's row-major path would allocate a transposed copy). */
+    double *a = s->eig;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < m; j++) a[(size_t)i * m + j] = s->gram[(size_t)i * R + j];
+    if (m > 0) {
+        int blas_threads = co_blas_serial_begin();
+        int info = LAPACKE_dsyev_work(LAPACK_COL_MAJOR, 'V', 'U', m, a, m, s->work, s->lwork, s->nlwork);
+        co_blas_serial_end(blas_threads);
+        if (info != 0) return co_error_set(err, CO_ENUMERIC, "sketch eigendecomposition failed");
     }
-    for (int i = 0; i < R; i++) s->eval[i] = s->work[i] > 0 ? s->work[i] : 0;
+    /* dsyev's eigenvalues ascend: eval[i] and evec[.][i] (component r of eigenvector i at
+     * evec[r * R + i]) take its column m - 1 - i, whose entry r is a[(m - 1 - i) * m + r]. */
+    for (int i = 0; i < R; i++) {
+        double w = i < m ? s->work[m - 1 - i] : 0;
+        s->eval[i] = w > 0 ? w : 0;
+        for (int r = 0; r < R; r++) s->evec[(size_t)r * R + i] = r < m && i < m ? a[(size_t)(m - 1 - i) * m + r] : (r == i);
+    }
     return CO_OK;
+}
+
+/* Finishes a chunk's Gram lanes: lane k of a sum holds the products of the elements at
+ * indices = k mod CO_DOT_LANES in index order, which is co_dot_d's order, so every entry
+ * of raw is co_dot_d of its two stored rows whichever pass produced it. */
+static void add_products(double *lanes, const float *a, const float *b, int len)
+{
+    for (int k = 0; k < len; k++) lanes[k] += (double)a[k] * b[k];
 }
 
 /* B <- diag(sqrt(max(eval - shift, 0))) V^T with V = B^T W diag(eval)^-1/2: the sketch
  * rewritten in its own singular basis, computed in place column by column as B <- C^T B
- * (C in the Gram buffer, which the decomposition no longer needs; work holds one column). */
+ * (C in the Gram buffer, which the decomposition no longer needs; the lazy scale folded
+ * into C, so the new rows are stored at scale 1), with the new rows' Gram matrix summed in
+ * the same pass. */
 static void rebuild(co_fd_sketch *s, double shift)
 {
     int R = s->rows, n = s->n, kept = 0;
     double *c = s->gram;
     memset(c, 0, (size_t)R * R * sizeof(double));
-    for (int i = 0; i < R; i++) {
+    for (int i = 0; i < R && kept < R / 2; i++) { /* at most R/2 with eval sorted; a loaded file may not be */
         double lam = s->eval[i], keep = lam - shift;
-        if (lam <= 0 || keep <= 0) continue;
-        double scale = sqrt(keep / lam);
+        if (!(lam > 0) || !(keep > 0)) continue;
+        double scale = sqrt(keep / lam) * s->scale;
         for (int j = 0; j < R; j++) c[(size_t)j * R + kept] = s->evec[(size_t)j * R + i] * scale;
         kept++;
     }
+    int pairs = kept * (kept + 1) / 2;
+    memset(s->lanes, 0, (size_t)pairs * CO_DOT_LANES * sizeof(double));
     /* A chunk of columns at a time, each new entry's terms in j order as a scalar loop
      * would add them, along the rows so that the loops vectorise; a chunk is read whole
      * before it is overwritten. */
-    enum { CHUNK = 32 };
+    enum { CHUNK = CO_DOT_LANES };
     double out[CO_SKETCH_MAX_ROWS * CHUNK];
+    float row[CO_SKETCH_MAX_ROWS / 2 * CHUNK]; /* kept <= R / 2 rows */
     for (int k0 = 0; k0 < n; k0 += CHUNK) {
         int len = n - k0 < CHUNK ? n - k0 : CHUNK;
         for (int i = 0; i < kept; i++) {
@@ -115,27 +130,60 @@ static void rebuild(co_fd_sketch *s, double shift)
                 for (int k = 0; k < len; k++) o[k] += cji * bj[k];
             }
         }
+        for (int i = 0; i < kept; i++)
+            for (int k = 0; k < len; k++) row[i * CHUNK + k] = (float)out[(size_t)i * CHUNK + k];
+        for (int i = 0, pr = 0; i < kept; i++)
+            for (int j = 0; j <= i; j++, pr++) add_products(s->lanes + (size_t)pr * CHUNK, row + i * CHUNK, row + j * CHUNK, len);
         for (int i = 0; i < R; i++)
-            for (int k = 0; k < len; k++) s->b[(size_t)i * n + k0 + k] = i < kept ? (float)out[(size_t)i * CHUNK + k] : 0.0f;
+            for (int k = 0; k < len; k++) s->b[(size_t)i * n + k0 + k] = i < kept ? row[i * CHUNK + k] : 0.0f;
     }
+    memset(s->raw, 0, (size_t)R * R * sizeof(double));
+    for (int i = 0, pr = 0; i < kept; i++)
+        for (int j = 0; j <= i; j++, pr++)
+            s->raw[(size_t)i * R + j] = s->raw[(size_t)j * R + i] = co_lanes_sum(s->lanes + (size_t)pr * CHUNK);
     s->used = kept;
+    s->scale = 1;
 }
 
 co_status co_fd_update(co_fd_sketch *s, const float *u, double decay, co_error *err)
 {
     if (s->rows <= 0) return CO_OK;
     int n = s->n;
-    co_status st;
     if (s->used == s->rows) {
-        if ((st = decompose(s, err))) return st;
-        /* Frequent Directions: subtract the median squared singular value. */
+        /* Frequent Directions: subtract the median squared singular value. Every update
+         * ends by decomposing B B^T, and B has not changed since, so eval/evec are its
+         * decomposition already (decompose is deterministic: recomputing it gave the same
+         * bits at the price of an eigendecomposition). */
         rebuild(s, s->eval[s->rows / 2]);
     }
-    float a = (float)sqrt(decay), c = (float)sqrt(1.0 - decay);
-    for (size_t i = 0; i < (size_t)s->used * n; i++) s->b[i] *= a;
-    float *row = s->b + (size_t)s->used * n;
-    for (int k = 0; k < n; k++) row[k] = c * u[k];
-    s->used++;
+    /* B <- sqrt(decay) B lazily: the rows are stored at a common scale, so forgetting
+     * costs no pass over B; the scale is folded into the rows only if it gets small enough
+     * to push the stored new rows towards float's range (never at decay >= 0.5 and 2 x
+     * rank_max <= 16, where a rebuild resets it first). */
+    s->scale *= sqrt(decay);
+    if (s->scale < 1e-3) {
+        float f = (float)s->scale;
+        for (size_t i = 0; i < (size_t)s->used * n; i++) s->b[i] *= f;
+        for (int i = 0; i < s->used; i++)
+            for (int j = 0; j <= i; j++)
+                s->raw[(size_t)i * s->rows + j] = s->raw[(size_t)j * s->rows + i] =
+                    co_dot_d(s->b + (size_t)i * n, s->b + (size_t)j * n, (size_t)n);
+        s->scale = 1;
+    }
+    /* The new row, stored as sqrt(1 - decay) u / scale, and its products with every row
+     * (itself included) summed in the same pass. */
+    const float f = (float)(sqrt(1.0 - decay) / s->scale);
+    int m = s->used;
+    float *row = s->b + (size_t)m * n;
+    double *lanes = s->lanes;
+    memset(lanes, 0, (size_t)(m + 1) * CO_DOT_LANES * sizeof(double));
+    for (int k0 = 0; k0 < n; k0 += CO_DOT_LANES) {
+        int len = n - k0 < CO_DOT_LANES ? n - k0 : CO_DOT_LANES;
+        for (int k = 0; k < len; k++) row[k0 + k] = f * u[k0 + k];
+        for (int i = 0; i <= m; i++) add_products(lanes + (size_t)i * CO_DOT_LANES, s->b + (size_t)i * n + k0, row + k0, len);
+    }
+    for (int i = 0; i <= m; i++) s->raw[(size_t)i * s->rows + m] = s->raw[(size_t)m * s->rows + i] = co_lanes_sum(lanes + (size_t)i * CO_DOT_LANES);
+    s->used = m + 1;
     return decompose(s, err);
 }
 
@@ -147,7 +195,7 @@ void co_fd_top(const co_fd_sketch *s, int r, float *q, double *mu)
     for (int i = 0; i < r; i++) {
         int live = s->eval[i] > 1e-30;
         mu[i] = live ? s->eval[i] : 0;
-        double inv = live ? 1.0 / sqrt(s->eval[i]) : 0;
+        double inv = live ? s->scale / sqrt(s->eval[i]) : 0; /* B's rows are stored at 1/scale */
         for (int j = 0; j < R; j++) s->coef[i * R + j] = (float)(s->evec[(size_t)j * R + i] * inv);
     }
     if (r > 0) co_gemm(0, 0, r, n, R, 1.0f, s->coef, R, s->b, n, 0.0f, q, n, 0);
@@ -180,28 +228,46 @@ double co_power_iteration(void (*matvec)(const double *x, double *y, void *ctx),
         nw = sqrt(nw);
         lambda = nw; /* ||A v_k|| with ||v_k|| = 1 */
         if (nw == 0) return 0;
-        for (int i = 0; i < n; i++) v[i] = w[i] / nw;
+        double inv = 1.0 / nw;
+        for (int i = 0; i < n; i++) v[i] = w[i] * inv;
     }
     return lambda;
 }
 
-void co_woodbury_apply(float *y, const float *x, const float *q, const double *mu, int n, int r, double delta,
-                       double *proj)
+void co_woodbury_dots(double *lanes, const float *q, size_t ldq, int r, const float *x, size_t len)
 {
-    for (int i = 0; i < r; i++) proj[i] = co_dot_d(q + (size_t)i * n, x, (size_t)n) * (mu[i] / (delta + mu[i]));
-    /* y = (x - Q^T proj) / delta, each element's terms in direction order as one scalar loop
-     * would add them, a chunk of elements at a time so the loops run along the vectors. */
+    size_t k0 = 0;
+    for (; k0 + CO_DOT_LANES <= len; k0 += CO_DOT_LANES)
+        for (int i = 0; i < r; i++) {
+            const float *qi = q + (size_t)i * ldq + k0;
+            double *l = lanes + (size_t)i * CO_DOT_LANES;
+            for (int j = 0; j < CO_DOT_LANES; j++) l[j] += (double)qi[j] * x[k0 + j];
+        }
+    for (int i = 0; i < r; i++)
+        for (size_t k = k0; k < len; k++) lanes[(size_t)i * CO_DOT_LANES + (k - k0)] += (double)q[(size_t)i * ldq + k] * x[k];
+}
+
+void co_woodbury_weights(double *proj, const double *dots, const double *mu, int r, double delta)
+{
+    for (int i = 0; i < r; i++) proj[i] = dots[i] * (mu[i] / (delta + mu[i]));
+}
+
+void co_woodbury_correct(float *y, const float *x, const float *q, size_t ldq, int r, const double *proj, double delta,
+                         size_t len)
+{
+    /* Each element's terms in direction order, in double, a chunk of elements at a time so
+     * the loops run along the vectors. */
     double inv = 1.0 / delta;
     enum { CHUNK = 512 };
     double c[CHUNK];
-    for (int k0 = 0; k0 < n; k0 += CHUNK) {
-        int len = n - k0 < CHUNK ? n - k0 : CHUNK;
-        for (int k = 0; k < len; k++) c[k] = 0;
+    for (size_t k0 = 0; k0 < len; k0 += CHUNK) {
+        int n = len - k0 < CHUNK ? (int)(len - k0) : CHUNK;
+        for (int k = 0; k < n; k++) c[k] = 0;
         for (int i = 0; i < r; i++) {
-            const float *qi = q + (size_t)i * n + k0;
+            const float *qi = q + (size_t)i * ldq + k0;
             double pi = proj[i];
-            for (int k = 0; k < len; k++) c[k] += pi * qi[k];
+            for (int k = 0; k < n; k++) c[k] += pi * qi[k];
         }
-        for (int k = 0; k < len; k++) y[k0 + k] = (float)((x[k0 + k] - c[k]) * inv);
+        for (int k = 0; k < n; k++) y[k0 + k] = (float)((x[k0 + k] - c[k]) * inv);
     }
 }

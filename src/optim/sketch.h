@@ -2,7 +2,7 @@
  *  - a Frequent-Directions sketch (Liberty 2013) of an exponentially weighted stream of
  *    vectors, B (rows x n) with B^T B ~ sum_t w_t u_t u_t^T, giving its top eigenpairs;
  *  - power iteration for the largest eigenvalue of a symmetric operator (eq. 4);
- *  - the Woodbury apply of H = delta I + Q diag(mu) Q^T with Q orthonormal (eq. 2). */
+ *  - the Woodbury solve with H = delta I + Q diag(mu) Q^T, Q orthonormal (eq. 2). */
 #ifndef CO_OPTIM_SKETCH_H
 #define CO_OPTIM_SKETCH_H
 
@@ -14,13 +14,17 @@
 typedef struct co_fd_sketch {
     int n, rows;   /* dimension, sketch rows (2 x the largest rank) */
     int used;      /* rows holding data */
-    float *b;      /* rows x n, row-major */
-    double *gram;  /* rows x rows: B B^T */
+    float *b;      /* rows x n, row-major, stored at 1/scale: the sketch is scale * b */
+    double scale;  /* the forgetting not yet applied to b (a scalar instead of a pass over B) */
+    double *raw;   /* rows x rows: b b^T, each entry co_dot_d of its two stored rows */
+    double *gram;  /* rows x rows: the sketch's B B^T = scale^2 raw (and rebuild's scratch) */
     double *evec;  /* rows x rows eigenvectors of the Gram matrix (columns), descending */
     double *eval;  /* rows eigenvalues, descending, clamped >= 0 */
+    double *eig;   /* rows x rows: LAPACK's input and output */
     double *work;  /* rows */
     double *lwork; /* LAPACK workspace, sized at init so updates never allocate */
-    float *gram_f, *coef; /* rows x rows: float Gram matrix, basis coefficients */
+    float *coef;   /* rows x rows: basis coefficients */
+    double *lanes; /* CO_DOT_LANES running sums per Gram entry being summed */
     int nlwork;
 } co_fd_sketch;
 
@@ -43,9 +47,18 @@ double co_power_iteration(void (*matvec)(const double *x, double *y, void *ctx),
                           co_rng *rng, double *work);
 
 /* y = H^{-1} x for H = delta I + Q diag(mu) Q^T, Q (n x r, orthonormal columns), mu >= 0:
- * Woodbury with C = diag(mu): H^{-1} = (I - Q diag(mu / (delta + mu)) Q^T) / delta.
- * proj holds r doubles. y may alias x. */
-void co_woodbury_apply(float *y, const float *x, const float *q, const double *mu, int n, int r, double delta,
-                       double *proj);
+ * Woodbury with C = diag(mu): H^{-1} = (I - Q diag(mu / (delta + mu)) Q^T) / delta, in
+ * pieces for a caller that forms x segment by segment (a layer's tensors, in chunks):
+ *  1. co_woodbury_dots over each segment (q at the segment's first element, rows ldq
+ *     apart): lanes (r x CO_DOT_LANES, zeroed first) += q_i . x, element k of the segment
+ *     in lane k mod CO_DOT_LANES (so a segment split at multiples of CO_DOT_LANES sums as
+ *     one, and one segment of n is co_dot_d's order);
+ *  2. co_woodbury_weights: proj_i = (q_i . x) mu_i / (delta + mu_i), from the dot products
+ *     (co_lanes_sum of the lanes, or of several segments' sums added in a fixed order);
+ *  3. co_woodbury_correct over each segment: y = (x - Q proj) / delta (y may alias x). */
+void co_woodbury_dots(double *lanes, const float *q, size_t ldq, int r, const float *x, size_t len);
+void co_woodbury_weights(double *proj, const double *dots, const double *mu, int r, double delta);
+void co_woodbury_correct(float *y, const float *x, const float *q, size_t ldq, int r, const double *proj, double delta,
+                         size_t len);
 
 #endif

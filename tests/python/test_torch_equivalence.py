@@ -115,14 +115,18 @@ def main():
     cases = [Case("moons", m.name, 3, 32, 7) for m in curvopt.methods()]
     # TSO-ALRA's switch to SGD from epoch_end, after the first of three epochs.
     cases.append(Case("moons", "tso-alra", 3, 32, 8, {"switch_epoch": 1}))
+    # DA-RMSprop as published (no safeguards: the unclipped, ungrafted curvature step).
+    cases.append(Case("moons", "da-rmsprop", 3, 32, 7, {"faithful": 1}))
     # TSO-ALRA with the damping its reproduction uses (the default 1e-3 diverges on this CNN).
     # Quasi-Adam at its default lr: at the paper's 1e-2 its L-BFGS term amplifies the two
     # stacks' rounding differences past any useful tolerance within a few dozen steps.
-    # DA-RMSprop as published: at its defaults (safeguards on) its first steps on this CNN are
-    # RMSprop's tenfold ones and the run is chaotic for 32 steps (the two stacks' rounding
-    # grows to 1e-2, and lr x1.05 moves the end by 100%); the published one takes them too but
-    # ends the same way in both front ends.
-    mnist_hp = {"tso-alra": {"damping": 1e-2}, "quasi-adam": None, "lama-adam": None, "da-rmsprop": {"faithful": 1}}
+    # DA-RMSprop at lr 3e-4: at its default 1e-2 its first steps on this CNN are RMSprop's
+    # tenfold ones and the run is chaotic for 32 steps, and so is the published algorithm
+    # (faithful=1) at 1e-2 to 1e-4 (decision 8 of its doc: the unclipped correction enlarges
+    # steps): the two stacks' rounding, or lr x (1 + 1e-6) in one stack, moves the end by
+    # 1e-2 to 1 there. At 3e-4 the safeguarded run is not chaotic (measured: 6e-4 between the
+    # front ends, 0.19 for lr x1.05); the published step is compared on moons below.
+    mnist_hp = {"tso-alra": {"damping": 1e-2}, "quasi-adam": None, "lama-adam": None, "da-rmsprop": {"lr": 3e-4}}
     for m, hp in mnist_hp.items():
         cases.append(Case("mnist", m, 2, 64, 3, hp, train_limit=1024))
     moons = moons_train()
