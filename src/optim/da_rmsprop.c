@@ -187,8 +187,9 @@ static void darms_free(co_optim *o)
 }
 
 /* The sketch's Gram matrix B B^T has the nonzero spectrum of B^T B: power iteration on it
- * is eq. 4's sigma_1 at rows x rows cost, and on its leading used x used block (the rows
- * past `used` are zero, so the other entries are 0) at less. */
+ * is eq. 4's sigma_1 at rows x rows cost. Rows past `used` are zero, so only the leading
+ * used x used block is multiplied; the iteration still runs over all rows so that it draws
+ * the same start from the optimizer's stream whatever the rows in use. */
 static void gram_matvec(const double *x, double *y, void *ctx)
 {
     const co_fd_sketch *sk = ctx;
@@ -198,6 +199,7 @@ static void gram_matvec(const double *x, double *y, void *ctx)
         for (int j = 0; j < m; j++) a += sk->gram[(size_t)i * R + j] * x[j];
         y[i] = a;
     }
+    for (int i = m; i < R; i++) y[i] = 0;
 }
 
 /* Eq. 3-4: refresh layer g's factors from its whitened gradient u, adapt the rank. */
@@ -210,7 +212,7 @@ static co_status update_factors(co_optim *o, darms_state *s, int g, const float 
     int rmax = (int)co_hp(o, g, HP_RANK_MAX), rmin = (int)co_hp(o, g, HP_RANK_MIN);
     if (rmin > rmax) rmin = rmax; /* rank_max = 0 alone switches the curvature off */
     /* gram_matvec needs the Gram matrix, which the last decomposition left intact. */
-    double sigma1 = co_power_iteration(gram_matvec, sk, sk->used, (int)co_hp(o, g, HP_POWER_ITERS), &o->rng, s->pwork);
+    double sigma1 = co_power_iteration(gram_matvec, sk, sk->rows, (int)co_hp(o, g, HP_POWER_ITERS), &o->rng, s->pwork);
     s->sigma1[g] = sigma1;
     /* Eq. 4's rule with hysteresis: grow while the rank-r error exceeds tol_up; shrink only
      * when the direction given up would leave the error below tol_down. Testing the rank-r
