@@ -62,6 +62,7 @@ typedef struct {
 
 /* What pass 2 has decided for a layer, for the passes over its chunks. */
 typedef struct {
+    int drawn;        /* eq. 3: the factors are refreshed this step */
     int rank;         /* 0 with delta = 1: RMSprop's own step (H = I) */
     int solve;        /* the Woodbury solve runs (rank > 0 or delta != 1) */
     int graft;
@@ -84,17 +85,21 @@ typedef struct {
     float *ubuf;          /* maxn: a drawn layer's whitened gradient */
     float *dbuf;          /* all parameters: the corrected moves d, layer after layer */
     double *proj, *pwork; /* per group rmax; 2 * sketch rows */
+    double *pstart;       /* per group, sketch rows: the power iteration's start, drawn at the step's start */
     double *layer_dots;   /* per group: g.m, g.g, m.m of this step (eq. 6 per layer) */
     double align;         /* last a_t (global) */
     darms_chunk *chunks;  /* every layer's chunks, layer after layer */
     size_t nchunks, *chunk0; /* chunk0[g]: the first chunk of layer g (chunk0[G] = nchunks) */
     size_t *layer_base;   /* per group: where its moves start in dbuf */
+    size_t *layer_n;      /* per group: its size (Q's row stride) */
     double *part;         /* per chunk: PART doubles of sums */
     darms_layer *layer;   /* per group */
 } darms_state;
 
-/* Sums a chunk hands on: pass 1's three, the projections on Q (rank_max), the norms (2). */
-#define PART(s) ((s)->rmax > 3 ? (size_t)(s)->rmax : 3)
+/* Sums a chunk hands on: pass 1's three and the projections on Q (rank_max); then the
+ * norms (2). */
+#define PART(s) (3 + (size_t)(s)->rmax)
+#define PART_PROJ 3
 
 static size_t group_n(const co_optim *o, int g) { return co_group_numel(&o->groups[g]); }
 
@@ -127,14 +132,17 @@ static co_status darms_init(co_optim *o, co_error *err)
     s->dbuf = co_falloc(co_optim_numel(o));
     s->proj = co_dalloc((size_t)G * (R ? R : 1));
     s->pwork = co_dalloc((size_t)4 * (R ? R : 1));
+    s->pstart = co_dalloc((size_t)G * 2 * (R ? R : 1));
     s->layer = calloc((size_t)G, sizeof *s->layer);
     s->chunk0 = calloc((size_t)G + 1, sizeof *s->chunk0);
     s->layer_base = calloc((size_t)G, sizeof *s->layer_base);
-    if (!s->layer_base || !s->sketch || !s->q || !s->mu || !s->rank || !s->sigma1 || !s->err || !s->updates || !s->layer_dots ||
-        !s->ubuf || !s->dbuf || !s->proj || !s->pwork || !s->layer || !s->chunk0)
+    s->layer_n = calloc((size_t)G, sizeof *s->layer_n);
+    if (!s->layer_base || !s->layer_n || !s->sketch || !s->q || !s->mu || !s->rank || !s->sigma1 || !s->err || !s->updates || !s->layer_dots ||
+        !s->ubuf || !s->dbuf || !s->proj || !s->pwork || !s->pstart || !s->layer || !s->chunk0)
         return co_error_set(err, CO_ENOMEM, "out of memory for da-rmsprop state");
     for (int g = 0; g < G; g++) {
         s->layer_base[g] = g ? s->layer_base[g - 1] + group_n(o, g - 1) : 0;
+        s->layer_n[g] = group_n(o, g);
         s->chunk0[g] = s->nchunks;
         for (int k = 0; k < o->groups[g].ntensors; k++) s->nchunks += (o->groups[g].size[k] + CHUNK - 1) / CHUNK;
     }
@@ -178,9 +186,11 @@ static void darms_free(co_optim *o)
     free(s->dbuf);
     free(s->proj);
     free(s->pwork);
+    free(s->pstart);
     free(s->layer);
     free(s->chunk0);
     free(s->layer_base);
+    free(s->layer_n);
     free(s->chunks);
     free(s->part);
     free(s);
@@ -212,7 +222,8 @@ static co_status update_factors(co_optim *o, darms_state *s, int g, const float 
     int rmax = (int)co_hp(o, g, HP_RANK_MAX), rmin = (int)co_hp(o, g, HP_RANK_MIN);
     if (rmin > rmax) rmin = rmax; /* rank_max = 0 alone switches the curvature off */
     /* gram_matvec needs the Gram matrix, which the last decomposition left intact. */
-    double sigma1 = co_power_iteration(gram_matvec, sk, sk->rows, (int)co_hp(o, g, HP_POWER_ITERS), &o->rng, s->pwork);
+    double sigma1 = co_power_iteration(gram_matvec, sk, sk->rows, (int)co_hp(o, g, HP_POWER_ITERS),
+                                       s->pstart + (size_t)g * sk->rows, s->pwork);
     s->sigma1[g] = sigma1;
     /* Eq. 4's rule with hysteresis: grow while the rank-r error exceeds tol_up; shrink only
      * when the direction given up would leave the error below tol_down. Testing the rank-r
@@ -263,10 +274,27 @@ static double chunk_sum(const darms_state *s, size_t c0, size_t c1, int k)
     return t;
 }
 
+static const float *layer_q(const darms_state *s, int g) { return s->q + (size_t)g * s->maxn * (s->rmax ? s->rmax : 1); }
+
+/* Solve, part 1 (eq. 2's Woodbury solve): x = D^1/2 g = g / sqrt(sqrt(v) + eps) into dbuf,
+ * formed from g itself (not u * sqrt(...), which is 0 * inf once g^2 overflows float), and
+ * its projections on Q. */
+static void project(darms_state *s, const darms_chunk *c, const float *gp, const float *den, double *part)
+{
+    const darms_layer *L = &s->layer[c->g];
+    float *restrict x = s->dbuf + s->layer_base[c->g] + c->off;
+    for (size_t i = 0; i < c->len; i++) x[i] = gp[i] / sqrtf(den[i]);
+    double lanes[CO_DOT_LANES * 64];
+    memset(lanes, 0, (size_t)L->rank * CO_DOT_LANES * sizeof *lanes);
+    co_woodbury_dots(lanes, layer_q(s, c->g) + c->off, s->layer_n[c->g], L->rank, x, c->len);
+    for (int i = 0; i < L->rank; i++) part[PART_PROJ + i] = co_lanes_sum(lanes + (size_t)i * CO_DOT_LANES);
+}
+
 /* Pass 1 of a chunk: L2 into the gradient (torch's g.add(p, alpha=wd)), RMSprop's second
  * moment and denominator sqrt(v) + eps (eq. 8, 10; RMSprop's own element function, so
  * the rounding is the baseline's), the gradient average (eq. 5) and the alignment sums of
- * eq. 6 in double, in co_dot_d's lane order. */
+ * eq. 6 in double, in co_dot_d's lane order; for a layer whose factors stay as they are
+ * this step, the solve's first part while the chunk is in cache. */
 static void pass_moments(co_optim *o, const darms_chunk *c, double *part)
 {
     darms_state *s = o->state;
@@ -303,25 +331,15 @@ static void pass_moments(co_optim *o, const darms_chunk *c, double *part)
     part[0] = co_lanes_sum(ld);
     part[1] = co_lanes_sum(lg);
     part[2] = co_lanes_sum(lm);
+    if (s->layer[g].solve && !s->layer[g].drawn) project(s, c, gp, den, part);
 }
 
-static const float *layer_q(const darms_state *s, int g) { return s->q + (size_t)g * s->maxn * (s->rmax ? s->rmax : 1); }
-
-/* Solve, part 1: x = D^1/2 g = g / sqrt(sqrt(v) + eps) into dbuf, formed from g itself
- * (not u * sqrt(...), which is 0 * inf once g^2 overflows float), and its projections on
- * Q (eq. 2's Woodbury solve). */
+/* Solve, part 1 for the layers whose factors were refreshed this step. */
 static void pass_project(co_optim *o, const darms_chunk *c, double *part)
 {
     darms_state *s = o->state;
-    const darms_layer *L = &s->layer[c->g];
-    if (!L->solve) return;
-    const float *restrict gp = o->groups[c->g].grad[c->k] + c->c0, *restrict den = co_slot(s->den, c->g, c->k) + c->c0;
-    float *restrict x = s->dbuf + s->layer_base[c->g] + c->off;
-    for (size_t i = 0; i < c->len; i++) x[i] = gp[i] / sqrtf(den[i]);
-    double lanes[CO_DOT_LANES * 64];
-    memset(lanes, 0, (size_t)L->rank * CO_DOT_LANES * sizeof *lanes);
-    co_woodbury_dots(lanes, layer_q(s, c->g) + c->off, group_n(o, c->g), L->rank, x, c->len);
-    for (int i = 0; i < L->rank; i++) part[i] = co_lanes_sum(lanes + (size_t)i * CO_DOT_LANES);
+    if (!s->layer[c->g].solve || !s->layer[c->g].drawn) return;
+    project(s, c, o->groups[c->g].grad[c->k] + c->c0, co_slot(s->den, c->g, c->k) + c->c0, part);
 }
 
 /* Solve, part 2: y = H^-1 x in place, the corrected move d = D^1/2 y (eq. 7, 12), and
@@ -333,7 +351,7 @@ static void pass_correct(co_optim *o, const darms_chunk *c, double *part)
     if (!L->solve) return;
     const float *restrict gp = o->groups[c->g].grad[c->k] + c->c0, *restrict den = co_slot(s->den, c->g, c->k) + c->c0;
     float *restrict d = s->dbuf + s->layer_base[c->g] + c->off;
-    co_woodbury_correct(d, d, layer_q(s, c->g) + c->off, group_n(o, c->g), L->rank,
+    co_woodbury_correct(d, d, layer_q(s, c->g) + c->off, s->layer_n[c->g], L->rank,
                         s->proj + (size_t)c->g * (s->rmax ? s->rmax : 1), L->delta, c->len);
     if (!L->graft) {
         for (size_t i = 0; i < c->len; i++) d[i] = d[i] / sqrtf(den[i]);
@@ -388,11 +406,40 @@ static void pass_update(co_optim *o, const darms_chunk *c, double *part)
         for (size_t i = 0; i < c->len; i++) p[i] -= step * d[i];
 }
 
+/* What the solve needs to know of layer g's factors (the step factor comes later). */
+static void layer_solve(co_optim *o, darms_state *s, int g)
+{
+    darms_layer *L = &s->layer[g];
+    /* Directions with mu_i = 0 (a sketched direction no stronger than the base) have
+     * Woodbury weight mu / (delta + mu) = 0: they change nothing, so the solve skips them.
+     * mu descends with the sketch's eigenvalues, so they are the last ones; with none left
+     * and delta = 1, H = I and the step is RMSprop's. */
+    L->rank = co_hp(o, g, HP_RANK_MAX) > 0 ? s->rank[g] : 0;
+    const double *mu = s->mu + (size_t)g * (s->rmax ? s->rmax : 1);
+    while (L->rank > 0 && !(mu[L->rank - 1] > 0)) L->rank--;
+    L->delta = co_hp(o, g, HP_DELTA);
+    L->solve = L->rank > 0 || L->delta != 1.0;
+    L->graft = co_guard(o, g, HP_GRAFT) != 0;
+    L->clip = (float)co_guard(o, g, HP_CURV_CLIP);
+    L->scale = 1.0f;
+}
+
 static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
 {
     (void)c;
     darms_state *s = o->state;
     const size_t total = co_optim_numel(o);
+    /* Eq. 3's draws first, in the order the optimizer's stream has always given them: per
+     * layer a uniform and, for a drawn layer, the power iteration's start. The layers not
+     * drawn keep their factors, so their solve can start in pass 1. */
+    for (int g = 0; g < o->ngroups; g++) {
+        darms_layer *L = &s->layer[g];
+        int R = s->sketch[g].rows;
+        L->drawn = co_hp(o, g, HP_RANK_MAX) > 0 && co_rng_uniform(&o->rng) < co_hp(o, g, HP_P);
+        for (int i = 0; L->drawn && i < R; i++) s->pstart[(size_t)g * R + i] = co_rng_normal(&o->rng);
+        if (L->drawn) L->solve = 0;
+        else layer_solve(o, s, g);
+    }
     over_chunks(o, 0, s->nchunks, total, pass_moments);
     double dot = 0, gg = 0, mm = 0;
     for (int g = 0; g < o->ngroups; g++) {
@@ -404,8 +451,7 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
     }
     double align = gg > 0 && mm > 0 ? dot / (sqrt(gg) * sqrt(mm)) : 0;
     s->align = align;
-    /* Per layer, in order: eq. 3's draw and the factor refresh (the optimizer's stream: a
-     * uniform, then the power iteration's start when drawn), the step's factor. */
+    int any_drawn = 0;
     for (int g = 0; g < o->ngroups; g++) {
         co_group *gr = &o->groups[g];
         darms_layer *L = &s->layer[g];
@@ -417,38 +463,28 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
         double gain = 1.0 + co_hp(o, g, HP_LAMBDA) * a, gain_max = co_guard(o, g, HP_GAIN_MAX);
         if (gain_max > 0 && gain > gain_max) gain = gain_max;
         L->step = (float)(co_lr(o, g) * gain);
-        int rmax = (int)co_hp(o, g, HP_RANK_MAX);
-        if (rmax > 0 && co_rng_uniform(&o->rng) < co_hp(o, g, HP_P)) {
-            /* The layer's whitened gradient u = D g as one vector: the sketch sees the whole
-             * layer. Formed only when drawn. */
-            size_t off = 0;
-            for (int k = 0; k < gr->ntensors; k++) {
-                const float *gp = gr->grad[k], *den = co_slot(s->den, g, k);
-                for (size_t i = 0; i < gr->size[k]; i++) s->ubuf[off + i] = gp[i] / den[i];
-                off += gr->size[k];
-            }
-            co_status st = update_factors(o, s, g, s->ubuf, err);
-            if (st) return st;
+        if (!L->drawn) continue;
+        /* The factor refresh (eq. 3-4) from the layer's whitened gradient u = D g as one
+         * vector: the sketch sees the whole layer. */
+        size_t off = 0;
+        for (int k = 0; k < gr->ntensors; k++) {
+            const float *gp = gr->grad[k], *den = co_slot(s->den, g, k);
+            for (size_t i = 0; i < gr->size[k]; i++) s->ubuf[off + i] = gp[i] / den[i];
+            off += gr->size[k];
         }
-        /* Directions with mu_i = 0 (a sketched direction no stronger than the base) have
-         * Woodbury weight mu / (delta + mu) = 0: they change nothing, so the solve skips
-         * them. mu descends with the sketch's eigenvalues, so they are the last ones; with
-         * none left and delta = 1, H = I and the step is RMSprop's. */
-        L->rank = rmax > 0 ? s->rank[g] : 0;
-        const double *mu = s->mu + (size_t)g * (s->rmax ? s->rmax : 1);
-        while (L->rank > 0 && !(mu[L->rank - 1] > 0)) L->rank--;
-        L->delta = co_hp(o, g, HP_DELTA);
-        L->solve = L->rank > 0 || L->delta != 1.0;
-        L->graft = co_guard(o, g, HP_GRAFT) != 0;
-        L->clip = (float)co_guard(o, g, HP_CURV_CLIP);
-        L->scale = 1.0f;
+        co_status st = update_factors(o, s, g, s->ubuf, err);
+        if (st) return st;
+        layer_solve(o, s, g);
+        any_drawn |= L->solve;
     }
-    /* The solve (eq. 2, 7, 12) in two passes over every layer's chunks, then the update. */
-    over_chunks(o, 0, s->nchunks, total, pass_project);
+    /* The solve (eq. 2, 7, 12): its first part for the refreshed layers, then the
+     * projections' weights, the correction with the norms, the update. */
+    if (any_drawn) over_chunks(o, 0, s->nchunks, total, pass_project);
     for (int g = 0; g < o->ngroups; g++) {
         const darms_layer *L = &s->layer[g];
         double *proj = s->proj + (size_t)g * (s->rmax ? s->rmax : 1), dots[64];
-        for (int i = 0; L->solve && i < L->rank; i++) dots[i] = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], i);
+        for (int i = 0; L->solve && i < L->rank; i++)
+            dots[i] = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], PART_PROJ + i);
         if (L->solve) co_woodbury_weights(proj, dots, s->mu + (size_t)g * (s->rmax ? s->rmax : 1), L->rank, L->delta);
     }
     over_chunks(o, 0, s->nchunks, total, pass_correct);

@@ -209,14 +209,10 @@ double co_fd_tail(const co_fd_sketch *s, int r)
 }
 
 double co_power_iteration(void (*matvec)(const double *x, double *y, void *ctx), void *ctx, int n, int iters,
-                          co_rng *rng, double *work)
+                          double *v, double *w)
 {
-    double *v = work, *w = work + n;
     double norm = 0;
-    for (int i = 0; i < n; i++) {
-        v[i] = co_rng_normal(rng);
-        norm += v[i] * v[i];
-    }
+    for (int i = 0; i < n; i++) norm += v[i] * v[i];
     norm = sqrt(norm);
     if (norm == 0) return 0;
     for (int i = 0; i < n; i++) v[i] /= norm;

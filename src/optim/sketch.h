@@ -42,9 +42,10 @@ void co_fd_top(const co_fd_sketch *s, int r, float *q, double *mu);
 double co_fd_tail(const co_fd_sketch *s, int r);
 
 /* Largest eigenvalue of the symmetric PSD operator x -> matvec(x) by power iteration from
- * a seeded start: ||A^k v|| / ||A^(k-1) v|| (eq. 4), `iters` products; work holds 2n. */
+ * the start v (n entries, overwritten; the caller draws it, e.g. from a seeded stream):
+ * ||A^k v|| / ||A^(k-1) v|| (eq. 4), `iters` products; w holds n. */
 double co_power_iteration(void (*matvec)(const double *x, double *y, void *ctx), void *ctx, int n, int iters,
-                          co_rng *rng, double *work);
+                          double *v, double *w);
 
 /* y = H^{-1} x for H = delta I + Q diag(mu) Q^T, Q (n x r, orthonormal columns), mu >= 0:
  * Woodbury with C = diag(mu): H^{-1} = (I - Q diag(mu / (delta + mu)) Q^T) / delta, in
