@@ -60,7 +60,7 @@ typedef struct {
     size_t c0, len, off; /* elements [c0, c0 + len) of tensor k, at off in the layer's vector */
 } darms_chunk;
 
-/* What pass 2 has decided for a layer, for the passes over its chunks. */
+/* What the step has decided for a layer, for the passes over its chunks. */
 typedef struct {
     int drawn;        /* eq. 3: the factors are refreshed this step */
     int rank;         /* 0 with delta = 1: RMSprop's own step (H = I) */
@@ -84,8 +84,8 @@ typedef struct {
     int64_t *updates;     /* per group, sketch updates done */
     float *ubuf;          /* maxn: a drawn layer's whitened gradient */
     float *dbuf;          /* all parameters: the corrected moves d, layer after layer */
-    double *proj, *pwork; /* per group rmax; 2 * sketch rows */
-    double *pstart;       /* per group, sketch rows: the power iteration's start, drawn at the step's start */
+    double *proj, *pwork; /* per group rmax; sketch rows */
+    double *pstart;       /* per group, 2 rmax: the power iteration's start, drawn at the step's start */
     double *layer_dots;   /* per group: g.m, g.g, m.m of this step (eq. 6 per layer) */
     double align;         /* last a_t (global) */
     darms_chunk *chunks;  /* every layer's chunks, layer after layer */
@@ -131,7 +131,7 @@ static co_status darms_init(co_optim *o, co_error *err)
     s->ubuf = co_falloc((size_t)s->maxn);
     s->dbuf = co_falloc(co_optim_numel(o));
     s->proj = co_dalloc((size_t)G * (R ? R : 1));
-    s->pwork = co_dalloc((size_t)4 * (R ? R : 1));
+    s->pwork = co_dalloc((size_t)2 * (R ? R : 1));
     s->pstart = co_dalloc((size_t)G * 2 * (R ? R : 1));
     s->layer = calloc((size_t)G, sizeof *s->layer);
     s->chunk0 = calloc((size_t)G + 1, sizeof *s->chunk0);
@@ -150,12 +150,15 @@ static co_status darms_init(co_optim *o, co_error *err)
     s->chunks = calloc(s->nchunks ? s->nchunks : 1, sizeof *s->chunks);
     s->part = co_dalloc(s->nchunks * PART(s));
     if (!s->chunks || !s->part) return co_error_set(err, CO_ENOMEM, "out of memory for da-rmsprop state");
-    for (int g = 0, c = 0; g < G; g++)
-        for (int k = 0, off = 0; k < o->groups[g].ntensors; off += (int)o->groups[g].size[k], k++)
+    size_t c = 0;
+    for (int g = 0; g < G; g++) {
+        size_t off = 0;
+        for (int k = 0; k < o->groups[g].ntensors; off += o->groups[g].size[k], k++)
             for (size_t c0 = 0; c0 < o->groups[g].size[k]; c0 += CHUNK, c++) {
                 size_t len = o->groups[g].size[k] - c0 < CHUNK ? o->groups[g].size[k] - c0 : CHUNK;
-                s->chunks[c] = (darms_chunk){g, k, c0, len, (size_t)off + c0};
+                s->chunks[c] = (darms_chunk){g, k, c0, len, off + c0};
             }
+    }
     for (int g = 0; g < G; g++) {
         int rmax = (int)co_hp(o, g, HP_RANK_MAX);
         co_status st = co_fd_init(&s->sketch[g], (int)group_n(o, g), 2 * rmax, err);
@@ -223,7 +226,7 @@ static co_status update_factors(co_optim *o, darms_state *s, int g, const float 
     if (rmin > rmax) rmin = rmax; /* rank_max = 0 alone switches the curvature off */
     /* gram_matvec needs the Gram matrix, which the last decomposition left intact. */
     double sigma1 = co_power_iteration(gram_matvec, sk, sk->rows, (int)co_hp(o, g, HP_POWER_ITERS),
-                                       s->pstart + (size_t)g * sk->rows, s->pwork);
+                                       s->pstart + (size_t)g * 2 * s->rmax, s->pwork);
     s->sigma1[g] = sigma1;
     /* Eq. 4's rule with hysteresis: grow while the rank-r error exceeds tol_up; shrink only
      * when the direction given up would leave the error below tol_down. Testing the rank-r
@@ -246,23 +249,24 @@ static co_status update_factors(co_optim *o, darms_state *s, int g, const float 
     return CO_OK;
 }
 
-/* Runs fn over chunks [c0, c1): on the threads (each a contiguous run of chunks) when the
- * chunks hold enough elements to pay for a parallel region. */
+/* Runs fn over every chunk: on the threads (each a contiguous run of chunks, as
+ * schedule(static) splits them) when the model is large enough to pay for a parallel
+ * region. */
 typedef void (*chunk_fn)(co_optim *o, const darms_chunk *c, double *part);
 
-static void over_chunks(co_optim *o, size_t c0, size_t c1, size_t elements, chunk_fn fn)
+static void over_chunks(co_optim *o, chunk_fn fn)
 {
     darms_state *s = o->state;
     const size_t stride = PART(s);
-    if (elements <= CO_FOREACH_PAR_MIN || omp_get_max_threads() < 2 || omp_in_parallel()) {
-        for (size_t c = c0; c < c1; c++) fn(o, &s->chunks[c], s->part + c * stride);
+    if (co_optim_numel(o) <= CO_FOREACH_PAR_MIN || omp_get_max_threads() < 2 || omp_in_parallel()) {
+        for (size_t c = 0; c < s->nchunks; c++) fn(o, &s->chunks[c], s->part + c * stride);
         return;
     }
 #pragma omp parallel
     {
         size_t lo, hi;
-        co_thread_share(c1 - c0, &lo, &hi);
-        for (size_t c = c0 + lo; c < c0 + hi; c++) fn(o, &s->chunks[c], s->part + c * stride);
+        co_thread_share(s->nchunks, &lo, &hi);
+        for (size_t c = lo; c < hi; c++) fn(o, &s->chunks[c], s->part + c * stride);
     }
 }
 
@@ -428,19 +432,18 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
 {
     (void)c;
     darms_state *s = o->state;
-    const size_t total = co_optim_numel(o);
     /* Eq. 3's draws first, in the order the optimizer's stream has always given them: per
      * layer a uniform and, for a drawn layer, the power iteration's start. The layers not
      * drawn keep their factors, so their solve can start in pass 1. */
     for (int g = 0; g < o->ngroups; g++) {
         darms_layer *L = &s->layer[g];
-        int R = s->sketch[g].rows;
         L->drawn = co_hp(o, g, HP_RANK_MAX) > 0 && co_rng_uniform(&o->rng) < co_hp(o, g, HP_P);
-        for (int i = 0; L->drawn && i < R; i++) s->pstart[(size_t)g * R + i] = co_rng_normal(&o->rng);
+        for (int i = 0; L->drawn && i < s->sketch[g].rows; i++)
+            s->pstart[(size_t)g * 2 * s->rmax + i] = co_rng_normal(&o->rng);
         if (L->drawn) L->solve = 0;
         else layer_solve(o, s, g);
     }
-    over_chunks(o, 0, s->nchunks, total, pass_moments);
+    over_chunks(o, pass_moments);
     double dot = 0, gg = 0, mm = 0;
     for (int g = 0; g < o->ngroups; g++) {
         double *ld = s->layer_dots + 3 * g;
@@ -479,7 +482,7 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
     }
     /* The solve (eq. 2, 7, 12): its first part for the refreshed layers, then the
      * projections' weights, the correction with the norms, the update. */
-    if (any_drawn) over_chunks(o, 0, s->nchunks, total, pass_project);
+    if (any_drawn) over_chunks(o, pass_project);
     for (int g = 0; g < o->ngroups; g++) {
         const darms_layer *L = &s->layer[g];
         double *proj = s->proj + (size_t)g * (s->rmax ? s->rmax : 1), dots[64];
@@ -487,14 +490,14 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
             dots[i] = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], PART_PROJ + i);
         if (L->solve) co_woodbury_weights(proj, dots, s->mu + (size_t)g * (s->rmax ? s->rmax : 1), L->rank, L->delta);
     }
-    over_chunks(o, 0, s->nchunks, total, pass_correct);
+    over_chunks(o, pass_correct);
     for (int g = 0; g < o->ngroups; g++) {
         darms_layer *L = &s->layer[g];
         if (!L->solve || !L->graft) continue;
         double nd = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], 0), nr = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], 1);
         L->scale = nd > 0 ? (float)sqrt(nr / nd) : 1.0f;
     }
-    over_chunks(o, 0, s->nchunks, total, pass_update);
+    over_chunks(o, pass_update);
     return CO_OK;
 }
 
