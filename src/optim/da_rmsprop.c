@@ -96,10 +96,11 @@ typedef struct {
     darms_layer *layer;   /* per group */
 } darms_state;
 
-/* Sums a chunk hands on: pass 1's three and the projections on Q (rank_max); then the
- * norms (2). */
-#define PART(s) (3 + (size_t)(s)->rmax)
-#define PART_PROJ 3
+/* Sums a chunk hands on: pass 1's three, |D g|^2 for grafting, the projections on Q
+ * (rank_max); then |d|^2 (in place of the first, which the step has read by then). */
+#define PART(s) (4 + (size_t)(s)->rmax)
+#define PART_NR 3
+#define PART_PROJ 4
 
 static size_t group_n(const co_optim *o, int g) { return co_group_numel(&o->groups[g]); }
 
@@ -335,6 +336,20 @@ static void pass_moments(co_optim *o, const darms_chunk *c, double *part)
     part[0] = co_lanes_sum(ld);
     part[1] = co_lanes_sum(lg);
     part[2] = co_lanes_sum(lm);
+    if (co_guard(o, g, HP_GRAFT) != 0) {
+        /* |D g|^2, the length grafting gives the corrected step: RMSprop's own step. */
+        double nr[CO_DOT_LANES] = {0};
+        for (i = 0; i + CO_DOT_LANES <= n; i += CO_DOT_LANES)
+            for (int j = 0; j < CO_DOT_LANES; j++) {
+                float ri = gp[i + j] / den[i + j];
+                nr[j] += (double)ri * ri;
+            }
+        for (int j = 0; i < n; i++, j++) {
+            float ri = gp[i] / den[i];
+            nr[j] += (double)ri * ri;
+        }
+        part[PART_NR] = co_lanes_sum(nr);
+    }
     if (s->layer[g].solve && !s->layer[g].drawn) project(s, c, gp, den, part);
 }
 
@@ -347,13 +362,13 @@ static void pass_project(co_optim *o, const darms_chunk *c, double *part)
 }
 
 /* Solve, part 2: y = H^-1 x in place, the corrected move d = D^1/2 y (eq. 7, 12), and
- * grafting's norms: |d|^2 and |D g|^2, RMSprop's own step (Agarwal et al. 2020). */
+ * grafting's |d|^2 (Agarwal et al. 2020). */
 static void pass_correct(co_optim *o, const darms_chunk *c, double *part)
 {
     darms_state *s = o->state;
     const darms_layer *L = &s->layer[c->g];
     if (!L->solve) return;
-    const float *restrict gp = o->groups[c->g].grad[c->k] + c->c0, *restrict den = co_slot(s->den, c->g, c->k) + c->c0;
+    const float *restrict den = co_slot(s->den, c->g, c->k) + c->c0;
     float *restrict d = s->dbuf + s->layer_base[c->g] + c->off;
     co_woodbury_correct(d, d, layer_q(s, c->g) + c->off, s->layer_n[c->g], L->rank,
                         s->proj + (size_t)c->g * (s->rmax ? s->rmax : 1), L->delta, c->len);
@@ -361,23 +376,20 @@ static void pass_correct(co_optim *o, const darms_chunk *c, double *part)
         for (size_t i = 0; i < c->len; i++) d[i] = d[i] / sqrtf(den[i]);
         return;
     }
-    double nd[CO_DOT_LANES] = {0}, nr[CO_DOT_LANES] = {0};
+    double nd[CO_DOT_LANES] = {0};
     size_t i = 0;
     for (; i + CO_DOT_LANES <= c->len; i += CO_DOT_LANES)
         for (int j = 0; j < CO_DOT_LANES; j++) {
-            float di = d[i + j] / sqrtf(den[i + j]), ri = gp[i + j] / den[i + j];
+            float di = d[i + j] / sqrtf(den[i + j]);
             d[i + j] = di;
             nd[j] += (double)di * di;
-            nr[j] += (double)ri * ri;
         }
     for (int j = 0; i < c->len; i++, j++) {
-        float di = d[i] / sqrtf(den[i]), ri = gp[i] / den[i];
+        float di = d[i] / sqrtf(den[i]);
         d[i] = di;
         nd[j] += (double)di * di;
-        nr[j] += (double)ri * ri;
     }
     part[0] = co_lanes_sum(nd);
-    part[1] = co_lanes_sum(nr);
 }
 
 /* Eq. 13. H = I (rank 0, delta 1): RMSprop's D g, rounded as rmsprop.c rounds it. With the
@@ -494,7 +506,8 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
     for (int g = 0; g < o->ngroups; g++) {
         darms_layer *L = &s->layer[g];
         if (!L->solve || !L->graft) continue;
-        double nd = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], 0), nr = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], 1);
+        double nd = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], 0);
+        double nr = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], PART_NR);
         L->scale = nd > 0 ? (float)sqrt(nr / nd) : 1.0f;
     }
     over_chunks(o, pass_update);
@@ -569,7 +582,7 @@ static const co_hparam darms_hp[HP_COUNT] = {
     {"beta2", 0.99, 0, 1, CO_HP_MAX_OPEN, "decay of the squared-gradient average v (eq. 8; torch RMSprop's alpha)"},
     {"eps", 1e-8, 0, 1, 0, "added to sqrt(v) (eq. 10)"},
     {"lambda", 1, -1, 10, 0, "alignment gain: step factor 1 + lambda cos(g, m) (eq. 7; paper: 1)"},
-    {"p", 0.25, 0, 1, 0, "probability that a layer's factors are refreshed at a step (eq. 3)"},
+    {"p", 0.1, 0, 1, 0, "probability that a layer's factors are refreshed at a step (eq. 3; not given in the paper)"},
     {"rank_max", 4, 0, 64, CO_HP_INT | CO_HP_FIXED, "largest rank r_l of the curvature factors (0: RMSprop's diagonal only)"},
     {"rank_min", 1, 0, 64, CO_HP_INT, "smallest adaptive rank"},
     {"rank_init", 2, 0, 64, CO_HP_INT, "starting rank"},

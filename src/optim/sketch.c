@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Columns of the sketch rewritten per SGEMM when it is shrunk (a multiple of CO_DOT_LANES). */
+#define REBUILD_COLS 8192
+
 co_status co_fd_init(co_fd_sketch *s, int n, int rows, co_error *err)
 {
     memset(s, 0, sizeof *s);
@@ -22,6 +25,7 @@ co_status co_fd_init(co_fd_sketch *s, int n, int rows, co_error *err)
     s->work = co_dalloc((size_t)rows);
     s->raw = co_dalloc((size_t)rows * rows);
     s->coef = co_falloc((size_t)rows * rows);
+    s->tmp = co_falloc((size_t)(rows / 2 > 0 ? rows / 2 : 1) * REBUILD_COLS);
     s->scale = 1;
     int half = rows / 2 > 0 ? rows / 2 : 1;
     size_t pairs = (size_t)half * (half + 1) / 2;
@@ -32,7 +36,7 @@ co_status co_fd_init(co_fd_sketch *s, int n, int rows, co_error *err)
         s->nlwork = (int)query + 1;
         s->lwork = co_dalloc((size_t)s->nlwork);
     }
-    if (!s->b || !s->gram || !s->evec || !s->eig || !s->eval || !s->work || !s->lwork || !s->raw || !s->coef || !s->lanes) {
+    if (!s->b || !s->gram || !s->evec || !s->eig || !s->eval || !s->work || !s->lwork || !s->raw || !s->coef || !s->tmp || !s->lanes) {
         co_fd_free(s);
         return co_error_set(err, CO_ENOMEM, "out of memory for a %d x %d sketch", rows, n);
     }
@@ -50,6 +54,7 @@ void co_fd_free(co_fd_sketch *s)
     free(s->lwork);
     free(s->raw);
     free(s->coef);
+    free(s->tmp);
     free(s->lanes);
     memset(s, 0, sizeof *s);
 }
@@ -95,52 +100,41 @@ static void add_products(double *lanes, const float *a, const float *b, int len)
 }
 
 /* B <- diag(sqrt(max(eval - shift, 0))) V^T with V = B^T W diag(eval)^-1/2: the sketch
- * rewritten in its own singular basis, computed in place column by column as B <- C^T B
- * (C in the Gram buffer, which the decomposition no longer needs; the lazy scale folded
- * into C, so the new rows are stored at scale 1), with the new rows' Gram matrix summed in
- * the same pass. */
+ * rewritten in its own singular basis as B <- C^T B, the lazy scale folded into C (the new
+ * rows are stored at scale 1), with the new rows' Gram matrix summed in the same pass. One
+ * SGEMM per block of REBUILD_COLS columns into tmp, which then overwrites the block (the
+ * product reads the block's old rows whole first). */
 static void rebuild(co_fd_sketch *s, double shift)
 {
     int R = s->rows, n = s->n, kept = 0;
-    double *c = s->gram;
-    memset(c, 0, (size_t)R * R * sizeof(double));
+    float *c = s->coef; /* kept x R: row i = column i of C, as C^T for the product */
     for (int i = 0; i < R && kept < R / 2; i++) { /* at most R/2 with eval sorted; a loaded file may not be */
         double lam = s->eval[i], keep = lam - shift;
         if (!(lam > 0) || !(keep > 0)) continue;
         double scale = sqrt(keep / lam) * s->scale;
-        for (int j = 0; j < R; j++) c[(size_t)j * R + kept] = s->evec[(size_t)j * R + i] * scale;
+        for (int j = 0; j < R; j++) c[(size_t)kept * R + j] = (float)(s->evec[(size_t)j * R + i] * scale);
         kept++;
     }
     int pairs = kept * (kept + 1) / 2;
     memset(s->lanes, 0, (size_t)pairs * CO_DOT_LANES * sizeof(double));
-    /* A chunk of columns at a time, each new entry's terms in j order as a scalar loop
-     * would add them, along the rows so that the loops vectorise; a chunk is read whole
-     * before it is overwritten. */
-    enum { CHUNK = CO_DOT_LANES };
-    double out[CO_SKETCH_MAX_ROWS * CHUNK];
-    float row[CO_SKETCH_MAX_ROWS / 2 * CHUNK]; /* kept <= R / 2 rows */
-    for (int k0 = 0; k0 < n; k0 += CHUNK) {
-        int len = n - k0 < CHUNK ? n - k0 : CHUNK;
-        for (int i = 0; i < kept; i++) {
-            double *o = out + (size_t)i * CHUNK;
-            for (int k = 0; k < len; k++) o[k] = 0;
-            for (int j = 0; j < R; j++) {
-                double cji = c[(size_t)j * R + i];
-                const float *bj = s->b + (size_t)j * n + k0;
-                for (int k = 0; k < len; k++) o[k] += cji * bj[k];
-            }
-        }
-        for (int i = 0; i < kept; i++)
-            for (int k = 0; k < len; k++) row[i * CHUNK + k] = (float)out[(size_t)i * CHUNK + k];
+    for (int k0 = 0; k0 < n; k0 += REBUILD_COLS) {
+        int len = n - k0 < REBUILD_COLS ? n - k0 : REBUILD_COLS;
+        if (kept > 0) co_gemm(0, 0, kept, len, R, 1.0f, c, R, s->b + k0, n, 0.0f, s->tmp, REBUILD_COLS, 0);
         for (int i = 0, pr = 0; i < kept; i++)
-            for (int j = 0; j <= i; j++, pr++) add_products(s->lanes + (size_t)pr * CHUNK, row + i * CHUNK, row + j * CHUNK, len);
-        for (int i = 0; i < R; i++)
-            for (int k = 0; k < len; k++) s->b[(size_t)i * n + k0 + k] = i < kept ? row[i * CHUNK + k] : 0.0f;
+            for (int j = 0; j <= i; j++, pr++)
+                for (int q0 = 0; q0 < len; q0 += CO_DOT_LANES)
+                    add_products(s->lanes + (size_t)pr * CO_DOT_LANES, s->tmp + (size_t)i * REBUILD_COLS + q0,
+                                 s->tmp + (size_t)j * REBUILD_COLS + q0, len - q0 < CO_DOT_LANES ? len - q0 : CO_DOT_LANES);
+        for (int i = 0; i < R; i++) {
+            float *bi = s->b + (size_t)i * n + k0;
+            if (i < kept) memcpy(bi, s->tmp + (size_t)i * REBUILD_COLS, (size_t)len * sizeof *bi);
+            else memset(bi, 0, (size_t)len * sizeof *bi);
+        }
     }
     memset(s->raw, 0, (size_t)R * R * sizeof(double));
     for (int i = 0, pr = 0; i < kept; i++)
         for (int j = 0; j <= i; j++, pr++)
-            s->raw[(size_t)i * R + j] = s->raw[(size_t)j * R + i] = co_lanes_sum(s->lanes + (size_t)pr * CHUNK);
+            s->raw[(size_t)i * R + j] = s->raw[(size_t)j * R + i] = co_lanes_sum(s->lanes + (size_t)pr * CO_DOT_LANES);
     s->used = kept;
     s->scale = 1;
 }
@@ -191,14 +185,16 @@ void co_fd_top(const co_fd_sketch *s, int r, float *q, double *mu)
 {
     int R = s->rows, n = s->n;
     if (r > R) r = R;
-    /* q_i = B^T w_i / sqrt(lambda_i): coefficients (r x R) times B, one SGEMM. */
+    /* q_i = B^T w_i / sqrt(lambda_i): coefficients (r x used) times B's rows in use, one
+     * SGEMM (the rows past `used` are zero). */
     for (int i = 0; i < r; i++) {
         int live = s->eval[i] > 1e-30;
         mu[i] = live ? s->eval[i] : 0;
         double inv = live ? s->scale / sqrt(s->eval[i]) : 0; /* B's rows are stored at 1/scale */
         for (int j = 0; j < R; j++) s->coef[i * R + j] = (float)(s->evec[(size_t)j * R + i] * inv);
     }
-    if (r > 0) co_gemm(0, 0, r, n, R, 1.0f, s->coef, R, s->b, n, 0.0f, q, n, 0);
+    if (r > 0 && s->used > 0) co_gemm(0, 0, r, n, s->used, 1.0f, s->coef, R, s->b, n, 0.0f, q, n, 0);
+    else if (r > 0) memset(q, 0, (size_t)r * n * sizeof *q);
 }
 
 double co_fd_tail(const co_fd_sketch *s, int r)
@@ -251,19 +247,20 @@ void co_woodbury_weights(double *proj, const double *dots, const double *mu, int
 void co_woodbury_correct(float *y, const float *x, const float *q, size_t ldq, int r, const double *proj, double delta,
                          size_t len)
 {
-    /* Each element's terms in direction order, in double, a chunk of elements at a time so
-     * the loops run along the vectors. */
-    double inv = 1.0 / delta;
+    /* In float, the directions in order for each element: r <= 64 terms correct the float x
+     * (the projections themselves are summed in double). */
+    const float inv = (float)(1.0 / delta);
+    float p[64];
+    for (int i = 0; i < r; i++) p[i] = (float)proj[i];
     enum { CHUNK = 512 };
-    double c[CHUNK];
+    float c[CHUNK];
     for (size_t k0 = 0; k0 < len; k0 += CHUNK) {
         int n = len - k0 < CHUNK ? (int)(len - k0) : CHUNK;
-        for (int k = 0; k < n; k++) c[k] = 0;
+        for (int k = 0; k < n; k++) c[k] = x[k0 + k];
         for (int i = 0; i < r; i++) {
-            const float *qi = q + (size_t)i * ldq + k0;
-            double pi = proj[i];
-            for (int k = 0; k < n; k++) c[k] += pi * qi[k];
+            const float *qi = q + (size_t)i * ldq + k0, pi = p[i];
+            for (int k = 0; k < n; k++) c[k] -= pi * qi[k];
         }
-        for (int k = 0; k < n; k++) y[k0 + k] = (float)((x[k0 + k] - c[k]) * inv);
+        for (int k = 0; k < n; k++) y[k0 + k] = c[k] * inv;
     }
 }

@@ -24,6 +24,7 @@ typedef struct co_fd_sketch {
     double *work;  /* rows */
     double *lwork; /* LAPACK workspace, sized at init so updates never allocate */
     float *coef;   /* rows x rows: basis coefficients */
+    float *tmp;    /* rows / 2 x a block of columns: the shrink's new rows */
     double *lanes; /* CO_DOT_LANES running sums per Gram entry being summed */
     int nlwork;
 } co_fd_sketch;
