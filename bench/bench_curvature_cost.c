@@ -140,7 +140,7 @@ int main(int argc, char **argv)
         {"tso-alra", "lr=1e-2," TSO_FAST, "sgd", TSO_FAST_CYCLE},
         {"rmsprop", "", NULL, 0},
         {"da-rmsprop", "", "rmsprop", 0},
-        {"da-rmsprop", "p=0.25", "rmsprop", 0},
+        {"da-rmsprop", "p=0.1", "rmsprop", 0},
         {"da-rmsprop", "faithful=1", "rmsprop", 0},
         {"adam", "", NULL, 0},
         {"lama-adam", "", "adam", 0},

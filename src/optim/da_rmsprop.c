@@ -582,7 +582,7 @@ static const co_hparam darms_hp[HP_COUNT] = {
     {"beta2", 0.99, 0, 1, CO_HP_MAX_OPEN, "decay of the squared-gradient average v (eq. 8; torch RMSprop's alpha)"},
     {"eps", 1e-8, 0, 1, 0, "added to sqrt(v) (eq. 10)"},
     {"lambda", 1, -1, 10, 0, "alignment gain: step factor 1 + lambda cos(g, m) (eq. 7; paper: 1)"},
-    {"p", 0.1, 0, 1, 0, "probability that a layer's factors are refreshed at a step (eq. 3; not given in the paper)"},
+    {"p", 0.25, 0, 1, 0, "probability that a layer's factors are refreshed at a step (eq. 3; not given in the paper)"},
     {"rank_max", 4, 0, 64, CO_HP_INT | CO_HP_FIXED, "largest rank r_l of the curvature factors (0: RMSprop's diagonal only)"},
     {"rank_min", 1, 0, 64, CO_HP_INT, "smallest adaptive rank"},
     {"rank_init", 2, 0, 64, CO_HP_INT, "starting rank"},
