@@ -78,6 +78,15 @@ static inline double co_lanes_sum(double *lanes)
         for (int j = 0; j < s; j++) lanes[j] += lanes[j + s];
     return lanes[0];
 }
+/* The same tree, in double, over CO_DOT_LANES float running sums: for sums short enough
+ * per lane (a few dozen terms of bounded size) to be kept in float, twice as many a vector
+ * and without conversions. */
+static inline double co_lanes_sum_f(const float *lanes)
+{
+    double l[CO_DOT_LANES];
+    for (int j = 0; j < CO_DOT_LANES; j++) l[j] = lanes[j];
+    return co_lanes_sum(l);
+}
 
 /* Bias gradient of an NCHW output gradient dy[batch][channels][positions]: each batch
  * block summed in double (sample by sample, positions in order) and rounded to float, then

@@ -82,8 +82,7 @@ typedef struct {
     int32_t *rank;        /* per group, current adaptive rank */
     double *sigma1, *err; /* per group, last power-iteration estimate and relative error */
     int64_t *updates;     /* per group, sketch updates done */
-    float *ubuf;          /* maxn: a drawn layer's whitened gradient */
-    float *dbuf;          /* all parameters: the corrected moves d, layer after layer */
+    float *dbuf;          /* all parameters, layer after layer: a drawn layer's u = D g, then x, then the moves d */
     double *proj, *pwork; /* per group rmax; sketch rows */
     double *pstart;       /* per group, 2 rmax: the power iteration's start, drawn at the step's start */
     double *layer_dots;   /* per group: g.m, g.g, m.m of this step (eq. 6 per layer) */
@@ -129,7 +128,6 @@ static co_status darms_init(co_optim *o, co_error *err)
     s->err = co_dalloc((size_t)G);
     s->updates = calloc((size_t)G, sizeof *s->updates);
     s->layer_dots = co_dalloc((size_t)3 * G);
-    s->ubuf = co_falloc((size_t)s->maxn);
     s->dbuf = co_falloc(co_optim_numel(o));
     s->proj = co_dalloc((size_t)G * (R ? R : 1));
     s->pwork = co_dalloc((size_t)2 * (R ? R : 1));
@@ -139,7 +137,7 @@ static co_status darms_init(co_optim *o, co_error *err)
     s->layer_base = calloc((size_t)G, sizeof *s->layer_base);
     s->layer_n = calloc((size_t)G, sizeof *s->layer_n);
     if (!s->layer_base || !s->layer_n || !s->sketch || !s->q || !s->mu || !s->rank || !s->sigma1 || !s->err || !s->updates || !s->layer_dots ||
-        !s->ubuf || !s->dbuf || !s->proj || !s->pwork || !s->pstart || !s->layer || !s->chunk0)
+        !s->dbuf || !s->proj || !s->pwork || !s->pstart || !s->layer || !s->chunk0)
         return co_error_set(err, CO_ENOMEM, "out of memory for da-rmsprop state");
     for (int g = 0; g < G; g++) {
         s->layer_base[g] = g ? s->layer_base[g - 1] + group_n(o, g - 1) : 0;
@@ -186,7 +184,6 @@ static void darms_free(co_optim *o)
     free(s->err);
     free(s->updates);
     free(s->layer_dots);
-    free(s->ubuf);
     free(s->dbuf);
     free(s->proj);
     free(s->pwork);
@@ -289,10 +286,10 @@ static void project(darms_state *s, const darms_chunk *c, const float *gp, const
     const darms_layer *L = &s->layer[c->g];
     float *restrict x = s->dbuf + s->layer_base[c->g] + c->off;
     for (size_t i = 0; i < c->len; i++) x[i] = gp[i] / sqrtf(den[i]);
-    double lanes[CO_DOT_LANES * 64];
+    float lanes[CO_DOT_LANES * 64];
     memset(lanes, 0, (size_t)L->rank * CO_DOT_LANES * sizeof *lanes);
     co_woodbury_dots(lanes, layer_q(s, c->g) + c->off, s->layer_n[c->g], L->rank, x, c->len);
-    for (int i = 0; i < L->rank; i++) part[PART_PROJ + i] = co_lanes_sum(lanes + (size_t)i * CO_DOT_LANES);
+    for (int i = 0; i < L->rank; i++) part[PART_PROJ + i] = co_lanes_sum_f(lanes + (size_t)i * CO_DOT_LANES);
 }
 
 /* Pass 1 of a chunk: L2 into the gradient (torch's g.add(p, alpha=wd)), RMSprop's second
@@ -338,19 +335,26 @@ static void pass_moments(co_optim *o, const darms_chunk *c, double *part)
     part[2] = co_lanes_sum(lm);
     if (co_guard(o, g, HP_GRAFT) != 0) {
         /* |D g|^2, the length grafting gives the corrected step: RMSprop's own step. */
-        double nr[CO_DOT_LANES] = {0};
+        float nr[CO_DOT_LANES] = {0}; /* |g| / (sqrt(v) + eps) < 1 / sqrt(1 - beta2): float lanes */
         for (i = 0; i + CO_DOT_LANES <= n; i += CO_DOT_LANES)
             for (int j = 0; j < CO_DOT_LANES; j++) {
                 float ri = gp[i + j] / den[i + j];
-                nr[j] += (double)ri * ri;
+                nr[j] += ri * ri;
             }
         for (int j = 0; i < n; i++, j++) {
             float ri = gp[i] / den[i];
-            nr[j] += (double)ri * ri;
+            nr[j] += ri * ri;
         }
-        part[PART_NR] = co_lanes_sum(nr);
+        part[PART_NR] = co_lanes_sum_f(nr);
     }
-    if (s->layer[g].solve && !s->layer[g].drawn) project(s, c, gp, den, part);
+    if (s->layer[g].drawn) {
+        /* The sketch's input u = D g (eq. 3-4) for the refresh after this pass, in dbuf,
+         * which the layer's solve fills only after the refresh. */
+        float *restrict u = s->dbuf + s->layer_base[g] + c->off;
+        for (size_t k = 0; k < n; k++) u[k] = gp[k] / den[k];
+    } else if (s->layer[g].solve) {
+        project(s, c, gp, den, part);
+    }
 }
 
 /* Solve, part 1 for the layers whose factors were refreshed this step. */
@@ -376,20 +380,23 @@ static void pass_correct(co_optim *o, const darms_chunk *c, double *part)
         for (size_t i = 0; i < c->len; i++) d[i] = d[i] / sqrtf(den[i]);
         return;
     }
-    double nd[CO_DOT_LANES] = {0};
+    /* Float lanes as for |D g|^2: d is RMSprop's step turned by a bounded solve. A chunk
+     * whose float sum overflows (a pathological d) is summed again in double. */
+    float nd[CO_DOT_LANES] = {0};
     size_t i = 0;
     for (; i + CO_DOT_LANES <= c->len; i += CO_DOT_LANES)
         for (int j = 0; j < CO_DOT_LANES; j++) {
             float di = d[i + j] / sqrtf(den[i + j]);
             d[i + j] = di;
-            nd[j] += (double)di * di;
+            nd[j] += di * di;
         }
     for (int j = 0; i < c->len; i++, j++) {
         float di = d[i] / sqrtf(den[i]);
         d[i] = di;
-        nd[j] += (double)di * di;
+        nd[j] += di * di;
     }
-    part[0] = co_lanes_sum(nd);
+    part[0] = co_lanes_sum_f(nd);
+    if (isinf(part[0])) part[0] = co_dot_d(d, d, c->len);
 }
 
 /* Eq. 13. H = I (rank 0, delta 1): RMSprop's D g, rounded as rmsprop.c rounds it. With the
@@ -468,7 +475,6 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
     s->align = align;
     int any_drawn = 0;
     for (int g = 0; g < o->ngroups; g++) {
-        co_group *gr = &o->groups[g];
         darms_layer *L = &s->layer[g];
         double a = align;
         if (co_hp(o, g, HP_ALIGN_PER_LAYER) != 0) {
@@ -480,14 +486,8 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
         L->step = (float)(co_lr(o, g) * gain);
         if (!L->drawn) continue;
         /* The factor refresh (eq. 3-4) from the layer's whitened gradient u = D g as one
-         * vector: the sketch sees the whole layer. */
-        size_t off = 0;
-        for (int k = 0; k < gr->ntensors; k++) {
-            const float *gp = gr->grad[k], *den = co_slot(s->den, g, k);
-            for (size_t i = 0; i < gr->size[k]; i++) s->ubuf[off + i] = gp[i] / den[i];
-            off += gr->size[k];
-        }
-        co_status st = update_factors(o, s, g, s->ubuf, err);
+         * vector (pass 1 left it in dbuf): the sketch sees the whole layer. */
+        co_status st = update_factors(o, s, g, s->dbuf + s->layer_base[g], err);
         if (st) return st;
         layer_solve(o, s, g);
         any_drawn |= L->solve;

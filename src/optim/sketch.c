@@ -8,7 +8,7 @@
 #include <string.h>
 
 /* Columns of the sketch rewritten per SGEMM when it is shrunk (a multiple of CO_DOT_LANES). */
-#define REBUILD_COLS 8192
+#define REBUILD_COLS 8192 /* a multiple of GRAM_BLOCK */
 
 co_status co_fd_init(co_fd_sketch *s, int n, int rows, co_error *err)
 {
@@ -91,12 +91,28 @@ static co_status decompose(co_fd_sketch *s, co_error *err)
     return CO_OK;
 }
 
-/* Finishes a chunk's Gram lanes: lane k of a sum holds the products of the elements at
- * indices = k mod CO_DOT_LANES in index order, which is co_dot_d's order, so every entry
- * of raw is co_dot_d of its two stored rows whichever pass produced it. */
-static void add_products(double *lanes, const float *a, const float *b, int len)
+/* Gram entries are summed in CO_DOT_LANES lanes (element k in lane k mod CO_DOT_LANES) in
+ * float within a block of GRAM_BLOCK columns and in double across blocks: a block's lane
+ * holds 64 terms (the sketch's entries are whitened gradients, |u| < 1 / sqrt(1 - beta2),
+ * rescaled), and float lanes run twice as wide with no conversions. */
+#define GRAM_BLOCK 2048
+static void add_block_products(double *lanes, const float *a, const float *b, int len)
 {
-    for (int k = 0; k < len; k++) lanes[k] += (double)a[k] * b[k];
+    float f[CO_DOT_LANES] = {0};
+    int k = 0;
+    for (; k + CO_DOT_LANES <= len; k += CO_DOT_LANES)
+        for (int j = 0; j < CO_DOT_LANES; j++) f[j] += a[k + j] * b[k + j];
+    for (int j = 0; k < len; k++, j++) f[j] += a[k] * b[k];
+    for (int j = 0; j < CO_DOT_LANES; j++) lanes[j] += f[j];
+}
+
+/* The Gram entry of two stored rows from scratch, in the same order as the passes that keep
+ * raw up to date. */
+static double row_dot(const float *a, const float *b, int n)
+{
+    double lanes[CO_DOT_LANES] = {0};
+    for (int k0 = 0; k0 < n; k0 += GRAM_BLOCK) add_block_products(lanes, a + k0, b + k0, n - k0 < GRAM_BLOCK ? n - k0 : GRAM_BLOCK);
+    return co_lanes_sum(lanes);
 }
 
 /* B <- diag(sqrt(max(eval - shift, 0))) V^T with V = B^T W diag(eval)^-1/2: the sketch
@@ -122,9 +138,9 @@ static void rebuild(co_fd_sketch *s, double shift)
         if (kept > 0) co_gemm(0, 0, kept, len, R, 1.0f, c, R, s->b + k0, n, 0.0f, s->tmp, REBUILD_COLS, 0);
         for (int i = 0, pr = 0; i < kept; i++)
             for (int j = 0; j <= i; j++, pr++)
-                for (int q0 = 0; q0 < len; q0 += CO_DOT_LANES)
-                    add_products(s->lanes + (size_t)pr * CO_DOT_LANES, s->tmp + (size_t)i * REBUILD_COLS + q0,
-                                 s->tmp + (size_t)j * REBUILD_COLS + q0, len - q0 < CO_DOT_LANES ? len - q0 : CO_DOT_LANES);
+                for (int q0 = 0; q0 < len; q0 += GRAM_BLOCK)
+                    add_block_products(s->lanes + (size_t)pr * CO_DOT_LANES, s->tmp + (size_t)i * REBUILD_COLS + q0,
+                                       s->tmp + (size_t)j * REBUILD_COLS + q0, len - q0 < GRAM_BLOCK ? len - q0 : GRAM_BLOCK);
         for (int i = 0; i < R; i++) {
             float *bi = s->b + (size_t)i * n + k0;
             if (i < kept) memcpy(bi, s->tmp + (size_t)i * REBUILD_COLS, (size_t)len * sizeof *bi);
@@ -161,7 +177,7 @@ co_status co_fd_update(co_fd_sketch *s, const float *u, double decay, co_error *
         for (int i = 0; i < s->used; i++)
             for (int j = 0; j <= i; j++)
                 s->raw[(size_t)i * s->rows + j] = s->raw[(size_t)j * s->rows + i] =
-                    co_dot_d(s->b + (size_t)i * n, s->b + (size_t)j * n, (size_t)n);
+                    row_dot(s->b + (size_t)i * n, s->b + (size_t)j * n, n);
         s->scale = 1;
     }
     /* The new row, stored as sqrt(1 - decay) u / scale, and its products with every row
@@ -171,10 +187,10 @@ co_status co_fd_update(co_fd_sketch *s, const float *u, double decay, co_error *
     float *row = s->b + (size_t)m * n;
     double *lanes = s->lanes;
     memset(lanes, 0, (size_t)(m + 1) * CO_DOT_LANES * sizeof(double));
-    for (int k0 = 0; k0 < n; k0 += CO_DOT_LANES) {
-        int len = n - k0 < CO_DOT_LANES ? n - k0 : CO_DOT_LANES;
+    for (int k0 = 0; k0 < n; k0 += GRAM_BLOCK) {
+        int len = n - k0 < GRAM_BLOCK ? n - k0 : GRAM_BLOCK;
         for (int k = 0; k < len; k++) row[k0 + k] = f * u[k0 + k];
-        for (int i = 0; i <= m; i++) add_products(lanes + (size_t)i * CO_DOT_LANES, s->b + (size_t)i * n + k0, row + k0, len);
+        for (int i = 0; i <= m; i++) add_block_products(lanes + (size_t)i * CO_DOT_LANES, s->b + (size_t)i * n + k0, row + k0, len);
     }
     for (int i = 0; i <= m; i++) s->raw[(size_t)i * s->rows + m] = s->raw[(size_t)m * s->rows + i] = co_lanes_sum(lanes + (size_t)i * CO_DOT_LANES);
     s->used = m + 1;
@@ -226,17 +242,17 @@ double co_power_iteration(void (*matvec)(const double *x, double *y, void *ctx),
     return lambda;
 }
 
-void co_woodbury_dots(double *lanes, const float *q, size_t ldq, int r, const float *x, size_t len)
+void co_woodbury_dots(float *lanes, const float *q, size_t ldq, int r, const float *x, size_t len)
 {
     size_t k0 = 0;
     for (; k0 + CO_DOT_LANES <= len; k0 += CO_DOT_LANES)
         for (int i = 0; i < r; i++) {
             const float *qi = q + (size_t)i * ldq + k0;
-            double *l = lanes + (size_t)i * CO_DOT_LANES;
-            for (int j = 0; j < CO_DOT_LANES; j++) l[j] += (double)qi[j] * x[k0 + j];
+            float *l = lanes + (size_t)i * CO_DOT_LANES;
+            for (int j = 0; j < CO_DOT_LANES; j++) l[j] += qi[j] * x[k0 + j];
         }
     for (int i = 0; i < r; i++)
-        for (size_t k = k0; k < len; k++) lanes[(size_t)i * CO_DOT_LANES + (k - k0)] += (double)q[(size_t)i * ldq + k] * x[k];
+        for (size_t k = k0; k < len; k++) lanes[(size_t)i * CO_DOT_LANES + (k - k0)] += q[(size_t)i * ldq + k] * x[k];
 }
 
 void co_woodbury_weights(double *proj, const double *dots, const double *mu, int r, double delta)

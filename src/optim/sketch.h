@@ -16,7 +16,7 @@ typedef struct co_fd_sketch {
     int used;      /* rows holding data */
     float *b;      /* rows x n, row-major, stored at 1/scale: the sketch is scale * b */
     double scale;  /* the forgetting not yet applied to b (a scalar instead of a pass over B) */
-    double *raw;   /* rows x rows: b b^T, each entry co_dot_d of its two stored rows */
+    double *raw;   /* rows x rows: b b^T, kept up to date as rows change */
     double *gram;  /* rows x rows: the sketch's B B^T = scale^2 raw (and rebuild's scratch) */
     double *evec;  /* rows x rows eigenvectors of the Gram matrix (columns), descending */
     double *eval;  /* rows eigenvalues, descending, clamped >= 0 */
@@ -52,13 +52,14 @@ double co_power_iteration(void (*matvec)(const double *x, double *y, void *ctx),
  * Woodbury with C = diag(mu): H^{-1} = (I - Q diag(mu / (delta + mu)) Q^T) / delta, in
  * pieces for a caller that forms x segment by segment (a layer's tensors, in chunks):
  *  1. co_woodbury_dots over each segment (q at the segment's first element, rows ldq
- *     apart): lanes (r x CO_DOT_LANES, zeroed first) += q_i . x, element k of the segment
- *     in lane k mod CO_DOT_LANES (so a segment split at multiples of CO_DOT_LANES sums as
- *     one, and one segment of n is co_dot_d's order);
+ *     apart): float lanes (r x CO_DOT_LANES, zeroed first) += q_i . x, element k of the
+ *     segment in lane k mod CO_DOT_LANES (so a segment split at multiples of
+ *     CO_DOT_LANES sums as one). In float: meant for segments of a few thousand elements
+ *     (|q_i| <= 1 entrywise), whose lane totals the caller adds in double (co_lanes_sum_f);
  *  2. co_woodbury_weights: proj_i = (q_i . x) mu_i / (delta + mu_i), from the dot products
- *     (co_lanes_sum of the lanes, or of several segments' sums added in a fixed order);
+ *     (several segments' sums added in a fixed order);
  *  3. co_woodbury_correct over each segment: y = (x - Q proj) / delta (y may alias x). */
-void co_woodbury_dots(double *lanes, const float *q, size_t ldq, int r, const float *x, size_t len);
+void co_woodbury_dots(float *lanes, const float *q, size_t ldq, int r, const float *x, size_t len);
 void co_woodbury_weights(double *proj, const double *dots, const double *mu, int r, double delta);
 void co_woodbury_correct(float *y, const float *x, const float *q, size_t ldq, int r, const double *proj, double delta,
                          size_t len);
