@@ -12,7 +12,7 @@
  * are its top eigenpairs, mu_l = max(sqrt(lambda_i) - delta, 0) (the excess of the gradient
  * second moment's square root over the identity base, floored at 0: "div & cut"), and the
  * rank adapts from the sketch spectrum with sigma_1 by power iteration (eq. 4, with
- * hysteresis). RMSprop's part is rmsprop.c's co_rmsprop_denominator itself. The
+ * hysteresis). RMSprop's part is its own element function, co_rmsprop_denom. The
  * symmetric D^1/2 H^-1 D^1/2 keeps every step a descent direction; with rank 0 it is D
  * exactly, so rank 0 and lambda 0 is torch's RMSprop bit for bit. Decisions and costs:
  * docs/optimizers/da-rmsprop.md. */

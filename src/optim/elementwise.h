@@ -66,7 +66,7 @@ typedef struct co_rmsprop_scalars {
 
 /* avg is read only when centered, buf only with momentum. */
 /* The second moment of gi (and its mean when centered) moved on, and the denominator
- * sqrt(v) + eps; a = 1 - alpha. DA-RMSprop's scaling is this too (co_rmsprop_denominator). */
+ * sqrt(v) + eps; a = 1 - alpha. DA-RMSprop's scaling is this too (da_rmsprop.c, pass 1). */
 CO_HD static inline float co_rmsprop_denom(float gi, float *sq, float *avg, float alpha, float a, float eps, int centered)
 {
     float v = co_torch_addcmul(*sq * alpha, gi, gi, a);

@@ -2,8 +2,8 @@
  * centered: a = alpha a + (1-alpha) g, avg = sqrt(v - a^2) else sqrt(v); avg += eps;
  * momentum: buf = mu buf + g / avg, p -= lr buf; otherwise p -= lr g / avg.
  * Each operation rounds as torch's does (torch_ops.h), so the trajectories match torch's
- * bit for bit. The denominator is exported for methods built on RMSprop's scaling. */
-#include "rmsprop.h"
+ * bit for bit. DA-RMSprop builds on the element function (co_rmsprop_denom, elementwise.h). */
+#include "optim_impl.h"
 #include "elementwise.h"
 
 enum { HP_LR, HP_ALPHA, HP_EPS, HP_WD, HP_MOMENTUM, HP_CENTERED, HP_COUNT };
@@ -22,21 +22,6 @@ static co_status rmsprop_init(co_optim *o, co_error *err)
     s->buf = co_slots_new(o, err);
     if (!s->sq || !s->avg || !s->buf) return CO_ENOMEM;
     return CO_OK;
-}
-
-void co_rmsprop_denominator(float *restrict denom, float *restrict sq, float *restrict avg,
-                            const float *restrict g, size_t n, double alpha, float eps, int centered)
-{
-    const float al = (float)alpha, a = (float)(1.0 - alpha);
-    /* A parallel region only where it pays: with its if clause false one still costs about
-     * a microsecond (DA-RMSprop calls this per tensor; see co_optim_foreach). */
-    if (n > 65536) {
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) denom[i] = co_rmsprop_denom(g[i], &sq[i], &avg[i], al, a, eps, centered);
-        return;
-    }
-#pragma omp simd
-    for (size_t i = 0; i < n; i++) denom[i] = co_rmsprop_denom(g[i], &sq[i], &avg[i], al, a, eps, centered);
 }
 
 static co_rmsprop_scalars rmsprop_scalars(const co_optim *o, int g)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Columns of the sketch rewritten per SGEMM when it is shrunk (a multiple of CO_DOT_LANES). */
+/* Columns of the sketch rewritten per SGEMM when it is shrunk. */
 #define REBUILD_COLS 8192 /* a multiple of GRAM_BLOCK */
 
 co_status co_fd_init(co_fd_sketch *s, int n, int rows, co_error *err)
@@ -60,7 +60,7 @@ void co_fd_free(co_fd_sketch *s)
 }
 
 /* Eigen-decomposition of B B^T (rows x rows), eigenvalues descending and >= 0. The Gram
- * matrix of the stored rows is kept up to date as rows change (raw, co_dot_d's sums), so
+ * matrix of the stored rows is kept up to date as rows change (raw), so
  * this costs no pass over B: B B^T = scale^2 raw. */
 static co_status decompose(co_fd_sketch *s, co_error *err)
 {
