@@ -148,29 +148,53 @@ void co_thread_share(size_t n, size_t *i0, size_t *i1)
     *i1 = *i0 + q + (t < r);
 }
 
-void co_copy(float *dst, const float *src, size_t n)
+void co_run_shared(size_t n, int parallel, co_range_task task, void *ctx)
 {
-    if (n <= 16384) {
-        memcpy(dst, src, n * sizeof(float));
+    if (!parallel || omp_get_max_threads() < 2 || omp_in_parallel()) {
+        task(ctx, 0, n);
         return;
     }
 #pragma omp parallel
     {
         size_t i0, i1;
         co_thread_share(n, &i0, &i1);
-        memcpy(dst + i0, src + i0, (i1 - i0) * sizeof(float));
+        task(ctx, i0, i1);
     }
 }
 
-/* Chunks c0 .. c1-1 of co_tree_sum. */
-static void tree_chunks(float *first, float *rest, size_t stride, int nparts, size_t n, size_t c0, size_t c1)
+typedef struct {
+    float *dst;
+    const float *src;
+} copy_task;
+
+static void copy_range(void *ctx, size_t i0, size_t i1)
 {
+    copy_task *c = ctx;
+    memcpy(c->dst + i0, c->src + i0, (i1 - i0) * sizeof(float));
+}
+
+void co_copy(float *dst, const float *src, size_t n)
+{
+    copy_task c = {dst, src};
+    co_run_shared(n, n > 16384, copy_range, &c);
+}
+
+typedef struct {
+    float *first, *rest;
+    size_t stride, n;
+    int nparts;
+} tree_task;
+
+/* Chunks c0 .. c1-1 of co_tree_sum. */
+static void tree_chunks(void *ctx, size_t c0, size_t c1)
+{
+    const tree_task *t = ctx;
     for (size_t q = c0; q < c1; q++) {
-        size_t j0 = q * TREE_CHUNK, len = n - j0 < TREE_CHUNK ? n - j0 : TREE_CHUNK;
-        for (int s = 1; s < nparts; s *= 2)
-            for (int i = 0; i + s < nparts; i += 2 * s) {
-                float *x = (i ? rest + (size_t)(i - 1) * stride : first) + j0;
-                const float *y = rest + (size_t)(i + s - 1) * stride + j0;
+        size_t j0 = q * TREE_CHUNK, len = t->n - j0 < TREE_CHUNK ? t->n - j0 : TREE_CHUNK;
+        for (int s = 1; s < t->nparts; s *= 2)
+            for (int i = 0; i + s < t->nparts; i += 2 * s) {
+                float *x = (i ? t->rest + (size_t)(i - 1) * t->stride : t->first) + j0;
+                const float *y = t->rest + (size_t)(i + s - 1) * t->stride + j0;
 #pragma omp simd
                 for (size_t j = 0; j < len; j++) x[j] += y[j];
             }
@@ -181,16 +205,8 @@ void co_tree_sum(float *first, float *rest, size_t stride, int nparts, size_t n)
 {
     if (nparts < 2) return;
     size_t chunks = (n + TREE_CHUNK - 1) / TREE_CHUNK;
-    if (chunks < 2 || n * (size_t)nparts <= 65536) {
-        tree_chunks(first, rest, stride, nparts, n, 0, chunks);
-        return;
-    }
-#pragma omp parallel
-    {
-        size_t c0, c1;
-        co_thread_share(chunks, &c0, &c1);
-        tree_chunks(first, rest, stride, nparts, n, c0, c1);
-    }
+    tree_task t = {first, rest, stride, n, nparts};
+    co_run_shared(chunks, chunks >= 2 && n * (size_t)nparts > 65536, tree_chunks, &t);
 }
 
 double co_tree_sum_d(double *parts, int nparts)
@@ -242,27 +258,25 @@ static void block_bias_sums(float *dst, const float *dy, int s0, int s1, int cha
     }
 }
 
+typedef struct {
+    float *db, *work;
+    const float *dy;
+    int batch, channels, positions;
+} bias_task;
+
 /* Blocks b0 .. b1-1 of co_bias_grad. */
-static void bias_blocks(float *db, const float *dy, int batch, int channels, int positions, float *work, int b0,
-                        int b1)
+static void bias_blocks(void *ctx, size_t b0, size_t b1)
 {
-    for (int blk = b0; blk < b1; blk++)
-        block_bias_sums(blk ? work + (size_t)(blk - 1) * channels : db, dy, blk * CO_BATCH_BLOCK,
-                        imin(batch, (blk + 1) * CO_BATCH_BLOCK), channels, positions);
+    const bias_task *t = ctx;
+    for (size_t blk = b0; blk < b1; blk++)
+        block_bias_sums(blk ? t->work + (blk - 1) * (size_t)t->channels : t->db, t->dy, (int)blk * CO_BATCH_BLOCK,
+                        imin(t->batch, ((int)blk + 1) * CO_BATCH_BLOCK), t->channels, t->positions);
 }
 
 void co_bias_grad(float *db, const float *dy, int batch, int channels, int positions, float *work)
 {
     int nb = blocks_of(batch, CO_BATCH_BLOCK);
-    if (nb < 2 || (size_t)batch * channels * positions <= 16384) {
-        bias_blocks(db, dy, batch, channels, positions, work, 0, nb);
-    } else {
-#pragma omp parallel
-        {
-            size_t b0, b1;
-            co_thread_share((size_t)nb, &b0, &b1);
-            bias_blocks(db, dy, batch, channels, positions, work, (int)b0, (int)b1);
-        }
-    }
+    bias_task t = {db, work, dy, batch, channels, positions};
+    co_run_shared((size_t)nb, nb >= 2 && (size_t)batch * channels * positions > 16384, bias_blocks, &t);
     co_tree_sum(db, work, (size_t)channels, nb, (size_t)channels);
 }

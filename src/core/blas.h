@@ -28,6 +28,13 @@
  * `omp parallel for if (...)` whose condition is false still enters libgomp, about 0.3 µs a
  * loop, which is a tenth of the moons MLP's training step each. */
 void co_thread_share(size_t n, size_t *i0, size_t *i1);
+/* The one way such a loop is run: task(ctx, 0, n) on the calling thread, or, when
+ * `parallel` (the caller's size threshold) holds and more than one OpenMP thread is free
+ * (not already inside a parallel region), one parallel region in which each thread runs
+ * task on its co_thread_share of [0, n). The loops it serves give the same results for any
+ * split, so the choice changes the time only. */
+typedef void (*co_range_task)(void *ctx, size_t i0, size_t i1);
+void co_run_shared(size_t n, int parallel, co_range_task task, void *ctx);
 /* dst[0 .. n-1] = src[0 .. n-1], on the threads (co_thread_share's split) for a large n. */
 void co_copy(float *dst, const float *src, size_t n);
 

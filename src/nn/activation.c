@@ -18,12 +18,21 @@ const char *co_act_name(co_act act)
 }
 
 /* Elementwise, so the threads change no result; below the threshold a parallel region
- * costs more than the pass (and a false `if` clause still costs one: co_thread_share). */
+ * costs more than the pass (and a false `if` clause still costs one: co_run_shared). */
 #define ACT_PAR_MIN 16384
 
-static void forward_range(co_act act, float *y, const float *x, size_t i0, size_t i1)
+typedef struct {
+    co_act act;
+    float *out;        /* y forward, dx backward */
+    const float *a, *b; /* x forward; dy and y backward */
+} act_task;
+
+static void forward_range(void *ctx, size_t i0, size_t i1)
 {
-    switch (act) {
+    const act_task *t = ctx;
+    float *y = t->out;
+    const float *x = t->a;
+    switch (t->act) {
     case CO_ACT_NONE:
         for (size_t i = i0; i < i1; i++) y[i] = x[i];
         break;
@@ -47,9 +56,12 @@ static void forward_range(co_act act, float *y, const float *x, size_t i0, size_
     }
 }
 
-static void backward_range(co_act act, float *dx, const float *dy, const float *y, size_t i0, size_t i1)
+static void backward_range(void *ctx, size_t i0, size_t i1)
 {
-    switch (act) {
+    const act_task *t = ctx;
+    float *dx = t->out;
+    const float *dy = t->a, *y = t->b;
+    switch (t->act) {
     case CO_ACT_NONE:
         for (size_t i = i0; i < i1; i++) dx[i] = dy[i];
         break;
@@ -67,30 +79,14 @@ static void backward_range(co_act act, float *dx, const float *dy, const float *
 
 void co_act_forward(co_act act, float *y, const float *x, size_t n)
 {
-    if (n <= ACT_PAR_MIN) {
-        forward_range(act, y, x, 0, n);
-        return;
-    }
-#pragma omp parallel
-    {
-        size_t i0, i1;
-        co_thread_share(n, &i0, &i1);
-        forward_range(act, y, x, i0, i1);
-    }
+    act_task t = {act, y, x, NULL};
+    co_run_shared(n, n > ACT_PAR_MIN, forward_range, &t);
 }
 
 void co_act_backward(co_act act, float *dx, const float *dy, const float *y, size_t n)
 {
-    if (n <= ACT_PAR_MIN) {
-        backward_range(act, dx, dy, y, 0, n);
-        return;
-    }
-#pragma omp parallel
-    {
-        size_t i0, i1;
-        co_thread_share(n, &i0, &i1);
-        backward_range(act, dx, dy, y, i0, i1);
-    }
+    act_task t = {act, dx, dy, y};
+    co_run_shared(n, n > ACT_PAR_MIN, backward_range, &t);
 }
 
 static void act_fwd(co_layer *l, const float *x, float *y, int batch, int train)

@@ -7,27 +7,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+typedef struct {
+    float *y;
+    const float *b;
+    int out;
+} fill_task;
+
 /* Rows i0 .. i1-1 of y set to the bias (0 without one). */
-static void fill_rows(float *y, const float *b, size_t i0, size_t i1, int out)
+static void fill_rows(void *ctx, size_t i0, size_t i1)
 {
+    const fill_task *t = ctx;
     for (size_t i = i0; i < i1; i++)
-        for (int o = 0; o < out; o++) y[i * out + o] = b ? b[o] : 0.0f;
+        for (int o = 0; o < t->out; o++) t->y[i * t->out + o] = t->b ? t->b[o] : 0.0f;
 }
 
 void co_linear_forward(float *y, const float *x, const float *w, const float *b, int batch, int in, int out)
 {
     /* The rows split as co_gemm's pieces split them, so each thread fills the rows it then
      * accumulates into. */
-    if ((size_t)batch * out <= 16384) {
-        fill_rows(y, b, 0, (size_t)batch, out);
-    } else {
-#pragma omp parallel
-        {
-            size_t i0, i1;
-            co_thread_share((size_t)batch, &i0, &i1);
-            fill_rows(y, b, i0, i1, out);
-        }
-    }
+    fill_task t = {y, b, out};
+    co_run_shared((size_t)batch, (size_t)batch * out > 16384, fill_rows, &t);
     co_gemm(0, 1, batch, out, in, 1.0f, x, in, w, in, 1.0f, y, out, CO_BATCH_BLOCK);
 }
 

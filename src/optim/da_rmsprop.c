@@ -23,7 +23,6 @@
 #include "torch_ops.h"
 
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 enum {
@@ -247,25 +246,27 @@ static co_status update_factors(co_optim *o, darms_state *s, int g, const float 
     return CO_OK;
 }
 
-/* Runs fn over every chunk: on the threads (each a contiguous run of chunks, as
- * schedule(static) splits them) when the model is large enough to pay for a parallel
- * region. */
+/* Runs fn over every chunk, on the threads (each a contiguous run of chunks) when the model
+ * is large enough to pay for a parallel region. */
 typedef void (*chunk_fn)(co_optim *o, const darms_chunk *c, double *part);
+
+typedef struct {
+    co_optim *o;
+    chunk_fn fn;
+} chunk_task;
+
+static void chunk_range(void *ctx, size_t c0, size_t c1)
+{
+    const chunk_task *t = ctx;
+    darms_state *s = t->o->state;
+    for (size_t c = c0; c < c1; c++) t->fn(t->o, &s->chunks[c], s->part + c * PART(s));
+}
 
 static void over_chunks(co_optim *o, chunk_fn fn)
 {
     darms_state *s = o->state;
-    const size_t stride = PART(s);
-    if (co_optim_numel(o) <= CO_FOREACH_PAR_MIN || omp_get_max_threads() < 2 || omp_in_parallel()) {
-        for (size_t c = 0; c < s->nchunks; c++) fn(o, &s->chunks[c], s->part + c * stride);
-        return;
-    }
-#pragma omp parallel
-    {
-        size_t lo, hi;
-        co_thread_share(s->nchunks, &lo, &hi);
-        for (size_t c = lo; c < hi; c++) fn(o, &s->chunks[c], s->part + c * stride);
-    }
+    chunk_task t = {o, fn};
+    co_run_shared(s->nchunks, co_optim_numel(o) > CO_FOREACH_PAR_MIN, chunk_range, &t);
 }
 
 /* Sum k of chunks [c0, c1), in chunk order. */

@@ -8,7 +8,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -169,8 +168,18 @@ static size_t local_cut(size_t cut, size_t off, size_t n)
     return (cut - off) / LINE_FLOATS * LINE_FLOATS;
 }
 
-static void foreach_share(co_optim *o, co_slots *const *slots, co_range_fn *fn, size_t lo, size_t hi)
+typedef struct {
+    co_optim *o;
+    co_slots *const *slots;
+    co_range_fn *fn;
+} foreach_task;
+
+static void foreach_share(void *ctx, size_t lo, size_t hi)
 {
+    const foreach_task *t = ctx;
+    co_optim *o = t->o;
+    co_slots *const *slots = t->slots;
+    co_range_fn *fn = t->fn;
     size_t off = 0;
     for (int g = 0; g < o->ngroups; g++)
         for (int k = 0; k < o->groups[g].ntensors; k++) {
@@ -189,16 +198,8 @@ void co_optim_foreach(co_optim *o, co_slots *const slots[CO_MT_MAX_SLOTS], co_gr
 {
     for (int g = 0; scalars && g < o->ngroups; g++) scalars(o, g, o->group_scalars + (size_t)g * CO_ELEM_NSCALAR);
     size_t total = co_optim_numel(o);
-    if (total <= CO_FOREACH_PAR_MIN || omp_get_max_threads() < 2 || omp_in_parallel()) {
-        foreach_share(o, slots, fn, 0, total);
-        return;
-    }
-#pragma omp parallel
-    {
-        size_t lo, hi;
-        co_thread_share(total, &lo, &hi);
-        foreach_share(o, slots, fn, lo, hi);
-    }
+    foreach_task t = {o, slots, fn};
+    co_run_shared(total, total > CO_FOREACH_PAR_MIN, foreach_share, &t);
 }
 
 co_slots *co_slots_new(const co_optim *o, co_error *err)
