@@ -89,7 +89,6 @@ typedef struct {
     darms_chunk *chunks;  /* every layer's chunks, layer after layer */
     size_t nchunks, *chunk0; /* chunk0[g]: the first chunk of layer g (chunk0[G] = nchunks) */
     size_t *layer_base;   /* per group: where its moves start in dbuf */
-    size_t *layer_n;      /* per group: its size (Q's row stride) */
     double *part;         /* per chunk: PART doubles of sums */
     darms_layer *layer;   /* per group */
 } darms_state;
@@ -134,13 +133,11 @@ static co_status darms_init(co_optim *o, co_error *err)
     s->layer = calloc((size_t)G, sizeof *s->layer);
     s->chunk0 = calloc((size_t)G + 1, sizeof *s->chunk0);
     s->layer_base = calloc((size_t)G, sizeof *s->layer_base);
-    s->layer_n = calloc((size_t)G, sizeof *s->layer_n);
-    if (!s->layer_base || !s->layer_n || !s->sketch || !s->q || !s->mu || !s->rank || !s->sigma1 || !s->err || !s->updates || !s->layer_dots ||
+    if (!s->layer_base || !s->sketch || !s->q || !s->mu || !s->rank || !s->sigma1 || !s->err || !s->updates || !s->layer_dots ||
         !s->dbuf || !s->proj || !s->pwork || !s->pstart || !s->layer || !s->chunk0)
         return co_error_set(err, CO_ENOMEM, "out of memory for da-rmsprop state");
     for (int g = 0; g < G; g++) {
         s->layer_base[g] = g ? s->layer_base[g - 1] + group_n(o, g - 1) : 0;
-        s->layer_n[g] = group_n(o, g);
         s->chunk0[g] = s->nchunks;
         for (int k = 0; k < o->groups[g].ntensors; k++) s->nchunks += (o->groups[g].size[k] + CHUNK - 1) / CHUNK;
     }
@@ -190,7 +187,6 @@ static void darms_free(co_optim *o)
     free(s->layer);
     free(s->chunk0);
     free(s->layer_base);
-    free(s->layer_n);
     free(s->chunks);
     free(s->part);
     free(s);
@@ -282,14 +278,15 @@ static const float *layer_q(const darms_state *s, int g) { return s->q + (size_t
 /* Solve, part 1 (eq. 2's Woodbury solve): x = D^1/2 g = g / sqrt(sqrt(v) + eps) into dbuf,
  * formed from g itself (not u * sqrt(...), which is 0 * inf once g^2 overflows float), and
  * its projections on Q. */
-static void project(darms_state *s, const darms_chunk *c, const float *gp, const float *den, double *part)
+static void project(co_optim *o, const darms_chunk *c, const float *gp, const float *den, double *part)
 {
+    darms_state *s = o->state;
     const darms_layer *L = &s->layer[c->g];
     float *restrict x = s->dbuf + s->layer_base[c->g] + c->off;
     for (size_t i = 0; i < c->len; i++) x[i] = gp[i] / sqrtf(den[i]);
     float lanes[CO_DOT_LANES * 64];
     memset(lanes, 0, (size_t)L->rank * CO_DOT_LANES * sizeof *lanes);
-    co_woodbury_dots(lanes, layer_q(s, c->g) + c->off, s->layer_n[c->g], L->rank, x, c->len);
+    co_woodbury_dots(lanes, layer_q(s, c->g) + c->off, group_n(o, c->g), L->rank, x, c->len);
     for (int i = 0; i < L->rank; i++) part[PART_PROJ + i] = co_lanes_sum_f(lanes + (size_t)i * CO_DOT_LANES);
 }
 
@@ -354,7 +351,7 @@ static void pass_moments(co_optim *o, const darms_chunk *c, double *part)
         float *restrict u = s->dbuf + s->layer_base[g] + c->off;
         for (size_t k = 0; k < n; k++) u[k] = gp[k] / den[k];
     } else if (s->layer[g].solve) {
-        project(s, c, gp, den, part);
+        project(o, c, gp, den, part);
     }
 }
 
@@ -363,7 +360,7 @@ static void pass_project(co_optim *o, const darms_chunk *c, double *part)
 {
     darms_state *s = o->state;
     if (!s->layer[c->g].solve || !s->layer[c->g].drawn) return;
-    project(s, c, o->groups[c->g].grad[c->k] + c->c0, co_slot(s->den, c->g, c->k) + c->c0, part);
+    project(o, c, o->groups[c->g].grad[c->k] + c->c0, co_slot(s->den, c->g, c->k) + c->c0, part);
 }
 
 /* Solve, part 2: y = H^-1 x in place, the corrected move d = D^1/2 y (eq. 7, 12), and
@@ -375,7 +372,7 @@ static void pass_correct(co_optim *o, const darms_chunk *c, double *part)
     if (!L->solve) return;
     const float *restrict den = co_slot(s->den, c->g, c->k) + c->c0;
     float *restrict d = s->dbuf + s->layer_base[c->g] + c->off;
-    co_woodbury_correct(d, d, layer_q(s, c->g) + c->off, s->layer_n[c->g], L->rank,
+    co_woodbury_correct(d, d, layer_q(s, c->g) + c->off, group_n(o, c->g), L->rank,
                         s->proj + (size_t)c->g * (s->rmax ? s->rmax : 1), L->delta, c->len);
     if (!L->graft) {
         for (size_t i = 0; i < c->len; i++) d[i] = d[i] / sqrtf(den[i]);
