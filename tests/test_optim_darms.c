@@ -38,13 +38,15 @@ static void test_woodbury(void)
         for (int k = 0; k < N; k++) q[i * N + k] = (float)qd[k * N + i];
     for (int k = 0; k < N; k++) x[k] = (float)co_rng_normal(&r);
     /* One segment, then the same in two segments split at a multiple of CO_DOT_LANES
-     * (and corrected in two other pieces): the same bits. */
+     * (and corrected in two other pieces, the second first): the same bits. */
     float lanes[R * CO_DOT_LANES] = {0};
     co_woodbury_dots(lanes, q, N, R, x, N);
     double dots[R];
     for (int i = 0; i < R; i++) dots[i] = co_lanes_sum_f(lanes + i * CO_DOT_LANES);
     co_woodbury_weights(proj, dots, mu, R, delta);
-    co_woodbury_correct(y, x, q, N, R, proj, delta, N);
+    float pf[R], inv_delta = (float)(1.0 / delta);
+    for (int i = 0; i < R; i++) pf[i] = (float)proj[i];
+    for (int k = 0; k < N; k++) y[k] = co_woodbury_correct_at(x[k], q, N, (size_t)k, R, pf, inv_delta);
     float ys[N];
     double projs[R];
     memset(lanes, 0, sizeof lanes);
@@ -52,8 +54,9 @@ static void test_woodbury(void)
     co_woodbury_dots(lanes, q + 32, N, R, x + 32, N - 32);
     for (int i = 0; i < R; i++) dots[i] = co_lanes_sum_f(lanes + i * CO_DOT_LANES);
     co_woodbury_weights(projs, dots, mu, R, delta);
-    co_woodbury_correct(ys, x, q, N, R, projs, delta, 17);
-    co_woodbury_correct(ys + 17, x + 17, q + 17, N, R, projs, delta, N - 17);
+    for (int i = 0; i < R; i++) pf[i] = (float)projs[i];
+    for (int k = 0; k < N - 17; k++) ys[17 + k] = co_woodbury_correct_at(x[17 + k], q + 17, N, (size_t)k, R, pf, inv_delta);
+    for (int k = 0; k < 17; k++) ys[k] = co_woodbury_correct_at(x[k], q, N, (size_t)k, R, pf, inv_delta);
     CHECK(memcmp(ys, y, sizeof y) == 0 && memcmp(projs, proj, sizeof proj) == 0, "Woodbury in segments differs from one call");
     for (int i = 0; i < R; i++) {
         double exact = co_dot_d(q + i * N, x, N) * (mu[i] / (delta + mu[i]));

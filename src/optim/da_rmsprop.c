@@ -72,7 +72,6 @@ typedef struct {
 
 typedef struct {
     co_slots *v, *m;
-    co_slots *den;        /* this step's sqrt(v) + eps (co_rmsprop_denom); not state */
     int rmax;             /* allocated rank (largest rank_max over groups) */
     int maxn;             /* largest group size */
     co_fd_sketch *sketch; /* per group */
@@ -81,7 +80,7 @@ typedef struct {
     int32_t *rank;        /* per group, current adaptive rank */
     double *sigma1, *err; /* per group, last power-iteration estimate and relative error */
     int64_t *updates;     /* per group, sketch updates done */
-    float *dbuf;          /* all parameters, layer after layer: a drawn layer's u = D g, then x, then the moves d */
+    float *dbuf;          /* all parameters, layer after layer: a drawn layer's u = D g, then a grafted layer's moves d */
     double *proj, *pwork; /* per group rmax; sketch rows */
     double *pstart;       /* per group, 2 rmax: the power iteration's start, drawn at the step's start */
     double *layer_dots;   /* per group: g.m, g.g, m.m of this step (eq. 6 per layer) */
@@ -115,8 +114,7 @@ static co_status darms_init(co_optim *o, co_error *err)
     }
     s->v = co_slots_new(o, err);
     s->m = co_slots_new(o, err);
-    s->den = co_slots_new(o, err);
-    if (!s->v || !s->m || !s->den) return CO_ENOMEM;
+    if (!s->v || !s->m) return CO_ENOMEM;
     int G = o->ngroups, R = s->rmax;
     s->sketch = calloc((size_t)G, sizeof *s->sketch);
     s->q = co_falloc((size_t)G * s->maxn * (R ? R : 1));
@@ -169,7 +167,6 @@ static void darms_free(co_optim *o)
     darms_state *s = o->state;
     co_slots_free(s->v);
     co_slots_free(s->m);
-    co_slots_free(s->den);
     if (s->sketch)
         for (int g = 0; g < o->ngroups; g++) co_fd_free(&s->sketch[g]);
     free(s->sketch);
@@ -275,14 +272,22 @@ static double chunk_sum(const darms_state *s, size_t c0, size_t c1, int k)
 
 static const float *layer_q(const darms_state *s, int g) { return s->q + (size_t)g * s->maxn * (s->rmax ? s->rmax : 1); }
 
-/* Solve, part 1 (eq. 2's Woodbury solve): x = D^1/2 g = g / sqrt(sqrt(v) + eps) into dbuf,
- * formed from g itself (not u * sqrt(...), which is 0 * inf once g^2 overflows float), and
- * its projections on Q. */
+/* RMSprop's denominator sqrt(v) + eps of a chunk, from the second moment pass 1 left. */
+static void chunk_den(const co_optim *o, const darms_chunk *c, float *den)
+{
+    const darms_state *s = o->state;
+    const float *restrict v = co_slot(s->v, c->g, c->k) + c->c0;
+    const float eps = (float)co_hp(o, c->g, HP_EPS);
+    for (size_t i = 0; i < c->len; i++) den[i] = co_rmsprop_den(v[i], eps);
+}
+
+/* Solve, part 1 (eq. 2's Woodbury solve): the projections of x = D^1/2 g on Q (x formed as
+ * solve_element forms it). */
 static void project(co_optim *o, const darms_chunk *c, const float *gp, const float *den, double *part)
 {
     darms_state *s = o->state;
     const darms_layer *L = &s->layer[c->g];
-    float *restrict x = s->dbuf + s->layer_base[c->g] + c->off;
+    float x[CHUNK];
     for (size_t i = 0; i < c->len; i++) x[i] = gp[i] / sqrtf(den[i]);
     float lanes[CO_DOT_LANES * 64];
     memset(lanes, 0, (size_t)L->rank * CO_DOT_LANES * sizeof *lanes);
@@ -305,7 +310,7 @@ static void pass_moments(co_optim *o, const darms_chunk *c, double *part)
     const float al = (float)co_hp(o, g, HP_BETA2), a2 = (float)(1.0 - co_hp(o, g, HP_BETA2));
     float *restrict p = gr->param[c->k] + c->c0, *restrict gp = gr->grad[c->k] + c->c0;
     float *restrict m = co_slot(s->m, g, c->k) + c->c0, *restrict v = co_slot(s->v, g, c->k) + c->c0;
-    float *restrict den = co_slot(s->den, g, c->k) + c->c0;
+    float den[CHUNK];
     const size_t n = c->len;
     float unused = 0; /* the centred average, which DA-RMSprop does not keep */
     if (wd != 0)
@@ -346,8 +351,7 @@ static void pass_moments(co_optim *o, const darms_chunk *c, double *part)
         part[PART_NR] = co_lanes_sum_f(nr);
     }
     if (s->layer[g].drawn) {
-        /* The sketch's input u = D g (eq. 3-4) for the refresh after this pass, in dbuf,
-         * which the layer's solve fills only after the refresh. */
+        /* The sketch's input u = D g (eq. 3-4) for the refresh after this pass. */
         float *restrict u = s->dbuf + s->layer_base[g] + c->off;
         for (size_t k = 0; k < n; k++) u[k] = gp[k] / den[k];
     } else if (s->layer[g].solve) {
@@ -360,39 +364,95 @@ static void pass_project(co_optim *o, const darms_chunk *c, double *part)
 {
     darms_state *s = o->state;
     if (!s->layer[c->g].solve || !s->layer[c->g].drawn) return;
-    project(o, c, o->groups[c->g].grad[c->k] + c->c0, co_slot(s->den, c->g, c->k) + c->c0, part);
+    float den[CHUNK];
+    chunk_den(o, c, den);
+    project(o, c, o->groups[c->g].grad[c->k] + c->c0, den, part);
 }
 
-/* Solve, part 2: y = H^-1 x in place, the corrected move d = D^1/2 y (eq. 7, 12), and
- * grafting's |d|^2 (Agarwal et al. 2020). */
-static void pass_correct(co_optim *o, const darms_chunk *c, double *part)
+/* Solve, part 2, element by element: x = D^1/2 g = g / sqrt(sqrt(v) + eps), formed from g
+ * itself (not u * sqrt(...), which is 0 * inf once g^2 overflows float) as project forms it,
+ * y = H^-1 x and the corrected move d = D^1/2 y (eq. 7, 12), from g and v, so that neither
+ * x nor RMSprop's denominator is stored between the passes (reading them back cost more
+ * than forming them again). Inlined with r known at compile time for the ranks of the
+ * defaults: the directions unroll and the element loops vectorise. */
+static inline __attribute__((always_inline)) float solve_element(const float *restrict gp, const float *restrict v,
+                                                                  const float *restrict q, size_t ldq, size_t i,
+                                                                  const int r, const float *pj, float eps,
+                                                                  float inv_delta, float *den)
+{
+    *den = co_rmsprop_den(v[i], eps);
+    float sq = sqrtf(*den);
+    return co_woodbury_correct_at(gp[i] / sq, q, ldq, i, r, pj, inv_delta) / sq;
+}
+
+/* What solve_element needs for a chunk. */
+typedef struct {
+    const float *gp, *v, *q;
+    size_t ldq;
+    float pj[64];
+    float eps, inv_delta;
+} chunk_solve;
+
+static void chunk_solve_of(co_optim *o, const darms_chunk *c, chunk_solve *cs)
 {
     darms_state *s = o->state;
     const darms_layer *L = &s->layer[c->g];
-    if (!L->solve) return;
-    const float *restrict den = co_slot(s->den, c->g, c->k) + c->c0;
-    float *restrict d = s->dbuf + s->layer_base[c->g] + c->off;
-    co_woodbury_correct(d, d, layer_q(s, c->g) + c->off, group_n(o, c->g), L->rank,
-                        s->proj + (size_t)c->g * (s->rmax ? s->rmax : 1), L->delta, c->len);
-    if (!L->graft) {
-        for (size_t i = 0; i < c->len; i++) d[i] = d[i] / sqrtf(den[i]);
-        return;
+    const double *proj = s->proj + (size_t)c->g * (s->rmax ? s->rmax : 1);
+    cs->gp = o->groups[c->g].grad[c->k] + c->c0;
+    cs->v = co_slot(s->v, c->g, c->k) + c->c0;
+    cs->q = layer_q(s, c->g) + c->off;
+    cs->ldq = group_n(o, c->g);
+    for (int i = 0; i < L->rank; i++) cs->pj[i] = (float)proj[i];
+    cs->eps = (float)co_hp(o, c->g, HP_EPS);
+    cs->inv_delta = (float)(1.0 / L->delta);
+}
+
+static inline __attribute__((always_inline)) void moves_r(const chunk_solve *cs, const int r, float *restrict d,
+                                                           size_t n)
+{
+    float den;
+    for (size_t i = 0; i < n; i++) d[i] = solve_element(cs->gp, cs->v, cs->q, cs->ldq, i, r, cs->pj, cs->eps, cs->inv_delta, &den);
+}
+
+/* Eq. 13 for a layer whose step is not grafted (no length to know first): the moves formed
+ * and applied in one loop, with the clip when it is on. */
+static inline __attribute__((always_inline)) void apply_solve_r(const chunk_solve *cs, const int r, float *restrict p,
+                                                                 float step, float clip, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float den, d = solve_element(cs->gp, cs->v, cs->q, cs->ldq, i, r, cs->pj, cs->eps, cs->inv_delta, &den);
+        if (clip > 0) {
+            float bound = clip * (fabsf(cs->gp[i]) / den);
+            d = d > bound ? bound : d < -bound ? -bound : d;
+        }
+        p[i] -= step * d;
     }
-    /* Float lanes as for |D g|^2: d is RMSprop's step turned by a bounded solve. A chunk
-     * whose float sum overflows (a pathological d) is summed again in double. */
+}
+
+/* Solve, part 2 for a grafted layer: d into dbuf and |d|^2. Float lanes as for |D g|^2: d is
+ * RMSprop's step turned by a bounded solve. A chunk whose float sum overflows (a
+ * pathological d) is summed again in double. */
+static void pass_moves(co_optim *o, const darms_chunk *c, double *part)
+{
+    darms_state *s = o->state;
+    const darms_layer *L = &s->layer[c->g];
+    if (!L->solve || !L->graft) return;
+    chunk_solve cs;
+    chunk_solve_of(o, c, &cs);
+    float *restrict d = s->dbuf + s->layer_base[c->g] + c->off;
+    switch (L->rank) {
+    case 0: moves_r(&cs, 0, d, c->len); break;
+    case 1: moves_r(&cs, 1, d, c->len); break;
+    case 2: moves_r(&cs, 2, d, c->len); break;
+    case 3: moves_r(&cs, 3, d, c->len); break;
+    case 4: moves_r(&cs, 4, d, c->len); break;
+    default: moves_r(&cs, L->rank, d, c->len); break;
+    }
     float nd[CO_DOT_LANES] = {0};
     size_t i = 0;
     for (; i + CO_DOT_LANES <= c->len; i += CO_DOT_LANES)
-        for (int j = 0; j < CO_DOT_LANES; j++) {
-            float di = d[i + j] / sqrtf(den[i + j]);
-            d[i + j] = di;
-            nd[j] += di * di;
-        }
-    for (int j = 0; i < c->len; i++, j++) {
-        float di = d[i] / sqrtf(den[i]);
-        d[i] = di;
-        nd[j] += di * di;
-    }
+        for (int j = 0; j < CO_DOT_LANES; j++) nd[j] += d[i + j] * d[i + j];
+    for (int j = 0; i < c->len; i++, j++) nd[j] += d[i] * d[i];
     part[0] = co_lanes_sum_f(nd);
     if (isinf(part[0])) part[0] = co_dot_d(d, d, c->len);
 }
@@ -408,23 +468,32 @@ static void pass_update(co_optim *o, const darms_chunk *c, double *part)
     const darms_layer *L = &s->layer[c->g];
     float *restrict p = o->groups[c->g].param[c->k] + c->c0;
     const float *restrict gp = o->groups[c->g].grad[c->k] + c->c0;
-    const float *restrict den = co_slot(s->den, c->g, c->k) + c->c0;
-    const float step = L->step, scale = L->scale, clip = L->clip;
+    const float *restrict v = co_slot(s->v, c->g, c->k) + c->c0;
+    const float eps = (float)co_hp(o, c->g, HP_EPS), step = L->step, scale = L->scale, clip = L->clip;
     if (!L->solve) {
-        for (size_t i = 0; i < c->len; i++) p[i] = co_torch_addcdiv(p[i], gp[i], den[i], -step);
-        return;
-    }
-    const float *restrict d = s->dbuf + s->layer_base[c->g] + c->off;
-    if (clip > 0)
-        for (size_t i = 0; i < c->len; i++) {
-            float di = d[i] * scale, bound = clip * (fabsf(gp[i]) / den[i]);
-            di = di > bound ? bound : di < -bound ? -bound : di;
-            p[i] -= step * di;
+        for (size_t i = 0; i < c->len; i++) p[i] = co_torch_addcdiv(p[i], gp[i], co_rmsprop_den(v[i], eps), -step);
+    } else if (!L->graft) {
+        chunk_solve cs;
+        chunk_solve_of(o, c, &cs);
+        switch (L->rank) {
+        case 0: apply_solve_r(&cs, 0, p, step, clip, c->len); break;
+        case 1: apply_solve_r(&cs, 1, p, step, clip, c->len); break;
+        case 2: apply_solve_r(&cs, 2, p, step, clip, c->len); break;
+        case 3: apply_solve_r(&cs, 3, p, step, clip, c->len); break;
+        case 4: apply_solve_r(&cs, 4, p, step, clip, c->len); break;
+        default: apply_solve_r(&cs, L->rank, p, step, clip, c->len); break;
         }
-    else if (L->graft)
-        for (size_t i = 0; i < c->len; i++) p[i] -= step * (d[i] * scale);
-    else
-        for (size_t i = 0; i < c->len; i++) p[i] -= step * d[i];
+    } else {
+        const float *restrict d = s->dbuf + s->layer_base[c->g] + c->off;
+        if (clip > 0)
+            for (size_t i = 0; i < c->len; i++) {
+                float di = d[i] * scale, bound = clip * (fabsf(gp[i]) / co_rmsprop_den(v[i], eps));
+                di = di > bound ? bound : di < -bound ? -bound : di;
+                p[i] -= step * di;
+            }
+        else
+            for (size_t i = 0; i < c->len; i++) p[i] -= step * (d[i] * scale);
+    }
 }
 
 /* What the solve needs to know of layer g's factors (the step factor comes later). */
@@ -491,16 +560,19 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
         any_drawn |= L->solve;
     }
     /* The solve (eq. 2, 7, 12): its first part for the refreshed layers, then the
-     * projections' weights, the correction with the norms, the update. */
+     * projections' weights and grafting's length, the update. */
     if (any_drawn) over_chunks(o, pass_project);
+    int any_graft = 0;
     for (int g = 0; g < o->ngroups; g++) {
         const darms_layer *L = &s->layer[g];
-        double *proj = s->proj + (size_t)g * (s->rmax ? s->rmax : 1), dots[64];
-        for (int i = 0; L->solve && i < L->rank; i++)
-            dots[i] = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], PART_PROJ + i);
-        if (L->solve) co_woodbury_weights(proj, dots, s->mu + (size_t)g * (s->rmax ? s->rmax : 1), L->rank, L->delta);
+        if (!L->solve) continue;
+        double dots[64];
+        for (int i = 0; i < L->rank; i++) dots[i] = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], PART_PROJ + i);
+        co_woodbury_weights(s->proj + (size_t)g * (s->rmax ? s->rmax : 1), dots,
+                            s->mu + (size_t)g * (s->rmax ? s->rmax : 1), L->rank, L->delta);
+        any_graft |= L->graft;
     }
-    over_chunks(o, pass_correct);
+    if (any_graft) over_chunks(o, pass_moves);
     for (int g = 0; g < o->ngroups; g++) {
         darms_layer *L = &s->layer[g];
         if (!L->solve || !L->graft) continue;

@@ -259,24 +259,3 @@ void co_woodbury_weights(double *proj, const double *dots, const double *mu, int
 {
     for (int i = 0; i < r; i++) proj[i] = dots[i] * (mu[i] / (delta + mu[i]));
 }
-
-void co_woodbury_correct(float *y, const float *x, const float *q, size_t ldq, int r, const double *proj, double delta,
-                         size_t len)
-{
-    /* In float, the directions in order for each element: r <= 64 terms correct the float x
-     * (the projections themselves are summed in double). */
-    const float inv = (float)(1.0 / delta);
-    float p[64];
-    for (int i = 0; i < r; i++) p[i] = (float)proj[i];
-    enum { CHUNK = 512 };
-    float c[CHUNK];
-    for (size_t k0 = 0; k0 < len; k0 += CHUNK) {
-        int n = len - k0 < CHUNK ? (int)(len - k0) : CHUNK;
-        for (int k = 0; k < n; k++) c[k] = x[k0 + k];
-        for (int i = 0; i < r; i++) {
-            const float *qi = q + (size_t)i * ldq + k0, pi = p[i];
-            for (int k = 0; k < n; k++) c[k] -= pi * qi[k];
-        }
-        for (int k = 0; k < n; k++) y[k0 + k] = c[k] * inv;
-    }
-}

@@ -58,10 +58,18 @@ double co_power_iteration(void (*matvec)(const double *x, double *y, void *ctx),
  *     (|q_i| <= 1 entrywise), whose lane totals the caller adds in double (co_lanes_sum_f);
  *  2. co_woodbury_weights: proj_i = (q_i . x) mu_i / (delta + mu_i), from the dot products
  *     (several segments' sums added in a fixed order);
- *  3. co_woodbury_correct over each segment: y = (x - Q proj) / delta (y may alias x). */
+ *  3. co_woodbury_correct_at for element i of a segment: y_i = (x_i - sum_j p_j q_j[i]) / delta
+ *     in float, the directions in order, with p = proj and inv_delta = 1 / delta rounded to
+ *     float by the caller. Inline, for a caller that forms x_i and uses y_i in the same loop
+ *     (DA-RMSprop stores neither). */
 void co_woodbury_dots(float *lanes, const float *q, size_t ldq, int r, const float *x, size_t len);
 void co_woodbury_weights(double *proj, const double *dots, const double *mu, int r, double delta);
-void co_woodbury_correct(float *y, const float *x, const float *q, size_t ldq, int r, const double *proj, double delta,
-                         size_t len);
+static inline float co_woodbury_correct_at(float x, const float *q, size_t ldq, size_t i, int r, const float *p,
+                                           float inv_delta)
+{
+    /* r <= 64 terms correct the float x (the projections themselves are summed in double). */
+    for (int j = 0; j < r; j++) x -= p[j] * q[(size_t)j * ldq + i];
+    return x * inv_delta;
+}
 
 #endif
