@@ -242,17 +242,35 @@ double co_power_iteration(void (*matvec)(const double *x, double *y, void *ctx),
     return lambda;
 }
 
-void co_woodbury_dots(float *lanes, const float *q, size_t ldq, int r, const float *x, size_t len)
+/* The dots for r known at compile time (co_woodbury_dots passes the small ranks as
+ * constants), so that the lanes stay in registers across the segment. */
+static inline __attribute__((always_inline)) void woodbury_dots_r(float *lanes, const float *q, size_t ldq, const int r,
+                                                                   const float *x, size_t len)
 {
+    float acc[64][CO_DOT_LANES];
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < CO_DOT_LANES; j++) acc[i][j] = lanes[(size_t)i * CO_DOT_LANES + j];
     size_t k0 = 0;
     for (; k0 + CO_DOT_LANES <= len; k0 += CO_DOT_LANES)
         for (int i = 0; i < r; i++) {
             const float *qi = q + (size_t)i * ldq + k0;
-            float *l = lanes + (size_t)i * CO_DOT_LANES;
-            for (int j = 0; j < CO_DOT_LANES; j++) l[j] += qi[j] * x[k0 + j];
+            for (int j = 0; j < CO_DOT_LANES; j++) acc[i][j] += qi[j] * x[k0 + j];
         }
     for (int i = 0; i < r; i++)
-        for (size_t k = k0; k < len; k++) lanes[(size_t)i * CO_DOT_LANES + (k - k0)] += q[(size_t)i * ldq + k] * x[k];
+        for (size_t k = k0; k < len; k++) acc[i][k - k0] += q[(size_t)i * ldq + k] * x[k];
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < CO_DOT_LANES; j++) lanes[(size_t)i * CO_DOT_LANES + j] = acc[i][j];
+}
+
+void co_woodbury_dots(float *lanes, const float *q, size_t ldq, int r, const float *x, size_t len)
+{
+    switch (r) {
+    case 1: woodbury_dots_r(lanes, q, ldq, 1, x, len); break;
+    case 2: woodbury_dots_r(lanes, q, ldq, 2, x, len); break;
+    case 3: woodbury_dots_r(lanes, q, ldq, 3, x, len); break;
+    case 4: woodbury_dots_r(lanes, q, ldq, 4, x, len); break;
+    default: woodbury_dots_r(lanes, q, ldq, r, x, len); break;
+    }
 }
 
 void co_woodbury_weights(double *proj, const double *dots, const double *mu, int r, double delta)
