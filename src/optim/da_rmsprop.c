@@ -100,6 +100,12 @@ typedef struct {
 
 static size_t group_n(const co_optim *o, int g) { return co_group_numel(&o->groups[g]); }
 
+/* Layer g's slices of the per-group arrays sized by the allocated rank (at least 1). */
+static size_t rank_stride(const darms_state *s) { return s->rmax ? (size_t)s->rmax : 1; }
+static float *layer_q(const darms_state *s, int g) { return s->q + (size_t)g * s->maxn * rank_stride(s); }
+static double *layer_mu(const darms_state *s, int g) { return s->mu + (size_t)g * rank_stride(s); }
+static double *layer_proj(const darms_state *s, int g) { return s->proj + (size_t)g * rank_stride(s); }
+
 static co_status darms_init(co_optim *o, co_error *err)
 {
     darms_state *s = calloc(1, sizeof *s);
@@ -115,19 +121,20 @@ static co_status darms_init(co_optim *o, co_error *err)
     s->v = co_slots_new(o, err);
     s->m = co_slots_new(o, err);
     if (!s->v || !s->m) return CO_ENOMEM;
-    int G = o->ngroups, R = s->rmax;
+    int G = o->ngroups;
+    size_t R = rank_stride(s);
     s->sketch = calloc((size_t)G, sizeof *s->sketch);
-    s->q = co_falloc((size_t)G * s->maxn * (R ? R : 1));
-    s->mu = co_dalloc((size_t)G * (R ? R : 1));
+    s->q = co_falloc((size_t)G * s->maxn * R);
+    s->mu = co_dalloc((size_t)G * R);
     s->rank = calloc((size_t)G, sizeof *s->rank);
     s->sigma1 = co_dalloc((size_t)G);
     s->err = co_dalloc((size_t)G);
     s->updates = calloc((size_t)G, sizeof *s->updates);
     s->layer_dots = co_dalloc((size_t)3 * G);
     s->dbuf = co_falloc(co_optim_numel(o));
-    s->proj = co_dalloc((size_t)G * (R ? R : 1));
-    s->pwork = co_dalloc((size_t)2 * (R ? R : 1));
-    s->pstart = co_dalloc((size_t)G * 2 * (R ? R : 1));
+    s->proj = co_dalloc((size_t)G * R);
+    s->pwork = co_dalloc((size_t)2 * R);
+    s->pstart = co_dalloc((size_t)G * 2 * R);
     s->layer = calloc((size_t)G, sizeof *s->layer);
     s->chunk0 = calloc((size_t)G + 1, sizeof *s->chunk0);
     s->layer_base = calloc((size_t)G, sizeof *s->layer_base);
@@ -229,9 +236,8 @@ static co_status update_factors(co_optim *o, darms_state *s, int g, const float 
     }
     s->rank[g] = r;
     s->err[g] = sigma1 > 0 ? co_fd_tail(sk, r) / sigma1 : 0;
-    float *q = s->q + (size_t)g * s->maxn * (s->rmax ? s->rmax : 1);
-    double *mu = s->mu + (size_t)g * (s->rmax ? s->rmax : 1);
-    co_fd_top(sk, r, q, mu);
+    double *mu = layer_mu(s, g);
+    co_fd_top(sk, r, layer_q(s, g), mu);
     double delta = co_hp(o, g, HP_DELTA);
     /* The sketch holds second moments of u; the curvature along q_i is their square root
      * (RMSprop's own sqrt scaling), and only its excess over the base delta counts. */
@@ -269,8 +275,6 @@ static double chunk_sum(const darms_state *s, size_t c0, size_t c1, int k)
     for (size_t c = c0; c < c1; c++) t += s->part[c * PART(s) + (size_t)k];
     return t;
 }
-
-static const float *layer_q(const darms_state *s, int g) { return s->q + (size_t)g * s->maxn * (s->rmax ? s->rmax : 1); }
 
 /* RMSprop's denominator sqrt(v) + eps of a chunk, from the second moment pass 1 left. */
 static void chunk_den(const co_optim *o, const darms_chunk *c, float *den)
@@ -397,7 +401,7 @@ static void chunk_solve_of(co_optim *o, const darms_chunk *c, chunk_solve *cs)
 {
     darms_state *s = o->state;
     const darms_layer *L = &s->layer[c->g];
-    const double *proj = s->proj + (size_t)c->g * (s->rmax ? s->rmax : 1);
+    const double *proj = layer_proj(s, c->g);
     cs->gp = o->groups[c->g].grad[c->k] + c->c0;
     cs->v = co_slot(s->v, c->g, c->k) + c->c0;
     cs->q = layer_q(s, c->g) + c->off;
@@ -505,7 +509,7 @@ static void layer_solve(co_optim *o, darms_state *s, int g)
      * mu descends with the sketch's eigenvalues, so they are the last ones; with none left
      * and delta = 1, H = I and the step is RMSprop's. */
     L->rank = co_hp(o, g, HP_RANK_MAX) > 0 ? s->rank[g] : 0;
-    const double *mu = s->mu + (size_t)g * (s->rmax ? s->rmax : 1);
+    const double *mu = layer_mu(s, g);
     while (L->rank > 0 && !(mu[L->rank - 1] > 0)) L->rank--;
     L->delta = co_hp(o, g, HP_DELTA);
     L->solve = L->rank > 0 || L->delta != 1.0;
@@ -568,8 +572,7 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
         if (!L->solve) continue;
         double dots[64];
         for (int i = 0; i < L->rank; i++) dots[i] = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], PART_PROJ + i);
-        co_woodbury_weights(s->proj + (size_t)g * (s->rmax ? s->rmax : 1), dots,
-                            s->mu + (size_t)g * (s->rmax ? s->rmax : 1), L->rank, L->delta);
+        co_woodbury_weights(layer_proj(s, g), dots, layer_mu(s, g), L->rank, L->delta);
         any_graft |= L->graft;
     }
     if (any_graft) over_chunks(o, pass_moves);
@@ -587,7 +590,8 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
 static void darms_visit(co_optim *o, co_state_visitor *v)
 {
     darms_state *s = o->state;
-    int G = o->ngroups, R = s->rmax ? s->rmax : 1;
+    int G = o->ngroups;
+    size_t R = rank_stride(s);
     co_slots_visit(s->v, o, v, "square_avg");
     co_slots_visit(s->m, o, v, "grad_avg");
     char key[64];
@@ -640,7 +644,7 @@ static int darms_diagnostic(const co_optim *o, const char *name, double *out, in
         else if (strcmp(name, "sigma1") == 0) out[g] = s->sigma1[g];
         else if (strcmp(name, "error") == 0) out[g] = s->err[g];
         else if (strcmp(name, "updates") == 0) out[g] = (double)s->updates[g];
-        else if (strcmp(name, "mu_max") == 0) out[g] = s->rank[g] > 0 ? s->mu[(size_t)g * (s->rmax ? s->rmax : 1)] : 0;
+        else if (strcmp(name, "mu_max") == 0) out[g] = s->rank[g] > 0 ? layer_mu(s, g)[0] : 0;
         else return -1;
     }
     return n;

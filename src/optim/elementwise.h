@@ -64,14 +64,14 @@ typedef struct co_rmsprop_scalars {
     float centered, momentum;        /* flags (0/1) for the kernels; momentum: mu > 0 */
 } co_rmsprop_scalars;
 
-/* avg is read only when centered, buf only with momentum. */
-/* The second moment of gi (and its mean when centered) moved on, and the denominator
- * sqrt(v) + eps; a = 1 - alpha. DA-RMSprop's scaling is this too (da_rmsprop.c, pass 1). */
 /* RMSprop's denominator sqrt(v) + eps of a (not centred) second moment: what
  * co_rmsprop_denom returns, for a caller that recomputes it from the stored v instead of
  * keeping it. */
 CO_HD static inline float co_rmsprop_den(float sq, float eps) { return sqrtf(sq) + eps; }
 
+/* avg is read only when centered, buf only with momentum. */
+/* The second moment of gi (and its mean when centered) moved on, and the denominator
+ * sqrt(v) + eps; a = 1 - alpha. DA-RMSprop's scaling is this too (da_rmsprop.c, pass 1). */
 CO_HD static inline float co_rmsprop_denom(float gi, float *sq, float *avg, float alpha, float a, float eps, int centered)
 {
     float v = co_torch_addcmul(*sq * alpha, gi, gi, a);

@@ -17,7 +17,7 @@ typedef struct co_fd_sketch {
     float *b;      /* rows x n, row-major, stored at 1/scale: the sketch is scale * b */
     double scale;  /* the forgetting not yet applied to b (a scalar instead of a pass over B) */
     double *raw;   /* rows x rows: b b^T, kept up to date as rows change */
-    double *gram;  /* rows x rows: the sketch's B B^T = scale^2 raw (and rebuild's scratch) */
+    double *gram;  /* rows x rows: the sketch's B B^T = scale^2 raw, as last decomposed */
     double *evec;  /* rows x rows eigenvectors of the Gram matrix (columns), descending */
     double *eval;  /* rows eigenvalues, descending, clamped >= 0 */
     double *eig;   /* rows x rows: LAPACK's input and output */
