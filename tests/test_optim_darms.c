@@ -82,6 +82,59 @@ static void test_woodbury(void)
     CHECK(sqrt(num / den) < 1e-5, "Woodbury vs dense solve: relative error %.3g", sqrt(num / den));
 }
 
+/* Grafting's |d|^2 without forming d (co_woodbury_norm_dots / _norm2): for every rank the
+ * closed form is used for, against sum w y^2 in double over the formed y, with weights
+ * spanning eight orders of magnitude (1 / (sqrt(v) + eps) does), the sums in two segments
+ * (the second with a tail shorter than the lanes); and a step that the correction cancels almost wholly
+ * is flagged by its bound, which is what sends DA-RMSprop to measuring the formed d. */
+static void test_woodbury_norm(void)
+{
+    enum { N = 300, RM = CO_WOODBURY_NORM_MAX_RANK };
+    co_rng r;
+    co_rng_seed(&r, 3, 99);
+    static double qd[N * N];
+    random_orthonormal(qd, N, &r);
+    float q[RM * N], x[N], w[N], xc[N];
+    for (int i = 0; i < RM; i++)
+        for (int k = 0; k < N; k++) q[i * N + k] = (float)qd[k * N + i];
+    for (int k = 0; k < N; k++) {
+        x[k] = (float)co_rng_normal(&r);
+        w[k] = (float)pow(10.0, 8.0 * co_rng_uniform(&r) - 4.0);
+    }
+    /* x almost inside span(Q): the correction below removes all but 1e-3 of it. */
+    for (int k = 0; k < N; k++) xc[k] = 1e-3f * x[k] + 3 * q[k] - 2 * q[N + k] + q[2 * N + k];
+    const double mu[RM] = {1e6, 1e6, 1e6, 1e6}, delta = 0.7;
+    for (int pass = 0; pass < 2; pass++) {
+        const float *xs = pass ? xc : x;
+        for (int rank = 0; rank <= RM; rank++) {
+            float lanes[RM * CO_DOT_LANES] = {0};
+            double dots[RM] = {0}, proj[RM];
+            co_woodbury_dots(lanes, q, N, rank, xs, N);
+            for (int i = 0; i < rank; i++) dots[i] = co_lanes_sum_f(lanes + i * CO_DOT_LANES);
+            co_woodbury_weights(proj, dots, mu, rank, delta);
+            float pf[RM], inv_delta = (float)(1.0 / delta);
+            for (int i = 0; i < rank; i++) pf[i] = (float)proj[i];
+            float nl[CO_WOODBURY_NORM_SUMS(RM) * CO_WOODBURY_NORM_LANES] = {0};
+            co_woodbury_norm_dots(nl, q, N, rank, xs, w, 112);
+            co_woodbury_norm_dots(nl, q + 112, N, rank, xs + 112, w + 112, N - 112);
+            double sums[CO_WOODBURY_NORM_SUMS(RM)], xwx = 0, exact = 0, bound;
+            co_woodbury_norm_sums(nl, rank, sums);
+            for (int k = 0; k < N; k++) {
+                double y = co_woodbury_correct_at(xs[k], q, N, (size_t)k, rank, pf, inv_delta);
+                xwx += (double)xs[k] * xs[k] * w[k];
+                exact += y * y * w[k];
+            }
+            double nd = co_woodbury_norm2(xwx, sums, pf, rank, inv_delta, &bound);
+            if (pass == 0) {
+                CHECK(fabs(nd / exact - 1) < 1e-5, "rank %d: closed-form |y|^2 %.9g, formed %.9g", rank, nd, exact);
+                CHECK(exact >= bound / 16, "rank %d: a step the correction hardly changes flagged as cancelled (%.3g of the bound)", rank, exact / bound);
+            } else if (rank >= 3) {
+                CHECK(exact < bound / 16, "rank %d: a step cancelled to %.3g of its bound not flagged", rank, exact / bound);
+            }
+        }
+    }
+}
+
 typedef struct {
     const double *a;
     int n;
@@ -708,6 +761,7 @@ static void test_safeguards(void)
 int main(void)
 {
     test_woodbury();
+    test_woodbury_norm();
     test_power_iteration();
     test_sketch_quadratic();
     test_sketch_lazy_scale();

@@ -65,6 +65,8 @@ typedef struct {
     int rank;         /* 0 with delta = 1: RMSprop's own step (H = I) */
     int solve;        /* the Woodbury solve runs (rank > 0 or delta != 1) */
     int graft;
+    int norm_sums;    /* grafting's |d|^2 in closed form from sums the projections pass adds */
+    int moves;        /* d formed in a pass of its own, into dbuf (grafted, no closed form) */
     float step;       /* lr (1 + lambda a_t), capped by gain_max */
     float clip, scale; /* curv_clip; graft's length ratio */
     double delta;
@@ -80,7 +82,8 @@ typedef struct {
     int32_t *rank;        /* per group, current adaptive rank */
     double *sigma1, *err; /* per group, last power-iteration estimate and relative error */
     int64_t *updates;     /* per group, sketch updates done */
-    float *dbuf;          /* all parameters, layer after layer: a drawn layer's u = D g, then a grafted layer's moves d */
+    float *dbuf;          /* all parameters, layer after layer: a drawn layer's u = D g, then a grafted layer's moves d
+                           * where they are measured on the formed d */
     double *proj, *pwork; /* per group rmax; sketch rows */
     double *pstart;       /* per group, 2 rmax: the power iteration's start, drawn at the step's start */
     double *layer_dots;   /* per group: g.m, g.g, m.m of this step (eq. 6 per layer) */
@@ -93,10 +96,20 @@ typedef struct {
 } darms_state;
 
 /* Sums a chunk hands on: pass 1's three, |D g|^2 for grafting, the projections on Q
- * (rank_max); then |d|^2 (in place of the first, which the step has read by then). */
-#define PART(s) (4 + (size_t)(s)->rmax)
+ * (rank_max), the closed form's sums for |d|^2 (co_woodbury_norm_dots, up to its largest
+ * rank); then |d|^2 measured on the formed d (in place of the first, which the step has
+ * read by then). */
 #define PART_NR 3
 #define PART_PROJ 4
+#define PART_NORM(s) (PART_PROJ + (size_t)(s)->rmax)
+#define PART(s) (PART_NORM(s) + CO_WOODBURY_NORM_SUMS((s)->rmax < CO_WOODBURY_NORM_MAX_RANK ? (s)->rmax : CO_WOODBURY_NORM_MAX_RANK))
+
+/* Grafting's |d|^2 from the closed form is trusted when it is at least this fraction of the
+ * bound on its terms (co_woodbury_norm2): its relative error is then below 16 x 131 float
+ * roundings (1.3e-4; the step length's half that) in the worst case, and measured below
+ * 5e-6. Below it the correction has cancelled most of the step, and |d|^2 is measured on
+ * the formed d. */
+#define GRAFT_NORM_MIN_FRACTION (1.0 / 16)
 
 static size_t group_n(const co_optim *o, int g) { return co_group_numel(&o->groups[g]); }
 
@@ -237,7 +250,7 @@ static co_status update_factors(co_optim *o, darms_state *s, int g, const float 
     s->rank[g] = r;
     s->err[g] = sigma1 > 0 ? co_fd_tail(sk, r) / sigma1 : 0;
     double *mu = layer_mu(s, g);
-    co_fd_top(sk, r, layer_q(s, g), mu);
+    co_fd_top_coef(sk, r, mu); /* Q itself is formed chunk by chunk in pass_project */
     double delta = co_hp(o, g, HP_DELTA);
     /* The sketch holds second moments of u; the curvature along q_i is their square root
      * (RMSprop's own sqrt scaling), and only its excess over the base delta counts. */
@@ -286,17 +299,25 @@ static void chunk_den(const co_optim *o, const darms_chunk *c, float *den)
 }
 
 /* Solve, part 1 (eq. 2's Woodbury solve): the projections of x = D^1/2 g on Q (x formed as
- * solve_element forms it). */
+ * solve_element forms it) and, for a grafted layer of small rank, the sums that give |d|^2
+ * without forming d (d = D^1/2 y: the metric is D, weights 1 / (sqrt(v) + eps)). */
 static void project(co_optim *o, const darms_chunk *c, const float *gp, const float *den, double *part)
 {
     darms_state *s = o->state;
     const darms_layer *L = &s->layer[c->g];
+    const float *q = layer_q(s, c->g) + c->off;
     float x[CHUNK];
     for (size_t i = 0; i < c->len; i++) x[i] = gp[i] / sqrtf(den[i]);
     float lanes[CO_DOT_LANES * 64];
     memset(lanes, 0, (size_t)L->rank * CO_DOT_LANES * sizeof *lanes);
-    co_woodbury_dots(lanes, layer_q(s, c->g) + c->off, group_n(o, c->g), L->rank, x, c->len);
+    co_woodbury_dots(lanes, q, group_n(o, c->g), L->rank, x, c->len);
     for (int i = 0; i < L->rank; i++) part[PART_PROJ + i] = co_lanes_sum_f(lanes + (size_t)i * CO_DOT_LANES);
+    if (!L->norm_sums || L->rank == 0) return; /* rank 0: |d|^2 = |D g|^2 / delta^2 */
+    float w[CHUNK];
+    for (size_t i = 0; i < c->len; i++) w[i] = 1.0f / den[i];
+    memset(lanes, 0, (size_t)CO_WOODBURY_NORM_SUMS(L->rank) * CO_WOODBURY_NORM_LANES * sizeof *lanes);
+    co_woodbury_norm_dots(lanes, q, group_n(o, c->g), L->rank, x, w, c->len);
+    co_woodbury_norm_sums(lanes, L->rank, part + PART_NORM(s));
 }
 
 /* Pass 1 of a chunk: L2 into the gradient (torch's g.add(p, alpha=wd)), RMSprop's second
@@ -363,11 +384,14 @@ static void pass_moments(co_optim *o, const darms_chunk *c, double *part)
     }
 }
 
-/* Solve, part 1 for the layers whose factors were refreshed this step. */
+/* A refreshed layer's new basis Q (eq. 4: the sketch's top directions), then the solve's
+ * part 1 with it, while the chunk of Q is in cache. */
 static void pass_project(co_optim *o, const darms_chunk *c, double *part)
 {
     darms_state *s = o->state;
-    if (!s->layer[c->g].solve || !s->layer[c->g].drawn) return;
+    if (!s->layer[c->g].drawn) return;
+    co_fd_top_columns(&s->sketch[c->g], s->rank[c->g], layer_q(s, c->g), group_n(o, c->g), c->off, c->len);
+    if (!s->layer[c->g].solve) return;
     float den[CHUNK];
     chunk_den(o, c, den);
     project(o, c, o->groups[c->g].grad[c->k] + c->c0, den, part);
@@ -418,13 +442,14 @@ static inline __attribute__((always_inline)) void moves_r(const chunk_solve *cs,
     for (size_t i = 0; i < n; i++) d[i] = solve_element(cs->gp, cs->v, cs->q, cs->ldq, i, r, cs->pj, cs->eps, cs->inv_delta, &den);
 }
 
-/* Eq. 13 for a layer whose step is not grafted (no length to know first): the moves formed
- * and applied in one loop, with the clip when it is on. */
+/* Eq. 13 for a layer whose step length is known before it moves (not grafted: scale 1,
+ * exact; grafted with |d| in closed form): the moves formed, scaled and applied in one
+ * loop, with the clip when it is on. */
 static inline __attribute__((always_inline)) void apply_solve_r(const chunk_solve *cs, const int r, float *restrict p,
-                                                                 float step, float clip, size_t n)
+                                                                 float step, float scale, float clip, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        float den, d = solve_element(cs->gp, cs->v, cs->q, cs->ldq, i, r, cs->pj, cs->eps, cs->inv_delta, &den);
+        float den, d = solve_element(cs->gp, cs->v, cs->q, cs->ldq, i, r, cs->pj, cs->eps, cs->inv_delta, &den) * scale;
         if (clip > 0) {
             float bound = clip * (fabsf(cs->gp[i]) / den);
             d = d > bound ? bound : d < -bound ? -bound : d;
@@ -433,14 +458,15 @@ static inline __attribute__((always_inline)) void apply_solve_r(const chunk_solv
     }
 }
 
-/* Solve, part 2 for a grafted layer: d into dbuf and |d|^2. Float lanes as for |D g|^2: d is
- * RMSprop's step turned by a bounded solve. A chunk whose float sum overflows (a
- * pathological d) is summed again in double. */
+/* Solve, part 2 for a grafted layer whose |d| the closed form does not give (rank above its
+ * largest, or a step the correction cancels): d into dbuf and |d|^2. Float lanes as for
+ * |D g|^2: d is RMSprop's step turned by a bounded solve. A chunk whose float sum overflows
+ * (a pathological d) is summed again in double. */
 static void pass_moves(co_optim *o, const darms_chunk *c, double *part)
 {
     darms_state *s = o->state;
     const darms_layer *L = &s->layer[c->g];
-    if (!L->solve || !L->graft) return;
+    if (!L->moves) return;
     chunk_solve cs;
     chunk_solve_of(o, c, &cs);
     float *restrict d = s->dbuf + s->layer_base[c->g] + c->off;
@@ -476,16 +502,16 @@ static void pass_update(co_optim *o, const darms_chunk *c, double *part)
     const float eps = (float)co_hp(o, c->g, HP_EPS), step = L->step, scale = L->scale, clip = L->clip;
     if (!L->solve) {
         for (size_t i = 0; i < c->len; i++) p[i] = co_torch_addcdiv(p[i], gp[i], co_rmsprop_den(v[i], eps), -step);
-    } else if (!L->graft) {
+    } else if (!L->moves) {
         chunk_solve cs;
         chunk_solve_of(o, c, &cs);
         switch (L->rank) {
-        case 0: apply_solve_r(&cs, 0, p, step, clip, c->len); break;
-        case 1: apply_solve_r(&cs, 1, p, step, clip, c->len); break;
-        case 2: apply_solve_r(&cs, 2, p, step, clip, c->len); break;
-        case 3: apply_solve_r(&cs, 3, p, step, clip, c->len); break;
-        case 4: apply_solve_r(&cs, 4, p, step, clip, c->len); break;
-        default: apply_solve_r(&cs, L->rank, p, step, clip, c->len); break;
+        case 0: apply_solve_r(&cs, 0, p, step, scale, clip, c->len); break;
+        case 1: apply_solve_r(&cs, 1, p, step, scale, clip, c->len); break;
+        case 2: apply_solve_r(&cs, 2, p, step, scale, clip, c->len); break;
+        case 3: apply_solve_r(&cs, 3, p, step, scale, clip, c->len); break;
+        case 4: apply_solve_r(&cs, 4, p, step, scale, clip, c->len); break;
+        default: apply_solve_r(&cs, L->rank, p, step, scale, clip, c->len); break;
         }
     } else {
         const float *restrict d = s->dbuf + s->layer_base[c->g] + c->off;
@@ -514,6 +540,8 @@ static void layer_solve(co_optim *o, darms_state *s, int g)
     L->delta = co_hp(o, g, HP_DELTA);
     L->solve = L->rank > 0 || L->delta != 1.0;
     L->graft = co_guard(o, g, HP_GRAFT) != 0;
+    L->norm_sums = L->solve && L->graft && L->rank <= CO_WOODBURY_NORM_MAX_RANK;
+    L->moves = 0;
     L->clip = (float)co_guard(o, g, HP_CURV_CLIP);
     L->scale = 1.0f;
 }
@@ -561,24 +589,41 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
         co_status st = update_factors(o, s, g, s->dbuf + s->layer_base[g], err);
         if (st) return st;
         layer_solve(o, s, g);
-        any_drawn |= L->solve;
+        any_drawn = 1;
     }
     /* The solve (eq. 2, 7, 12): its first part for the refreshed layers, then the
      * projections' weights and grafting's length, the update. */
     if (any_drawn) over_chunks(o, pass_project);
-    int any_graft = 0;
-    for (int g = 0; g < o->ngroups; g++) {
-        const darms_layer *L = &s->layer[g];
-        if (!L->solve) continue;
-        double dots[64];
-        for (int i = 0; i < L->rank; i++) dots[i] = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], PART_PROJ + i);
-        co_woodbury_weights(layer_proj(s, g), dots, layer_mu(s, g), L->rank, L->delta);
-        any_graft |= L->graft;
-    }
-    if (any_graft) over_chunks(o, pass_moves);
+    int any_moves = 0;
     for (int g = 0; g < o->ngroups; g++) {
         darms_layer *L = &s->layer[g];
-        if (!L->solve || !L->graft) continue;
+        if (!L->solve) continue;
+        const size_t c0 = s->chunk0[g], c1 = s->chunk0[g + 1];
+        double dots[64];
+        for (int i = 0; i < L->rank; i++) dots[i] = chunk_sum(s, c0, c1, PART_PROJ + i);
+        double *proj = layer_proj(s, g);
+        co_woodbury_weights(proj, dots, layer_mu(s, g), L->rank, L->delta);
+        if (!L->graft) continue;
+        L->moves = 1;
+        if (L->norm_sums) {
+            /* The projections and 1 / delta as the solve rounds them (chunk_solve_of). */
+            double sums[CO_WOODBURY_NORM_SUMS(CO_WOODBURY_NORM_MAX_RANK)], bound;
+            float pj[CO_WOODBURY_NORM_MAX_RANK];
+            for (int i = 0; i < CO_WOODBURY_NORM_SUMS(L->rank); i++) sums[i] = chunk_sum(s, c0, c1, (int)PART_NORM(s) + i);
+            for (int i = 0; i < L->rank; i++) pj[i] = (float)proj[i];
+            double nr = chunk_sum(s, c0, c1, PART_NR);
+            double nd = co_woodbury_norm2(nr, sums, pj, L->rank, (float)(1.0 / L->delta), &bound);
+            if (nd >= GRAFT_NORM_MIN_FRACTION * bound) {
+                L->scale = nd > 0 ? (float)sqrt(nr / nd) : 1.0f;
+                L->moves = 0;
+            }
+        }
+        any_moves |= L->moves;
+    }
+    if (any_moves) over_chunks(o, pass_moves);
+    for (int g = 0; g < o->ngroups; g++) {
+        darms_layer *L = &s->layer[g];
+        if (!L->moves) continue;
         double nd = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], 0);
         double nr = chunk_sum(s, s->chunk0[g], s->chunk0[g + 1], PART_NR);
         L->scale = nd > 0 ? (float)sqrt(nr / nd) : 1.0f;

@@ -7,8 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Gram entries are summed in CO_DOT_LANES lanes (element k in lane k mod CO_DOT_LANES) in
+ * float within a block of GRAM_BLOCK columns and in double across blocks: a block's lane
+ * holds 64 terms (the sketch's entries are whitened gradients, |u| < 1 / sqrt(1 - beta2),
+ * rescaled), and float lanes run twice as wide with no conversions. */
+#define GRAM_BLOCK 2048
+
 /* Columns of the sketch rewritten per SGEMM when it is shrunk. */
 #define REBUILD_COLS 8192 /* a multiple of GRAM_BLOCK */
+/* Sketch passes over fewer products than this run on one thread. */
+#define SKETCH_PAR_MIN 65536
 
 co_status co_fd_init(co_fd_sketch *s, int n, int rows, co_error *err)
 {
@@ -30,13 +38,14 @@ co_status co_fd_init(co_fd_sketch *s, int n, int rows, co_error *err)
     int half = rows / 2 > 0 ? rows / 2 : 1;
     size_t pairs = (size_t)half * (half + 1) / 2;
     s->lanes = co_dalloc(CO_DOT_LANES * (pairs > (size_t)rows ? pairs : (size_t)rows));
+    s->block_lanes = co_falloc((size_t)rows * CO_DOT_LANES * (((size_t)n + GRAM_BLOCK - 1) / GRAM_BLOCK));
     double query = 0;
     if (s->gram && s->work &&
         LAPACKE_dsyev_work(LAPACK_COL_MAJOR, 'V', 'U', rows, s->gram, rows, s->work, &query, -1) == 0) {
         s->nlwork = (int)query + 1;
         s->lwork = co_dalloc((size_t)s->nlwork);
     }
-    if (!s->b || !s->gram || !s->evec || !s->eig || !s->eval || !s->work || !s->lwork || !s->raw || !s->coef || !s->tmp || !s->lanes) {
+    if (!s->b || !s->gram || !s->evec || !s->eig || !s->eval || !s->work || !s->lwork || !s->raw || !s->coef || !s->tmp || !s->lanes || !s->block_lanes) {
         co_fd_free(s);
         return co_error_set(err, CO_ENOMEM, "out of memory for a %d x %d sketch", rows, n);
     }
@@ -56,6 +65,7 @@ void co_fd_free(co_fd_sketch *s)
     free(s->coef);
     free(s->tmp);
     free(s->lanes);
+    free(s->block_lanes);
     memset(s, 0, sizeof *s);
 }
 
@@ -91,18 +101,20 @@ static co_status decompose(co_fd_sketch *s, co_error *err)
     return CO_OK;
 }
 
-/* Gram entries are summed in CO_DOT_LANES lanes (element k in lane k mod CO_DOT_LANES) in
- * float within a block of GRAM_BLOCK columns and in double across blocks: a block's lane
- * holds 64 terms (the sketch's entries are whitened gradients, |u| < 1 / sqrt(1 - beta2),
- * rescaled), and float lanes run twice as wide with no conversions. */
-#define GRAM_BLOCK 2048
-static void add_block_products(double *lanes, const float *a, const float *b, int len)
+/* A block's float lanes of a . b. */
+static void block_products(float *f, const float *a, const float *b, int len)
 {
-    float f[CO_DOT_LANES] = {0};
+    for (int j = 0; j < CO_DOT_LANES; j++) f[j] = 0;
     int k = 0;
     for (; k + CO_DOT_LANES <= len; k += CO_DOT_LANES)
         for (int j = 0; j < CO_DOT_LANES; j++) f[j] += a[k + j] * b[k + j];
     for (int j = 0; k < len; k++, j++) f[j] += a[k] * b[k];
+}
+
+static void add_block_products(double *lanes, const float *a, const float *b, int len)
+{
+    float f[CO_DOT_LANES];
+    block_products(f, a, b, len);
     for (int j = 0; j < CO_DOT_LANES; j++) lanes[j] += f[j];
 }
 
@@ -155,6 +167,33 @@ static void rebuild(co_fd_sketch *s, double shift)
     s->scale = 1;
 }
 
+/* The new row (row `used`, f u) written block by block with each block's float lanes of
+ * its products with every row, itself included, into block_lanes; blocks are independent,
+ * so they run on the threads, and co_fd_update adds their lanes in block order, the order
+ * a single pass would (the same bits for any number of threads). */
+typedef struct {
+    co_fd_sketch *s;
+    const float *u;
+    float f;
+} new_row_task;
+
+static void new_row_blocks(void *ctx, size_t b0, size_t b1)
+{
+    const new_row_task *t = ctx;
+    co_fd_sketch *s = t->s;
+    const size_t n = (size_t)s->n;
+    const int m = s->used;
+    float *row = s->b + (size_t)m * n;
+    for (size_t blk = b0; blk < b1; blk++) {
+        const size_t k0 = blk * GRAM_BLOCK;
+        const int len = n - k0 < GRAM_BLOCK ? (int)(n - k0) : GRAM_BLOCK;
+        for (int k = 0; k < len; k++) row[k0 + k] = t->f * t->u[k0 + k];
+        for (int i = 0; i <= m; i++)
+            block_products(s->block_lanes + (blk * (size_t)s->rows + (size_t)i) * CO_DOT_LANES, s->b + (size_t)i * n + k0,
+                           row + k0, len);
+    }
+}
+
 co_status co_fd_update(co_fd_sketch *s, const float *u, double decay, co_error *err)
 {
     if (s->rows <= 0) return CO_OK;
@@ -182,35 +221,64 @@ co_status co_fd_update(co_fd_sketch *s, const float *u, double decay, co_error *
     }
     /* The new row, stored as sqrt(1 - decay) u / scale, and its products with every row
      * (itself included) summed in the same pass. */
-    const float f = (float)(sqrt(1.0 - decay) / s->scale);
-    int m = s->used;
-    float *row = s->b + (size_t)m * n;
+    new_row_task t = {s, u, (float)(sqrt(1.0 - decay) / s->scale)};
+    const int m = s->used;
+    const size_t nblocks = ((size_t)n + GRAM_BLOCK - 1) / GRAM_BLOCK;
+    co_run_shared(nblocks, (size_t)n * (m + 1) >= SKETCH_PAR_MIN, new_row_blocks, &t);
     double *lanes = s->lanes;
     memset(lanes, 0, (size_t)(m + 1) * CO_DOT_LANES * sizeof(double));
-    for (int k0 = 0; k0 < n; k0 += GRAM_BLOCK) {
-        int len = n - k0 < GRAM_BLOCK ? n - k0 : GRAM_BLOCK;
-        for (int k = 0; k < len; k++) row[k0 + k] = f * u[k0 + k];
-        for (int i = 0; i <= m; i++) add_block_products(lanes + (size_t)i * CO_DOT_LANES, s->b + (size_t)i * n + k0, row + k0, len);
-    }
+    for (size_t blk = 0; blk < nblocks; blk++)
+        for (int i = 0; i <= m; i++) {
+            const float *f = s->block_lanes + (blk * (size_t)s->rows + (size_t)i) * CO_DOT_LANES;
+            for (int j = 0; j < CO_DOT_LANES; j++) lanes[(size_t)i * CO_DOT_LANES + j] += f[j];
+        }
     for (int i = 0; i <= m; i++) s->raw[(size_t)i * s->rows + m] = s->raw[(size_t)m * s->rows + i] = co_lanes_sum(lanes + (size_t)i * CO_DOT_LANES);
     s->used = m + 1;
     return decompose(s, err);
 }
 
-void co_fd_top(const co_fd_sketch *s, int r, float *q, double *mu)
+void co_fd_top_coef(const co_fd_sketch *s, int r, double *mu)
 {
-    int R = s->rows, n = s->n;
+    int R = s->rows;
     if (r > R) r = R;
-    /* q_i = B^T w_i / sqrt(lambda_i): coefficients (r x used) times B's rows in use, one
-     * SGEMM (the rows past `used` are zero). */
     for (int i = 0; i < r; i++) {
         int live = s->eval[i] > 1e-30;
         mu[i] = live ? s->eval[i] : 0;
         double inv = live ? s->scale / sqrt(s->eval[i]) : 0; /* B's rows are stored at 1/scale */
         for (int j = 0; j < R; j++) s->coef[i * R + j] = (float)(s->evec[(size_t)j * R + i] * inv);
     }
-    if (r > 0 && s->used > 0) co_gemm(0, 0, r, n, s->used, 1.0f, s->coef, R, s->b, n, 0.0f, q, n, 0);
-    else if (r > 0) memset(q, 0, (size_t)r * n * sizeof *q);
+}
+
+void co_fd_top_columns(const co_fd_sketch *s, int r, float *q, size_t ldq, size_t k0, size_t len)
+{
+    /* Tile by tile, every output of a tile from the rows' tile while it is in L1. */
+    enum { TILE = 64 };
+    const int R = s->rows, m = s->used;
+    const size_t n = (size_t)s->n;
+    if (r > R) r = R;
+    size_t k = k0;
+    for (; k + TILE <= k0 + len; k += TILE)
+        for (int i = 0; i < r; i++) {
+            const float *coef = s->coef + (size_t)i * R;
+            float acc[TILE] = {0};
+            for (int j = 0; j < m; j++) {
+                const float c = coef[j], *restrict bj = s->b + (size_t)j * n + k;
+                for (int t = 0; t < TILE; t++) acc[t] += c * bj[t];
+            }
+            memcpy(q + (size_t)i * ldq + k, acc, sizeof acc);
+        }
+    for (; k < k0 + len; k++)
+        for (int i = 0; i < r; i++) {
+            float acc = 0;
+            for (int j = 0; j < m; j++) acc += s->coef[(size_t)i * R + j] * s->b[(size_t)j * n + k];
+            q[(size_t)i * ldq + k] = acc;
+        }
+}
+
+void co_fd_top(const co_fd_sketch *s, int r, float *q, double *mu)
+{
+    co_fd_top_coef(s, r, mu);
+    co_fd_top_columns(s, r, q, (size_t)s->n, 0, (size_t)s->n);
 }
 
 double co_fd_tail(const co_fd_sketch *s, int r)
@@ -271,6 +339,94 @@ void co_woodbury_dots(float *lanes, const float *q, size_t ldq, int r, const flo
     case 4: woodbury_dots_r(lanes, q, ldq, 4, x, len); break;
     default: woodbury_dots_r(lanes, q, ldq, r, x, len); break;
     }
+}
+
+/* a_j and G_jk with r a compile-time constant, in GCC's generic vectors of
+ * CO_WOODBURY_NORM_LANES floats (one AVX-512 register, two AVX2 ones): the r + r(r+1)/2
+ * running sums stay in registers across the segment. Lane j takes the elements k = j mod
+ * the lane count, whatever the target's vector width. */
+typedef float norm_vec __attribute__((vector_size(CO_WOODBURY_NORM_LANES * sizeof(float))));
+
+static inline norm_vec norm_load(const float *p)
+{
+    norm_vec v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline __attribute__((always_inline)) void woodbury_norm_dots_r(float *lanes, const float *q, size_t ldq,
+                                                                        const int r, const float *x,
+                                                                        const float *w, size_t len)
+{
+    enum { L = CO_WOODBURY_NORM_LANES, MAXR = CO_WOODBURY_NORM_MAX_RANK, MAXS = CO_WOODBURY_NORM_SUMS(MAXR) };
+    const int S = CO_WOODBURY_NORM_SUMS(r);
+    norm_vec acc[MAXS];
+    for (int s = 0; s < S; s++) acc[s] = norm_load(lanes + (size_t)s * L);
+    size_t k0 = 0;
+    for (; k0 + L <= len; k0 += L) {
+        const norm_vec wv = norm_load(w + k0), xw = norm_load(x + k0) * wv;
+        norm_vec qa[MAXR], qw[MAXR];
+        for (int a = 0; a < r; a++) {
+            qa[a] = norm_load(q + (size_t)a * ldq + k0);
+            acc[a] += qa[a] * xw;
+            qw[a] = qa[a] * wv;
+        }
+        int s = r;
+        for (int a = 0; a < r; a++)
+            for (int b = a; b < r; b++, s++) acc[s] += qw[a] * qa[b];
+    }
+    for (int s = 0; s < S; s++) memcpy(lanes + (size_t)s * L, &acc[s], sizeof acc[s]);
+    for (size_t k = k0; k < len; k++) {
+        float *lane = lanes + (k - k0);
+        const float xw = x[k] * w[k];
+        float qw[MAXR];
+        for (int a = 0; a < r; a++) {
+            lane[(size_t)a * L] += q[(size_t)a * ldq + k] * xw;
+            qw[a] = q[(size_t)a * ldq + k] * w[k];
+        }
+        int s = r;
+        for (int a = 0; a < r; a++)
+            for (int b = a; b < r; b++, s++) lane[(size_t)s * L] += qw[a] * q[(size_t)b * ldq + k];
+    }
+}
+
+void co_woodbury_norm_dots(float *lanes, const float *q, size_t ldq, int r, const float *x, const float *w,
+                           size_t len)
+{
+    switch (r) {
+    case 0: woodbury_norm_dots_r(lanes, q, ldq, 0, x, w, len); break;
+    case 1: woodbury_norm_dots_r(lanes, q, ldq, 1, x, w, len); break;
+    case 2: woodbury_norm_dots_r(lanes, q, ldq, 2, x, w, len); break;
+    case 3: woodbury_norm_dots_r(lanes, q, ldq, 3, x, w, len); break;
+    case 4: woodbury_norm_dots_r(lanes, q, ldq, 4, x, w, len); break;
+    }
+}
+
+void co_woodbury_norm_sums(const float *lanes, int r, double *sums)
+{
+    for (int s = 0; s < CO_WOODBURY_NORM_SUMS(r); s++) {
+        double l[CO_WOODBURY_NORM_LANES];
+        for (int j = 0; j < CO_WOODBURY_NORM_LANES; j++) l[j] = lanes[(size_t)s * CO_WOODBURY_NORM_LANES + j];
+        for (int h = CO_WOODBURY_NORM_LANES / 2; h > 0; h /= 2)
+            for (int j = 0; j < h; j++) l[j] += l[j + h];
+        sums[s] = l[0];
+    }
+}
+
+double co_woodbury_norm2(double xwx, const double *sums, const float *p, int r, float inv_delta, double *bound)
+{
+    const double *a = sums, *gram = sums + r;
+    double cross = 0, quad = 0, reach = 0;
+    int s = 0;
+    for (int i = 0; i < r; i++) {
+        cross += (double)p[i] * a[i];
+        reach += fabs((double)p[i]) * sqrt(fmax(gram[s], 0.0));
+        for (int j = i; j < r; j++, s++) quad += (i == j ? 1.0 : 2.0) * (double)p[i] * (double)p[j] * gram[s];
+    }
+    const double id2 = (double)inv_delta * (double)inv_delta;
+    const double root = sqrt(xwx) + reach;
+    *bound = root * root * id2;
+    return (xwx - 2 * cross + quad) * id2;
 }
 
 void co_woodbury_weights(double *proj, const double *dots, const double *mu, int r, double delta)

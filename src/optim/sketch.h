@@ -26,6 +26,7 @@ typedef struct co_fd_sketch {
     float *coef;   /* rows x rows: basis coefficients */
     float *tmp;    /* rows / 2 x a block of columns: the shrink's new rows */
     double *lanes; /* CO_DOT_LANES running sums per Gram entry being summed */
+    float *block_lanes; /* rows x CO_DOT_LANES per block of columns: a pass's block sums, added in block order */
     int nlwork;
 } co_fd_sketch;
 
@@ -39,6 +40,12 @@ void co_fd_free(co_fd_sketch *s);
 co_status co_fd_update(co_fd_sketch *s, const float *u, double decay, co_error *err);
 /* The top r eigenpairs of B^T B: q (n x r, column i at q + i*n, orthonormal) and mu[i]. */
 void co_fd_top(const co_fd_sketch *s, int r, float *q, double *mu);
+/* co_fd_top in two parts, for a caller that forms q piece by piece in a pass of its own:
+ * mu and the coefficients of q_i = B^T w_i / sqrt(lambda_i) (kept in the sketch until it
+ * next changes), then q's elements [k0, k0 + len) (column i at q + i*ldq), each the
+ * coefficients times B's rows in use, rows in order. */
+void co_fd_top_coef(const co_fd_sketch *s, int r, double *mu);
+void co_fd_top_columns(const co_fd_sketch *s, int r, float *q, size_t ldq, size_t k0, size_t len);
 /* sqrt(sum_{i >= r} eval_i^2): the Frobenius error of the rank-r truncation of B^T B. */
 double co_fd_tail(const co_fd_sketch *s, int r);
 
@@ -71,5 +78,32 @@ static inline float co_woodbury_correct_at(float x, const float *q, size_t ldq, 
     for (int j = 0; j < r; j++) x -= p[j] * q[(size_t)j * ldq + i];
     return x * inv_delta;
 }
+
+/* The length of a Woodbury step seen through a diagonal metric, without forming the step:
+ * for y = (x - sum_j p_j q_j) / delta and weights w >= 0,
+ *   sum_k w_k y_k^2 = (x.Wx - 2 sum_j p_j a_j + sum_jk p_j p_k G_jk) / delta^2,
+ *   a_j = sum_k x_k q_j[k] w_k,  G_jk = sum_k q_j[k] q_k[k] w_k,
+ * so one pass that already reads x and Q can sum a and G, and a second pass that would
+ * form y only to measure it is saved. For r <= CO_WOODBURY_NORM_MAX_RANK only (the sums
+ * grow as r^2, and beyond it forming y costs less; larger r sums nothing):
+ *  1. co_woodbury_norm_dots over each segment: float lanes (CO_WOODBURY_NORM_SUMS(r) x
+ *     CO_WOODBURY_NORM_LANES, zeroed first, a_1..a_r then G's upper triangle row by row)
+ *     += the segment's terms, element k in lane k mod CO_WOODBURY_NORM_LANES; half
+ *     co_woodbury_dots' lanes, so that the r + r(r+1)/2 running sums fit the registers;
+ *     co_woodbury_norm_sums adds each set's lanes in double (the pairwise tree), and the
+ *     caller adds segments' sums in a fixed order;
+ *  2. co_woodbury_norm2: the length squared from x.Wx, a, G and the p (as rounded for the
+ *     solve) and 1 / delta; *bound gets (sqrt(x.Wx) + sum_j |p_j| sqrt(G_jj))^2 / delta^2,
+ *     which bounds the sum of every term's size (Cauchy-Schwarz): the float lanes' error is
+ *     at most (terms a lane sums + 3) float roundings of it (~8e-6 for segments of 2,048
+ *     elements), so a result small against the bound has cancelled and is to be measured
+ *     on the formed y instead. */
+#define CO_WOODBURY_NORM_MAX_RANK 4
+#define CO_WOODBURY_NORM_SUMS(r) ((r) + (r) * ((r) + 1) / 2)
+#define CO_WOODBURY_NORM_LANES 16
+void co_woodbury_norm_dots(float *lanes, const float *q, size_t ldq, int r, const float *x, const float *w,
+                           size_t len);
+void co_woodbury_norm_sums(const float *lanes, int r, double *sums);
+double co_woodbury_norm2(double xwx, const double *sums, const float *p, int r, float inv_delta, double *bound);
 
 #endif
