@@ -101,14 +101,16 @@ static co_status decompose(co_fd_sketch *s, co_error *err)
     return CO_OK;
 }
 
-/* A block's float lanes of a . b. */
-static void block_products(float *f, const float *a, const float *b, int len)
+/* A block's float lanes of a . b (summed in a local array: through `out` the compiler would
+ * have to assume it aliases a and b, and keep the lanes in memory). */
+static void block_products(float *out, const float *a, const float *b, int len)
 {
-    for (int j = 0; j < CO_DOT_LANES; j++) f[j] = 0;
+    float f[CO_DOT_LANES] = {0};
     int k = 0;
     for (; k + CO_DOT_LANES <= len; k += CO_DOT_LANES)
         for (int j = 0; j < CO_DOT_LANES; j++) f[j] += a[k + j] * b[k + j];
     for (int j = 0; k < len; k++, j++) f[j] += a[k] * b[k];
+    memcpy(out, f, sizeof f);
 }
 
 static void add_block_products(double *lanes, const float *a, const float *b, int len)
