@@ -481,6 +481,7 @@ static void test_mu_floor(void)
     co_optim_free(d0);
 }
 
+/* p = 0 never refreshes, p = 1 always, p_warmup refreshes the first steps. */
 static void test_p_zero_freezes_factors(void)
 {
     toy a;
@@ -502,6 +503,15 @@ static void test_p_zero_freezes_factors(void)
         co_optim_step(o, NULL, NULL);
     }
     CHECK(co_optim_diagnostic(o, "updates", &upd, 1) == 1 && upd == 10, "p = 1: %g updates in 10 steps", upd);
+    co_optim_free(o);
+    /* p_warmup: every step of the warm-up refreshes, then p rules again (p = 0: none). */
+    o = toy_new(&a, 32, "p=0,p_warmup=7,rank_max=3");
+    for (int s = 0; s < 30; s++) {
+        for (int i = 0; i < 32; i++) a.g[i] = (float)co_rng_normal(&r);
+        co_optim_step(o, NULL, NULL);
+        CHECK(co_optim_diagnostic(o, "updates", &upd, 1) == 1 && upd == (s < 7 ? s + 1 : 7),
+              "p_warmup=7, p = 0: %g updates after %d steps", upd, s + 1);
+    }
     co_optim_free(o);
 }
 

@@ -46,6 +46,7 @@ enum {
     HP_GAIN_MAX,
     HP_CURV_CLIP,
     HP_GRAFT,
+    HP_P_WARMUP,
     HP_COUNT
 };
 
@@ -555,7 +556,10 @@ static co_status darms_step(co_optim *o, const co_closure *c, co_error *err)
      * drawn keep their factors, so their solve can start in pass 1. */
     for (int g = 0; g < o->ngroups; g++) {
         darms_layer *L = &s->layer[g];
-        L->drawn = co_hp(o, g, HP_RANK_MAX) > 0 && co_rng_uniform(&o->rng) < co_hp(o, g, HP_P);
+        /* One uniform per layer and step, in the warm-up too (p_warmup, a departure: see
+         * docs/optimizers/da-rmsprop.md, "Refresh probability"). */
+        const int warm = (double)o->t <= co_hp(o, g, HP_P_WARMUP);
+        L->drawn = co_hp(o, g, HP_RANK_MAX) > 0 && (co_rng_uniform(&o->rng) < co_hp(o, g, HP_P) || warm);
         for (int i = 0; L->drawn && i < s->sketch[g].rows; i++)
             s->pstart[(size_t)g * 2 * s->rmax + i] = co_rng_normal(&o->rng);
         if (L->drawn) L->solve = 0;
@@ -716,6 +720,7 @@ static const co_hparam darms_hp[HP_COUNT] = {
     {"gain_max", 1, 0, 11, CO_HP_SAFEGUARD, "cap of the alignment factor 1 + lambda cos(g, m) (0: off)"},
     {"curv_clip", 1, 0, 1e6, CO_HP_SAFEGUARD, "no coordinate moves more than curv_clip x RMSprop's step |g| / (sqrt(v) + eps) (0: off)"},
     {"graft", 1, 0, 1, CO_HP_SAFEGUARD | CO_HP_BOOL, "scale each layer's corrected step to RMSprop's step length (0: off)"},
+    {"p_warmup", 0, 0, 1e9, CO_HP_INT, "refresh every layer at each of the first p_warmup steps, then with probability p (0: eq. 3 throughout)"},
 };
 
 static const co_optim_ops darms_ops = {.init = darms_init,
