@@ -348,13 +348,9 @@ void co_woodbury_dots(float *lanes, const float *q, size_t ldq, int r, const flo
  * running sums stay in registers across the segment. Lane j takes the elements k = j mod
  * the lane count, whatever the target's vector width. */
 typedef float norm_vec __attribute__((vector_size(CO_WOODBURY_NORM_LANES * sizeof(float))));
-
-static inline norm_vec norm_load(const float *p)
-{
-    norm_vec v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+/* Unaligned loads by memcpy; a macro, since a function returning the vector by value has
+ * no stable ABI where the build targets no AVX-512 (GCC's -Wpsabi). */
+#define NORM_LOAD(v, p) memcpy(&(v), (p), sizeof(v))
 
 static inline __attribute__((always_inline)) void woodbury_norm_dots_r(float *lanes, const float *q, size_t ldq,
                                                                         const int r, const float *x,
@@ -363,13 +359,15 @@ static inline __attribute__((always_inline)) void woodbury_norm_dots_r(float *la
     enum { L = CO_WOODBURY_NORM_LANES, MAXR = CO_WOODBURY_NORM_MAX_RANK, MAXS = CO_WOODBURY_NORM_SUMS(MAXR) };
     const int S = CO_WOODBURY_NORM_SUMS(r);
     norm_vec acc[MAXS];
-    for (int s = 0; s < S; s++) acc[s] = norm_load(lanes + (size_t)s * L);
+    for (int s = 0; s < S; s++) NORM_LOAD(acc[s], lanes + (size_t)s * L);
     size_t k0 = 0;
     for (; k0 + L <= len; k0 += L) {
-        const norm_vec wv = norm_load(w + k0), xw = norm_load(x + k0) * wv;
-        norm_vec qa[MAXR], qw[MAXR];
+        norm_vec wv, xv, qa[MAXR], qw[MAXR];
+        NORM_LOAD(wv, w + k0);
+        NORM_LOAD(xv, x + k0);
+        const norm_vec xw = xv * wv;
         for (int a = 0; a < r; a++) {
-            qa[a] = norm_load(q + (size_t)a * ldq + k0);
+            NORM_LOAD(qa[a], q + (size_t)a * ldq + k0);
             acc[a] += qa[a] * xw;
             qw[a] = qa[a] * wv;
         }
