@@ -106,9 +106,9 @@ typedef struct {
 #define PART(s) (PART_NORM(s) + CO_WOODBURY_NORM_SUMS((s)->rmax < CO_WOODBURY_NORM_MAX_RANK ? (s)->rmax : CO_WOODBURY_NORM_MAX_RANK))
 
 /* Grafting's |d|^2 from the closed form is trusted when it is at least this fraction of the
- * bound on its terms (co_woodbury_norm2): its relative error is then below 16 x 131 float
- * roundings (1.3e-4; the step length's half that) in the worst case, and measured below
- * 5e-6. Below it the correction has cancelled most of the step, and |d|^2 is measured on
+ * bound on its terms (co_woodbury_norm2): its relative error is then below 16 x 259 float
+ * roundings (2.5e-4; the step length's half that) in the worst case, and measured below
+ * 2.3e-6. Below it the correction has cancelled most of the step, and |d|^2 is measured on
  * the formed d. */
 #define GRAFT_NORM_MIN_FRACTION (1.0 / 16)
 

@@ -344,49 +344,74 @@ void co_woodbury_dots(float *lanes, const float *q, size_t ldq, int r, const flo
 }
 
 /* a_j and G_jk with r a compile-time constant, in GCC's generic vectors of
- * CO_WOODBURY_NORM_LANES floats (one AVX-512 register, two AVX2 ones): the r + r(r+1)/2
- * running sums stay in registers across the segment. Lane j takes the elements k = j mod
- * the lane count, whatever the target's vector width. */
+ * CO_WOODBURY_NORM_LANES floats (one AVX2 register; lane j takes the elements k = j mod
+ * the lane count, whatever the target's vector width). The sums of one pass stay in
+ * registers across the segment: at rank 4 the first pass takes the a_j and G's rows 0-1
+ * (11 sums), the second rows 2-3 (3), re-reading the segment's x, w and Q from cache, so
+ * that AVX2's 16 registers need not spill (one pass of all 14 in 16 lanes made DA-RMSprop's
+ * whole step 1.7x slower on an AVX2 build). */
 typedef float norm_vec __attribute__((vector_size(CO_WOODBURY_NORM_LANES * sizeof(float))));
 /* Unaligned loads by memcpy; a macro, since a function returning the vector by value has
- * no stable ABI where the build targets no AVX-512 (GCC's -Wpsabi). */
+ * no stable ABI where the build targets no AVX (GCC's -Wpsabi). */
 #define NORM_LOAD(v, p) memcpy(&(v), (p), sizeof(v))
+/* Index of G_ab (a <= b) among the sums: after the r a_j, G's upper triangle row by row. */
+#define NORM_G(r, a, b) ((r) + (a) * (r) - (a) * ((a) - 1) / 2 + ((b) - (a)))
+
+static inline __attribute__((always_inline)) void woodbury_norm_pass(float *lanes, const float *q, size_t ldq,
+                                                                      const int r, const int with_a, const int row0,
+                                                                      const int row1, const float *x,
+                                                                      const float *w, size_t len)
+{
+    enum { L = CO_WOODBURY_NORM_LANES, MAXS = CO_WOODBURY_NORM_SUMS(CO_WOODBURY_NORM_MAX_RANK) };
+    /* The pass's sums are a contiguous run: the a_j (if with_a) then rows row0..row1-1. */
+    const int s0 = with_a ? 0 : NORM_G(r, row0, row0), s1 = row1 < r ? NORM_G(r, row1, row1) : CO_WOODBURY_NORM_SUMS(r);
+    norm_vec acc[MAXS];
+    for (int s = s0; s < s1; s++) NORM_LOAD(acc[s], lanes + (size_t)s * L);
+    for (size_t k0 = 0; k0 + L <= len; k0 += L) {
+        norm_vec wv, xv;
+        NORM_LOAD(wv, w + k0);
+        if (with_a) {
+            NORM_LOAD(xv, x + k0);
+            const norm_vec xw = xv * wv;
+            for (int a = 0; a < r; a++) {
+                norm_vec qa;
+                NORM_LOAD(qa, q + (size_t)a * ldq + k0);
+                acc[a] += qa * xw;
+            }
+        }
+        for (int a = row0; a < row1; a++) {
+            norm_vec qa, qb;
+            NORM_LOAD(qa, q + (size_t)a * ldq + k0);
+            const norm_vec qw = qa * wv;
+            for (int b = a; b < r; b++) {
+                NORM_LOAD(qb, q + (size_t)b * ldq + k0);
+                acc[NORM_G(r, a, b)] += qw * qb;
+            }
+        }
+    }
+    for (int s = s0; s < s1; s++) memcpy(lanes + (size_t)s * L, &acc[s], sizeof acc[s]);
+}
 
 static inline __attribute__((always_inline)) void woodbury_norm_dots_r(float *lanes, const float *q, size_t ldq,
                                                                         const int r, const float *x,
                                                                         const float *w, size_t len)
 {
-    enum { L = CO_WOODBURY_NORM_LANES, MAXR = CO_WOODBURY_NORM_MAX_RANK, MAXS = CO_WOODBURY_NORM_SUMS(MAXR) };
-    const int S = CO_WOODBURY_NORM_SUMS(r);
-    norm_vec acc[MAXS];
-    for (int s = 0; s < S; s++) NORM_LOAD(acc[s], lanes + (size_t)s * L);
-    size_t k0 = 0;
-    for (; k0 + L <= len; k0 += L) {
-        norm_vec wv, xv, qa[MAXR], qw[MAXR];
-        NORM_LOAD(wv, w + k0);
-        NORM_LOAD(xv, x + k0);
-        const norm_vec xw = xv * wv;
-        for (int a = 0; a < r; a++) {
-            NORM_LOAD(qa[a], q + (size_t)a * ldq + k0);
-            acc[a] += qa[a] * xw;
-            qw[a] = qa[a] * wv;
-        }
-        int s = r;
-        for (int a = 0; a < r; a++)
-            for (int b = a; b < r; b++, s++) acc[s] += qw[a] * qa[b];
+    enum { L = CO_WOODBURY_NORM_LANES };
+    if (r <= 3) {
+        woodbury_norm_pass(lanes, q, ldq, r, 1, 0, r, x, w, len);
+    } else {
+        woodbury_norm_pass(lanes, q, ldq, r, 1, 0, 2, x, w, len);
+        woodbury_norm_pass(lanes, q, ldq, r, 0, 2, r, x, w, len);
     }
-    for (int s = 0; s < S; s++) memcpy(lanes + (size_t)s * L, &acc[s], sizeof acc[s]);
+    const size_t k0 = len / L * L;
     for (size_t k = k0; k < len; k++) {
         float *lane = lanes + (k - k0);
         const float xw = x[k] * w[k];
-        float qw[MAXR];
+        for (int a = 0; a < r; a++) lane[(size_t)a * L] += q[(size_t)a * ldq + k] * xw;
         for (int a = 0; a < r; a++) {
-            lane[(size_t)a * L] += q[(size_t)a * ldq + k] * xw;
-            qw[a] = q[(size_t)a * ldq + k] * w[k];
+            const float qw = q[(size_t)a * ldq + k] * w[k];
+            for (int b = a; b < r; b++) lane[(size_t)NORM_G(r, a, b) * L] += qw * q[(size_t)b * ldq + k];
         }
-        int s = r;
-        for (int a = 0; a < r; a++)
-            for (int b = a; b < r; b++, s++) lane[(size_t)s * L] += qw[a] * q[(size_t)b * ldq + k];
     }
 }
 

@@ -88,19 +88,19 @@ static inline float co_woodbury_correct_at(float x, const float *q, size_t ldq, 
  * grow as r^2, and beyond it forming y costs less; larger r sums nothing):
  *  1. co_woodbury_norm_dots over each segment: float lanes (CO_WOODBURY_NORM_SUMS(r) x
  *     CO_WOODBURY_NORM_LANES, zeroed first, a_1..a_r then G's upper triangle row by row)
- *     += the segment's terms, element k in lane k mod CO_WOODBURY_NORM_LANES; half
+ *     += the segment's terms, element k in lane k mod CO_WOODBURY_NORM_LANES; a quarter of
  *     co_woodbury_dots' lanes, so that the r + r(r+1)/2 running sums fit the registers;
  *     co_woodbury_norm_sums adds each set's lanes in double (the pairwise tree), and the
  *     caller adds segments' sums in a fixed order;
  *  2. co_woodbury_norm2: the length squared from x.Wx, a, G and the p (as rounded for the
  *     solve) and 1 / delta; *bound gets (sqrt(x.Wx) + sum_j |p_j| sqrt(G_jj))^2 / delta^2,
  *     which bounds the sum of every term's size (Cauchy-Schwarz): the float lanes' error is
- *     at most (terms a lane sums + 3) float roundings of it (~8e-6 for segments of 2,048
+ *     at most (terms a lane sums + 3) float roundings of it (~1.5e-5 for segments of 2,048
  *     elements), so a result small against the bound has cancelled and is to be measured
  *     on the formed y instead. */
 #define CO_WOODBURY_NORM_MAX_RANK 4
 #define CO_WOODBURY_NORM_SUMS(r) ((r) + (r) * ((r) + 1) / 2)
-#define CO_WOODBURY_NORM_LANES 16
+#define CO_WOODBURY_NORM_LANES 8
 void co_woodbury_norm_dots(float *lanes, const float *q, size_t ldq, int r, const float *x, const float *w,
                            size_t len);
 void co_woodbury_norm_sums(const float *lanes, int r, double *sums);
